@@ -1,0 +1,341 @@
+package strata
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"github.com/strata-build/strata/localfiles"
+	"github.com/strata-build/strata/spec"
+)
+
+// DebianSlimOptions are the parameters of debian_slim.
+type DebianSlimOptions struct {
+	// PythonVersion is a series, "3.11", "3.13" (the default) or "3.14".
+	PythonVersion string `yaml:"python_version"`
+	ForceBuild    bool   `yaml:"force_build"`
+}
+
+// DebianSlim is a slim Debian with Python, pip, venv and a C toolchain, bootstrapped from the
+// Debian suite that ships the requested Python ("" means DefaultPython).
+func DebianSlim(pythonVersion string) Image {
+	return DebianSlimWith(DebianSlimOptions{PythonVersion: pythonVersion})
+}
+
+// DebianSlimWith is DebianSlim with all options.
+func DebianSlimWith(o DebianSlimOptions) Image {
+	return newRoot("debian_slim", o.ForceBuild, func(*resolver) ([]*spec.Layer, error) {
+		l, err := debianSlimBase(o.PythonVersion)
+		if err != nil {
+			return nil, err
+		}
+		return []*spec.Layer{l}, nil
+	})
+}
+
+// MicromambaOptions are the parameters of micromamba.
+type MicromambaOptions struct {
+	PythonVersion string `yaml:"python_version"`
+	ForceBuild    bool   `yaml:"force_build"`
+}
+
+// MicromambaImage is the micromamba base image that Micromamba starts from.
+const MicromambaImage = "mambaorg/micromamba:2.1.1-debian12-slim"
+
+// Micromamba is the micromamba base image with Python installed from conda-forge.
+func Micromamba(pythonVersion string) Image {
+	return MicromambaWith(MicromambaOptions{PythonVersion: pythonVersion})
+}
+
+// MicromambaWith is Micromamba with all options.
+func MicromambaWith(o MicromambaOptions) Image {
+	return newRoot("micromamba", o.ForceBuild, func(*resolver) ([]*spec.Layer, error) {
+		v := o.PythonVersion
+		if v == "" {
+			v = DefaultPython
+		}
+		series, err := checkPython(v)
+		if err != nil {
+			return nil, fmt.Errorf("python_version: %w", err)
+		}
+		if strings.HasSuffix(series, "t") {
+			return nil, fmt.Errorf("python_version %q: free-threaded Python is not supported with micromamba", v)
+		}
+		if !slices.Contains(micromambaPython, series) {
+			return nil, fmt.Errorf("python_version %q is not supported by micromamba: use one of %s", v, strings.Join(micromambaPython, ", "))
+		}
+		return []*spec.Layer{{
+			Base: &spec.Base{Kind: spec.BaseRegistry, Ref: MicromambaImage, Python: series},
+			Instructions: []spec.Instruction{
+				{Op: spec.OpShell, JSON: true, Args: []string{"/usr/local/bin/_dockerfile_shell.sh"}},
+				{Op: spec.OpEnv, Pairs: []spec.KV{{Key: "MAMBA_DOCKERFILE_ACTIVATE", Value: "1"}}},
+				run("micromamba install -n base -y python=" + v + " pip -c conda-forge"),
+			},
+		}}, nil
+	})
+}
+
+// FromRegistryOptions are the parameters of from_registry, from_aws_ecr and
+// from_gcp_artifact_registry.
+type FromRegistryOptions struct {
+	// Tag is the image reference, such as "python:3.13-slim" or "registry:5000/app:v1".
+	Tag string `yaml:"tag"`
+	// Secret names a local secret with the registry's credentials: REGISTRY_USERNAME and
+	// REGISTRY_PASSWORD for from_registry; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+	// AWS_REGION for ECR; SERVICE_ACCOUNT_JSON for GCP.
+	Secret string `yaml:"secret"`
+	// AddPython installs a python-build-standalone Python ("3.12") into /usr/local.
+	AddPython string `yaml:"add_python"`
+	// SetupDockerfileCommands are Dockerfile lines run in the root layer after the pull.
+	SetupDockerfileCommands []string `yaml:"setup_dockerfile_commands"`
+	ForceBuild              bool     `yaml:"force_build"`
+}
+
+// FromRegistry starts from an image in a registry: Docker Hub, any OCI registry, or a plain
+// http registry on localhost.
+func FromRegistry(tag string) Image { return FromRegistryWith(FromRegistryOptions{Tag: tag}) }
+
+// FromRegistryWith is FromRegistry with all options.
+func FromRegistryWith(o FromRegistryOptions) Image {
+	return fromRegistry("from_registry", "static", o)
+}
+
+// FromAWSECR starts from a private image in AWS Elastic Container Registry, logging in with
+// the AWS credentials in the named secret.
+func FromAWSECR(tag, secret string) Image {
+	return FromAWSECRWith(FromRegistryOptions{Tag: tag, Secret: secret})
+}
+
+// FromAWSECRWith is FromAWSECR with all options.
+func FromAWSECRWith(o FromRegistryOptions) Image { return fromRegistry("from_aws_ecr", "aws", o) }
+
+// FromGCPArtifactRegistry starts from a private image in Google Artifact Registry (or
+// gcr.io), logging in with the service account JSON in the named secret.
+func FromGCPArtifactRegistry(tag, secret string) Image {
+	return FromGCPArtifactRegistryWith(FromRegistryOptions{Tag: tag, Secret: secret})
+}
+
+// FromGCPArtifactRegistryWith is FromGCPArtifactRegistry with all options.
+func FromGCPArtifactRegistryWith(o FromRegistryOptions) Image {
+	return fromRegistry("from_gcp_artifact_registry", "gcp", o)
+}
+
+var ecrHostRE = regexp.MustCompile(`^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
+
+func fromRegistry(method, authType string, o FromRegistryOptions) Image {
+	return newRoot(method, o.ForceBuild, func(r *resolver) ([]*spec.Layer, error) {
+		ref, err := checkRef(o.Tag)
+		if err != nil {
+			return nil, err
+		}
+		host := ref.Context().RegistryStr()
+		switch authType {
+		case "aws":
+			if !ecrHostRE.MatchString(host) {
+				return nil, fmt.Errorf("tag %q: registry %q is not an ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com); use from_registry for other registries", o.Tag, host)
+			}
+			if o.Secret == "" {
+				return nil, fmt.Errorf("from_aws_ecr needs a secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION")
+			}
+		case "gcp":
+			if !strings.HasSuffix(host, "-docker.pkg.dev") && !strings.HasSuffix(host, "gcr.io") {
+				return nil, fmt.Errorf("tag %q: registry %q is not Google Artifact Registry (REGION-docker.pkg.dev) or gcr.io; use from_registry for other registries", o.Tag, host)
+			}
+			if o.Secret == "" {
+				return nil, fmt.Errorf("from_gcp_artifact_registry needs a secret with SERVICE_ACCOUNT_JSON")
+			}
+		}
+		base := &spec.Base{Kind: spec.BaseRegistry, Ref: o.Tag}
+		if o.Secret != "" {
+			if !nameRE.MatchString(o.Secret) {
+				return nil, fmt.Errorf("secret: %q is not a secret name", o.Secret)
+			}
+			base.Auth = &spec.RegistryAuth{Type: authType, Secret: o.Secret}
+		}
+		l := &spec.Layer{Base: base}
+		if o.AddPython != "" {
+			ins, art, err := addPython(o.AddPython)
+			if err != nil {
+				return nil, err
+			}
+			l.Instructions = append(l.Instructions, ins...)
+			l.Artifacts = []spec.Artifact{*art}
+			base.Python = strings.TrimSuffix(o.AddPython, "-gnu")
+		}
+		if len(o.SetupDockerfileCommands) > 0 {
+			df, err := spec.ParseDockerfile(strings.NewReader(strings.Join(o.SetupDockerfileCommands, "\n")), false)
+			if err != nil {
+				return nil, fmt.Errorf("setup_dockerfile_commands: %w", err)
+			}
+			ins := df.Stages[0].Instructions
+			if err := noLocalCopies(ins); err != nil {
+				return nil, fmt.Errorf("setup_dockerfile_commands: %w", err)
+			}
+			l.Instructions = append(l.Instructions, ins...)
+		}
+		return []*spec.Layer{l}, nil
+	})
+}
+
+func checkRef(tag string) (name.Reference, error) {
+	if tag == "" {
+		return nil, fmt.Errorf("tag is empty: give an image reference such as \"python:3.13-slim\"")
+	}
+	ref, err := name.ParseReference(tag)
+	if err != nil {
+		return nil, fmt.Errorf("tag %q is not an image reference: %v", tag, err)
+	}
+	return ref, nil
+}
+
+// noLocalCopies rejects COPY and ADD from local files where a layer has no build context.
+func noLocalCopies(ins []spec.Instruction) error {
+	for _, in := range ins {
+		if (in.Op == spec.OpCopy || in.Op == spec.OpAdd) && fromFlag(in) == "" {
+			return fmt.Errorf("%s needs local files, which this step has no context for; use dockerfile_commands or add_local_file(copy=true) after it", in.String())
+		}
+	}
+	return nil
+}
+
+func fromFlag(in spec.Instruction) string {
+	for _, f := range in.Flags {
+		if v, ok := strings.CutPrefix(f, "--from="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// FromScratch is an empty image.
+func FromScratch() Image {
+	return newRoot("from_scratch", false, func(*resolver) ([]*spec.Layer, error) {
+		return []*spec.Layer{{Base: &spec.Base{Kind: spec.BaseScratch}}}, nil
+	})
+}
+
+// FromDockerfileOptions are the parameters of from_dockerfile.
+type FromDockerfileOptions struct {
+	// Path is the Dockerfile.
+	Path string `yaml:"path"`
+	// ContextDir is the build context COPY reads from (default: the working directory, or the
+	// spec file's folder).
+	ContextDir string `yaml:"context_dir"`
+	// BuildArgs fill the Dockerfile's ARGs.
+	BuildArgs map[string]string `yaml:"build_args"`
+	// Ignore are dockerignore patterns for the context. When nil, strata reads
+	// <Dockerfile>.dockerignore or .dockerignore beside the Dockerfile, or .dockerignore in
+	// the context folder, as docker does.
+	Ignore    []string `yaml:"ignore"`
+	AddPython string   `yaml:"add_python"`
+	LayerOptions `yaml:",inline"`
+}
+
+// FromDockerfile builds the image a Dockerfile describes, and the chain goes on from there.
+// Its FROM becomes the root layer and the rest of the Dockerfile one layer.
+func FromDockerfile(path string) Image { return FromDockerfileWith(FromDockerfileOptions{Path: path}) }
+
+// FromDockerfileWith is FromDockerfile with all options.
+func FromDockerfileWith(o FromDockerfileOptions) Image {
+	return newRoot("from_dockerfile", o.ForceBuild, func(r *resolver) ([]*spec.Layer, error) {
+		if o.Path == "" {
+			return nil, fmt.Errorf("path is empty: give the Dockerfile's path")
+		}
+		path := r.path(o.Path)
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("path %q: %w", o.Path, err)
+		}
+		defer f.Close()
+		df, err := spec.ParseDockerfile(f, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", o.Path, err)
+		}
+		if len(df.Stages) > 1 {
+			return nil, fmt.Errorf("%s has %d stages: strata builds single-stage Dockerfiles; build the stages as separate images (from_registry a pushed stage) or merge them", o.Path, len(df.Stages))
+		}
+		// FROM may use ARGs declared before it, filled by build_args.
+		args := map[string]string{}
+		for _, kv := range df.Args {
+			args[kv.Key] = kv.Value
+		}
+		for k, v := range o.BuildArgs {
+			args[k] = v
+		}
+		var env []string
+		for k, v := range args {
+			env = append(env, k+"="+v)
+		}
+		from, _, err := shell.NewLex('\\').ProcessWord(df.Stages[0].From, shell.EnvsFromSlice(env))
+		if err != nil {
+			return nil, fmt.Errorf("%s: FROM %s: %w", o.Path, df.Stages[0].From, err)
+		}
+		root := &spec.Layer{Method: "from_dockerfile"}
+		if from == "scratch" {
+			root.Base = &spec.Base{Kind: spec.BaseScratch}
+		} else {
+			if _, err := checkRef(from); err != nil {
+				return nil, fmt.Errorf("%s: FROM: %w", o.Path, err)
+			}
+			root.Base = &spec.Base{Kind: spec.BaseRegistry, Ref: from}
+		}
+		l, err := r.layer(o.LayerOptions)
+		if err != nil {
+			return nil, err
+		}
+		l.Method = "from_dockerfile"
+		l.Instructions = df.Stages[0].Instructions
+		l.BuildArgs = spec.SortedKVs(o.BuildArgs)
+		ctxDir := o.ContextDir
+		if ctxDir == "" {
+			ctxDir = r.dir
+		}
+		ctxDir = r.path(ctxDir)
+		ignore := o.Ignore
+		if ignore == nil {
+			if ignore, err = autoDockerignore(path, ctxDir); err != nil {
+				return nil, err
+			}
+		}
+		if l.Context, err = copyContext(l.Instructions, ctxDir, ignore); err != nil {
+			return nil, err
+		}
+		if o.AddPython != "" {
+			ins, art, err := addPython(o.AddPython)
+			if err != nil {
+				return nil, err
+			}
+			l.Instructions = append(l.Instructions, ins...)
+			l.Artifacts = []spec.Artifact{*art}
+		}
+		if len(l.Instructions) == 0 && len(l.Secrets) == 0 {
+			return []*spec.Layer{root}, nil
+		}
+		return []*spec.Layer{root, l}, nil
+	})
+}
+
+// autoDockerignore finds the ignore file docker would use: <Dockerfile>.dockerignore, then
+// .dockerignore beside the Dockerfile, then .dockerignore in the context folder.
+func autoDockerignore(dockerfile, ctxDir string) ([]string, error) {
+	for _, f := range []string{
+		dockerfile + ".dockerignore",
+		filepath.Join(filepath.Dir(dockerfile), ".dockerignore"),
+		filepath.Join(ctxDir, ".dockerignore"),
+	} {
+		if _, err := os.Stat(f); err == nil {
+			p, err := localfiles.ReadDockerignore(f)
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", f, err)
+			}
+			return p, nil
+		}
+	}
+	return nil, nil
+}

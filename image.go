@@ -1,0 +1,277 @@
+package strata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/strata-build/strata/localfiles"
+	"github.com/strata-build/strata/spec"
+)
+
+// BuilderVersion is part of every cache key. It changes, deliberately, whenever the
+// instructions strata generates for a method or the key encoding change, so that old cache
+// entries are never reused for a different recipe.
+const BuilderVersion = "2026.11"
+
+// Image is an image definition: a chain of layers. Its methods return new Images and never
+// change the receiver, so one Image can be the base of many. The zero Image has no
+// constructor; start a chain with DebianSlim, FromRegistry or another constructor.
+type Image struct {
+	n *node
+}
+
+// node is one chain method call.
+type node struct {
+	parent *node
+	method string
+	root   bool
+	force  bool
+	// layers produces the method's layers at resolve time (several for from_dockerfile).
+	layers func(r *resolver) ([]*spec.Layer, error)
+	// mount produces a runtime mount instead of a layer (add_local_* without copy).
+	mount func(r *resolver) (spec.Mount, error)
+}
+
+func newRoot(method string, force bool, layers func(r *resolver) ([]*spec.Layer, error)) Image {
+	return Image{&node{method: method, root: true, force: force, layers: layers}}
+}
+
+func (img Image) then(method string, force bool, layer func(r *resolver) (*spec.Layer, error)) Image {
+	return Image{&node{parent: img.n, method: method, force: force, layers: func(r *resolver) ([]*spec.Layer, error) {
+		l, err := layer(r)
+		if err != nil {
+			return nil, err
+		}
+		return []*spec.Layer{l}, nil
+	}}}
+}
+
+func (img Image) thenMount(method string, mount func(r *resolver) (spec.Mount, error)) Image {
+	return Image{&node{parent: img.n, method: method, mount: mount}}
+}
+
+// Pipe applies a reusable recipe: img.Pipe(f) is f(img).
+func (img Image) Pipe(f func(Image) Image) Image { return f(img) }
+
+// LayerOptions are the options most layer methods take.
+type LayerOptions struct {
+	// ForceBuild rebuilds this layer, and so every later one, even when cached, and replaces
+	// the cached entries.
+	ForceBuild bool `yaml:"force_build"`
+	// Env is environment for this layer's build steps only; it does not persist in the image.
+	Env map[string]string `yaml:"env"`
+	// Secrets name local secrets (strata secret create) whose keys and values become
+	// environment of this layer's build steps. Values never enter the image or its cache key.
+	Secrets []string `yaml:"secrets"`
+	// GPU asks for accelerators during the build step: "H100", "a10g:2", "any".
+	GPU string `yaml:"gpu"`
+}
+
+// Plan is a resolved image: its layers with their cache keys and its runtime mounts.
+type Plan struct {
+	Builder string
+	Layers  []*spec.Layer
+	Mounts  []spec.Mount
+}
+
+// Key is the cache key of the image's last layer, which identifies the whole image.
+func (p *Plan) Key() string { return p.Layers[len(p.Layers)-1].Key }
+
+// Dockerfile renders the plan as an equivalent Dockerfile.
+func (p *Plan) Dockerfile() string { return spec.Dockerfile(p.Layers, p.Mounts) }
+
+// ResolveOption configures Resolve.
+type ResolveOption func(*resolveOptions)
+
+type resolveOptions struct {
+	dir       string
+	hashCache string
+	noCache   bool
+}
+
+// WithDir sets the folder that relative local paths are resolved against (default: the
+// working directory). The spec file loader sets it to the spec file's folder.
+func WithDir(dir string) ResolveOption { return func(o *resolveOptions) { o.dir = dir } }
+
+// WithHashCache sets the file that remembers file digests across runs; "" disables it. The
+// default is filehash.json in Home().
+func WithHashCache(file string) ResolveOption {
+	return func(o *resolveOptions) { o.hashCache, o.noCache = file, file == "" }
+}
+
+// Home is strata's state folder: $STRATA_HOME, else /var/lib/strata for root, else
+// ~/.local/share/strata.
+func Home() string {
+	if h := os.Getenv("STRATA_HOME"); h != "" {
+		return h
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/strata"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "strata")
+	}
+	return filepath.Join(os.TempDir(), "strata")
+}
+
+// resolver carries what layer functions need at resolve time.
+type resolver struct {
+	ctx    context.Context
+	dir    string
+	hasher *localfiles.Hasher
+}
+
+// path makes a local path absolute against the resolve folder.
+func (r *resolver) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(r.dir, p)
+}
+
+// Resolve validates the definition, hashes its local inputs and computes every layer's cache
+// key. It reads local files but builds nothing.
+func (img Image) Resolve(ctx context.Context, opts ...ResolveOption) (*Plan, error) {
+	o := resolveOptions{}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return nil, err
+	}
+	o.dir = dir
+	if o.hashCache == "" && !o.noCache {
+		o.hashCache = filepath.Join(Home(), "filehash.json")
+	}
+	var chain []*node
+	for n := img.n; n != nil; n = n.parent {
+		chain = append([]*node{n}, chain...)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("%w: empty image: start the chain with a constructor such as strata.DebianSlim(\"3.13\")", ErrInvalid)
+	}
+	if !chain[0].root {
+		return nil, &Error{Index: 0, Method: chain[0].method, Err: fmt.Errorf("the chain has no constructor: start it with strata.DebianSlim, strata.FromRegistry or another constructor before %s", chain[0].method)}
+	}
+	r := &resolver{ctx: ctx, dir: o.dir, hasher: localfiles.NewHasher(o.hashCache)}
+	plan := &Plan{Builder: BuilderVersion}
+	parent, force := "", false
+	for i, n := range chain {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		fail := func(err error) error {
+			var e *Error
+			if errors.As(err, &e) {
+				return err
+			}
+			return &Error{Index: i, Method: n.method, Err: err}
+		}
+		if n.mount != nil {
+			m, err := n.mount(r)
+			if err != nil {
+				return nil, fail(err)
+			}
+			m.Method = n.method
+			plan.Mounts = append(plan.Mounts, m)
+			continue
+		}
+		if len(plan.Mounts) > 0 {
+			return nil, fail(errMountBeforeBuild)
+		}
+		layers, err := n.layers(r)
+		if err != nil {
+			return nil, fail(err)
+		}
+		// A forced layer forces every later one: their cached entries were built on the
+		// content that the forced rebuild replaces.
+		force = force || n.force
+		for _, l := range layers {
+			if l.Method == "" {
+				l.Method = n.method
+			}
+			if err := r.hasher.Hash(l.Context); err != nil {
+				return nil, fail(err)
+			}
+			l.ForceBuild = force
+			l.Parent = parent
+			l.Key = l.ComputeKey(BuilderVersion, parent)
+			parent = l.Key
+			plan.Layers = append(plan.Layers, l)
+		}
+	}
+	if err := r.hasher.Save(); err != nil {
+		// The digest cache only saves time; a read-only home must not fail a resolve.
+		fmt.Fprintf(os.Stderr, "strata: warning: could not save file digests: %v\n", err)
+	}
+	return plan, nil
+}
+
+var errMountBeforeBuild = errors.New(`an image tried to run a build step after using add_local_* to include local files.
+
+Run add_local_* commands last in your image build to avoid rebuilding images with every local file change. strata will then add these files to containers on startup instead, saving build time.
+If you need to run other build steps after adding local files, set Copy: true (copy: true in a spec file) to copy the files directly into the image, at the expense of some added build time.
+
+Example:
+
+    strata.DebianSlim("3.13").
+        AddLocalFileWith(strata.AddLocalFileOptions{LocalPath: "data.json", RemotePath: "/root/data.json", Copy: true}).
+        RunCommands("python -m mypak")`)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// layer starts a layer with the common options applied and validated.
+func (r *resolver) layer(o LayerOptions) (*spec.Layer, error) {
+	l := &spec.Layer{}
+	for k := range o.Env {
+		if err := checkEnvKey(k); err != nil {
+			return nil, fmt.Errorf("env: %w", err)
+		}
+	}
+	l.Env = spec.SortedKVs(o.Env)
+	for _, s := range o.Secrets {
+		if !nameRE.MatchString(s) {
+			return nil, fmt.Errorf("secrets: %q is not a secret name: names use letters, digits, '.', '_' and '-' (create one with: strata secret create NAME KEY=VALUE)", s)
+		}
+	}
+	l.Secrets = dedupe(o.Secrets)
+	gpu, err := ParseGPU(o.GPU)
+	if err != nil {
+		return nil, fmt.Errorf("gpu: %w", err)
+	}
+	l.GPU = gpu
+	return l, nil
+}
+
+func checkEnvKey(k string) error {
+	if k == "" || strings.ContainsAny(k, "= \t\n\x00") {
+		return fmt.Errorf("%q is not a valid environment variable name: names cannot be empty or hold '=', spaces or NUL", k)
+	}
+	return nil
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func run(cmd string) spec.Instruction {
+	return spec.Instruction{Op: spec.OpRun, Args: []string{cmd}}
+}
+
+func copyIn(flags []string, src, dst string) spec.Instruction {
+	return spec.Instruction{Op: spec.OpCopy, Flags: flags, Args: []string{src, dst}}
+}

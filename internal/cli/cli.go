@@ -1,0 +1,134 @@
+// Package cli is the strata command line, a thin layer over the library.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/specfile"
+)
+
+// New returns the root command.
+func New() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "strata",
+		Short: "Images as code: define container images as a chain of steps, build them into OCI images",
+		Long: `strata builds container images from a chain of steps, one cached layer per step,
+defined in Go (package github.com/strata-build/strata) or in a spec file:
+
+  image:
+    - debian_slim: {python_version: "3.13"}
+    - apt_install: {packages: [git]}
+    - pip_install: {packages: ["pandas==2.2.0"]}
+    - env: {vars: {PORT: "6443"}}`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(specCmd(), dockerfileCmd(), versionCmd())
+	return root
+}
+
+func specCmd() *cobra.Command {
+	var file string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "spec -f FILE",
+		Short: "Resolve a spec file and print its layers with their cache keys",
+		Long: `Resolve a spec file: validate it, hash its local inputs and print one line per layer
+with the method that made it and its cache key. Nothing is built.`,
+		Example: `  strata spec -f image.yaml
+  strata spec -f image.yaml --json | jq '.layers[].key'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			plan, err := resolve(cmd.Context(), file)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writePlanJSON(cmd.OutOrStdout(), plan)
+			}
+			for i, l := range plan.Layers {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-3d %-30s %s\n", i, l.Method, l.Key)
+			}
+			for _, m := range plan.Mounts {
+				fmt.Fprintf(cmd.OutOrStdout(), "    %-30s mounted at %s when a container starts (%d files)\n", m.Method, m.Target, len(m.Files))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"layers": [{"method", "key", "instructions"}...]}`)
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func dockerfileCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "dockerfile -f FILE",
+		Short: "Print the Dockerfile equivalent to a spec file",
+		Long: `Print a Dockerfile that builds the same image with docker or buildah. What a Dockerfile
+cannot express (secrets as environment, GPUs, volumes, runtime mounts) is written as comments.`,
+		Example: `  strata dockerfile -f image.yaml > Dockerfile`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			plan, err := resolve(cmd.Context(), file)
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), plan.Dockerfile())
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON)")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print strata's builder version",
+		Example: "  strata version",
+		Args:    cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "strata builder %s\n", strata.BuilderVersion)
+		},
+	}
+}
+
+func resolve(ctx context.Context, file string) (*strata.Plan, error) {
+	f, err := specfile.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	return f.Resolve(ctx)
+}
+
+func writePlanJSON(w io.Writer, plan *strata.Plan) error {
+	type layer struct {
+		Method       string   `json:"method"`
+		Key          string   `json:"key"`
+		Instructions []string `json:"instructions"`
+	}
+	out := struct {
+		Builder string  `json:"builder"`
+		Layers  []layer `json:"layers"`
+	}{Builder: plan.Builder}
+	for _, l := range plan.Layers {
+		ins := []string{}
+		for _, in := range l.Instructions {
+			ins = append(ins, in.String())
+		}
+		out.Layers = append(out.Layers, layer{Method: l.Method, Key: l.Key, Instructions: ins})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(out)
+}

@@ -1,0 +1,273 @@
+package strata
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/strata-build/strata/localfiles"
+	"github.com/strata-build/strata/spec"
+)
+
+// AddLocalFileOptions are the parameters of add_local_file.
+type AddLocalFileOptions struct {
+	LocalPath string `yaml:"local_path"`
+	// RemotePath is absolute; a trailing "/" places the file in that folder under its own name.
+	RemotePath string `yaml:"remote_path"`
+	// Copy bakes the file into a layer. Without it the file is mounted when a container
+	// starts: changing it never rebuilds the image, but no build step may follow.
+	Copy bool `yaml:"copy"`
+}
+
+// AddLocalFile mounts a local file into containers of the image at remotePath.
+func (img Image) AddLocalFile(localPath, remotePath string) Image {
+	return img.AddLocalFileWith(AddLocalFileOptions{LocalPath: localPath, RemotePath: remotePath})
+}
+
+// AddLocalFileWith is AddLocalFile with all options.
+func (img Image) AddLocalFileWith(o AddLocalFileOptions) Image {
+	files := func(r *resolver) ([]spec.ContextFile, string, error) {
+		remote, err := remotePath(o.RemotePath)
+		if err != nil {
+			return nil, "", err
+		}
+		if strings.HasSuffix(o.RemotePath, "/") {
+			remote = path.Join(remote, filepath.Base(o.LocalPath))
+		}
+		local, err := localPath(r, o.LocalPath)
+		if err != nil {
+			return nil, "", err
+		}
+		if st, err := os.Stat(local); err == nil && st.IsDir() {
+			return nil, "", fmt.Errorf("local_path %q is a directory: use add_local_dir", o.LocalPath)
+		}
+		fs, err := localfiles.Walk(local, remote, localfiles.Matcher{})
+		return fs, remote, err
+	}
+	return img.addLocal("add_local_file", o.Copy, files)
+}
+
+// AddLocalDirOptions are the parameters of add_local_dir.
+type AddLocalDirOptions struct {
+	LocalPath  string `yaml:"local_path"`
+	RemotePath string `yaml:"remote_path"`
+	Copy       bool   `yaml:"copy"`
+	// Ignore are dockerignore-style patterns, relative to LocalPath.
+	Ignore []string `yaml:"ignore"`
+	// IgnoreFunc, if set, also leaves out the paths (relative to LocalPath, slash-separated)
+	// for which it returns true. Its code is not part of the cache key: the files are.
+	IgnoreFunc func(rel string) bool `yaml:"-"`
+}
+
+// AddLocalDir mounts a local folder into containers of the image at remotePath.
+func (img Image) AddLocalDir(localPath, remotePath string) Image {
+	return img.AddLocalDirWith(AddLocalDirOptions{LocalPath: localPath, RemotePath: remotePath})
+}
+
+// AddLocalDirWith is AddLocalDir with all options.
+func (img Image) AddLocalDirWith(o AddLocalDirOptions) Image {
+	files := func(r *resolver) ([]spec.ContextFile, string, error) {
+		remote, err := remotePath(o.RemotePath)
+		if err != nil {
+			return nil, "", err
+		}
+		local, err := localPath(r, o.LocalPath)
+		if err != nil {
+			return nil, "", err
+		}
+		if st, err := os.Stat(local); err == nil && !st.IsDir() {
+			return nil, "", fmt.Errorf("local_path %q is not a directory: use add_local_file", o.LocalPath)
+		}
+		m, err := matcher(o.Ignore, o.IgnoreFunc)
+		if err != nil {
+			return nil, "", err
+		}
+		fs, err := localfiles.Walk(local, remote, m)
+		return fs, remote, err
+	}
+	return img.addLocal("add_local_dir", o.Copy, files)
+}
+
+// AddLocalPythonSourceOptions are the parameters of add_local_python_source.
+type AddLocalPythonSourceOptions struct {
+	// Modules are importable names ("mypkg", "mypkg.sub"), found under the resolve folder.
+	Modules []string `yaml:"modules"`
+	Copy    bool     `yaml:"copy"`
+	// Ignore are dockerignore-style patterns; when nil, everything but *.py files (and
+	// __pycache__) is left out.
+	Ignore     []string             `yaml:"ignore"`
+	IgnoreFunc func(rel string) bool `yaml:"-"`
+}
+
+// AddLocalPythonSource makes local Python modules importable in the image, at /root/<module path>.
+func (img Image) AddLocalPythonSource(modules ...string) Image {
+	return img.AddLocalPythonSourceWith(AddLocalPythonSourceOptions{Modules: modules})
+}
+
+// AddLocalPythonSourceWith is AddLocalPythonSource with all options.
+func (img Image) AddLocalPythonSourceWith(o AddLocalPythonSourceOptions) Image {
+	files := func(r *resolver) ([]spec.ContextFile, string, error) {
+		if len(o.Modules) == 0 {
+			return nil, "", fmt.Errorf("modules is empty: name at least one module")
+		}
+		m := localfiles.PythonSource
+		if o.Ignore != nil || o.IgnoreFunc != nil {
+			var err error
+			if m, err = matcher(o.Ignore, o.IgnoreFunc); err != nil {
+				return nil, "", err
+			}
+		}
+		var all []spec.ContextFile
+		for _, mod := range o.Modules {
+			if mod == "" || strings.ContainsAny(mod, `/\ `) || strings.HasPrefix(mod, ".") {
+				return nil, "", fmt.Errorf("module %q is not an importable name such as \"mypkg\" or \"mypkg.sub\"", mod)
+			}
+			rel := filepath.Join(strings.Split(mod, ".")...)
+			dir := filepath.Join(r.dir, rel)
+			remote := path.Join("/root", filepath.ToSlash(rel))
+			var fs []spec.ContextFile
+			if st, err := os.Stat(dir); err == nil && st.IsDir() {
+				fs, err = localfiles.Walk(dir, remote, m)
+				if err != nil {
+					return nil, "", err
+				}
+			} else if _, err := os.Stat(dir + ".py"); err == nil {
+				fs, err = localfiles.Walk(dir+".py", remote+".py", localfiles.Matcher{})
+				if err != nil {
+					return nil, "", err
+				}
+			} else {
+				return nil, "", fmt.Errorf("module %q: neither %s/ nor %s.py exists under %s", mod, rel, rel, r.dir)
+			}
+			all = append(all, fs...)
+		}
+		return all, "/root", nil
+	}
+	return img.addLocal("add_local_python_source", o.Copy, files)
+}
+
+// addLocal makes a copy layer or a runtime mount from the listed files, whose paths are
+// their absolute destinations without the leading "/".
+func (img Image) addLocal(method string, copy bool, files func(r *resolver) ([]spec.ContextFile, string, error)) Image {
+	if !copy {
+		return img.thenMount(method, func(r *resolver) (spec.Mount, error) {
+			fs, target, err := files(r)
+			return spec.Mount{Target: target, Files: fs}, err
+		})
+	}
+	return img.then(method, false, func(r *resolver) (*spec.Layer, error) {
+		fs, _, err := files(r)
+		if err != nil {
+			return nil, err
+		}
+		return &spec.Layer{Instructions: []spec.Instruction{copyIn(nil, ".", "/")}, Context: fs}, nil
+	})
+}
+
+func remotePath(p string) (string, error) {
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("remote_path %q must be absolute, such as \"/root/data\"", p)
+	}
+	return path.Clean(p), nil
+}
+
+func localPath(r *resolver, p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("local_path is empty")
+	}
+	abs := r.path(p)
+	if _, err := os.Lstat(abs); err != nil {
+		return "", fmt.Errorf("local_path %q (%s): %w", p, abs, unwrapPathError(err))
+	}
+	return abs, nil
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func matcher(patterns []string, fn func(string) bool) (localfiles.Matcher, error) {
+	m, err := localfiles.Patterns(patterns)
+	if err != nil || fn == nil {
+		return m, err
+	}
+	return m.Or(localfiles.Func(fn)), nil
+}
+
+// copyContext lists the files of ctxDir that the COPY and ADD instructions read, leaving out
+// what the dockerignore patterns exclude.
+func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec.ContextFile, error) {
+	var sources []string
+	for _, in := range ins {
+		if (in.Op != spec.OpCopy && in.Op != spec.OpAdd) || fromFlag(in) != "" {
+			continue
+		}
+		for _, src := range in.Args[:len(in.Args)-1] {
+			if strings.Contains(src, "$") {
+				return nil, fmt.Errorf("%s: source %q uses a variable; strata lists COPY sources before the build, so write the path literally", in.Op, src)
+			}
+			if strings.Contains(src, "://") || strings.HasPrefix(src, "git@") {
+				return nil, fmt.Errorf("%s: source %q is a URL; fetch it with run_commands (curl, git) instead", in.Op, src)
+			}
+			clean := strings.TrimPrefix(path.Clean("/"+src), "/")
+			if clean == "" {
+				clean = "."
+			}
+			sources = append(sources, clean)
+		}
+	}
+	if len(sources) == 0 {
+		return nil, nil
+	}
+	st, err := os.Stat(ctxDir)
+	if err != nil {
+		return nil, fmt.Errorf("context_dir %s: %w", ctxDir, unwrapPathError(err))
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("context_dir %s is not a directory", ctxDir)
+	}
+	m, err := localfiles.Patterns(ignore)
+	if err != nil {
+		return nil, err
+	}
+	all, err := localfiles.Walk(ctxDir, "", m)
+	if err != nil {
+		return nil, err
+	}
+	var out []spec.ContextFile
+	matched := make([]bool, len(sources))
+	for _, f := range all {
+		for i, src := range sources {
+			if src == "." || matchesOrParent(src, f.Path) {
+				matched[i] = true
+				out = append(out, f)
+				break
+			}
+		}
+	}
+	for i, ok := range matched {
+		if !ok {
+			return nil, fmt.Errorf("COPY source %q matches no file in the context %s (or all of it is ignored)", sources[i], ctxDir)
+		}
+	}
+	return out, nil
+}
+
+// matchesOrParent reports whether the pattern names p or one of its parent folders.
+func matchesOrParent(pattern, p string) bool {
+	for {
+		if ok, _ := path.Match(pattern, p); ok {
+			return true
+		}
+		i := strings.LastIndex(p, "/")
+		if i < 0 {
+			return false
+		}
+		p = p[:i]
+	}
+}

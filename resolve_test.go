@@ -1,0 +1,402 @@
+package strata_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/specfile"
+)
+
+func resolve(t *testing.T, img strata.Image, dir string) *strata.Plan {
+	t.Helper()
+	plan, err := img.Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(filepath.Join(t.TempDir(), "hash.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+func keys(p *strata.Plan) []string {
+	var k []string
+	for _, l := range p.Layers {
+		k = append(k, l.Key)
+	}
+	return k
+}
+
+func write(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// fixture makes a project folder with every kind of local input the methods read.
+func fixture(t *testing.T) string {
+	dir := t.TempDir()
+	write(t, dir, "src/app.py", "print('app')\n")
+	write(t, dir, "src/util/helpers.py", "X = 1\n")
+	write(t, dir, "src/cache.pyc", "junk")
+	write(t, dir, "requirements.txt", "requests==2.32.0\n")
+	write(t, dir, "pyproject.toml", "[project]\nname = \"p\"\ndependencies = [\"rich==13.0\"]\n[project.optional-dependencies]\ndev = [\"pytest\"]\n")
+	write(t, dir, "uvproj/pyproject.toml", "[project]\nname = \"u\"\ndependencies = []\n")
+	write(t, dir, "uvproj/uv.lock", "version = 1\n")
+	write(t, dir, "poetry/pyproject.toml", "[tool.poetry]\nname = \"x\"\n")
+	write(t, dir, "poetry/poetry.lock", "# lock\n")
+	write(t, dir, "env.yml", "dependencies: [numpy]\n")
+	write(t, dir, "config.json", "{}\n")
+	write(t, dir, "mymod/__init__.py", "")
+	write(t, dir, "Dockerfile", "ARG PY=3.13\nFROM python:${PY}-slim\nCOPY src /src\nENV A=1\n")
+	return dir
+}
+
+const fullSpec = `
+image:
+  - debian_slim: {python_version: "3.11", force_build: false}
+  - apt_install: {packages: [git, curl], env: {DEBUG: "1"}}
+  - pip_install: {packages: ["pandas==2.2.0", numpy], index_url: "http://127.0.0.1:8080/simple", pre: true, gpu: "a10g:2"}
+  - uv_pip_install: {packages: ["torch<3"], requirements: [requirements.txt], uv_version: "0.9.5"}
+  - uv_sync: {uv_project_dir: uvproj, groups: [dev], frozen: false}
+  - pip_install_from_requirements: {requirements_txt: requirements.txt, find_links: /wheels}
+  - pip_install_from_pyproject: {pyproject_toml: pyproject.toml, optional_dependencies: [dev]}
+  - pip_install_private_repos: {repositories: [github.com/org/repo@v1], git_user: bot, secrets: [gh]}
+  - poetry_install_from_file: {poetry_pyproject_toml: poetry/pyproject.toml, with_: [dev], poetry_version: "1.8.3"}
+  - micromamba_install: {packages: [numpy], spec_file: env.yml, channels: [conda-forge]}
+  - run_commands: {commands: ["echo hi > /hi", "ls"], secrets: [my-secret], volumes: {/root/.cache/pip: pip-cache}}
+  - env: {vars: {PORT: "6443", GREETING: "hello world"}}
+  - workdir: {path: /app}
+  - entrypoint: {entrypoint_commands: [/bin/sh, -c]}
+  - cmd: {cmd: [python, app.py]}
+  - shell: {shell_commands: [/bin/bash, -c]}
+  - dockerfile_commands: {commands: ["COPY config.json /etc/app.json", "RUN cat /etc/app.json"], build_args: {V: "1"}}
+  - add_local_file: {local_path: config.json, remote_path: /etc/, copy: true}
+  - add_local_dir: {local_path: ./src, remote_path: /app, copy: true, ignore: ["*.pyc"]}
+  - add_local_python_source: {modules: [mymod], copy: true}
+  - add_local_dir: {local_path: ./src, remote_path: /mnt/src}
+`
+
+func fullGo() strata.Image {
+	no := false
+	return strata.DebianSlim("3.11").
+		AptInstallWith(strata.AptInstallOptions{Packages: []string{"git", "curl"}, LayerOptions: strata.LayerOptions{Env: map[string]string{"DEBUG": "1"}}}).
+		PipInstallWith(strata.PipInstallOptions{
+			Packages:     []string{"pandas==2.2.0", "numpy"},
+			PipOptions:   strata.PipOptions{IndexURL: "http://127.0.0.1:8080/simple", Pre: true},
+			LayerOptions: strata.LayerOptions{GPU: "A10G:2"},
+		}).
+		UvPipInstallWith(strata.UvPipInstallOptions{Packages: []string{"torch<3"}, Requirements: []string{"requirements.txt"}, UvVersion: "0.9.5"}).
+		UvSyncWith(strata.UvSyncOptions{UvProjectDir: "uvproj", Groups: []string{"dev"}, Frozen: &no}).
+		PipInstallFromRequirementsWith(strata.PipInstallFromRequirementsOptions{RequirementsTxt: "requirements.txt", PipOptions: strata.PipOptions{FindLinks: "/wheels"}}).
+		PipInstallFromPyprojectWith(strata.PipInstallFromPyprojectOptions{PyprojectToml: "pyproject.toml", OptionalDependencies: []string{"dev"}}).
+		PipInstallPrivateRepos("bot", []string{"gh"}, "github.com/org/repo@v1").
+		PoetryInstallFromFileWith(strata.PoetryInstallFromFileOptions{PoetryPyprojectToml: "poetry/pyproject.toml", With: []string{"dev"}, PoetryVersion: "1.8.3"}).
+		MicromambaInstallWith(strata.MicromambaInstallOptions{Packages: []string{"numpy"}, SpecFile: "env.yml", Channels: []string{"conda-forge"}}).
+		RunCommandsWith(strata.RunCommandsOptions{
+			Commands:     []string{"echo hi > /hi", "ls"},
+			Volumes:      map[string]string{"/root/.cache/pip": "pip-cache"},
+			LayerOptions: strata.LayerOptions{Secrets: []string{"my-secret"}},
+		}).
+		Env(map[string]string{"GREETING": "hello world", "PORT": "6443"}).
+		Workdir("/app").
+		Entrypoint("/bin/sh", "-c").
+		Cmd("python", "app.py").
+		Shell("/bin/bash", "-c").
+		DockerfileCommandsWith(strata.DockerfileCommandsOptions{Commands: []string{"COPY config.json /etc/app.json", "RUN cat /etc/app.json"}, BuildArgs: map[string]string{"V": "1"}}).
+		AddLocalFileWith(strata.AddLocalFileOptions{LocalPath: "config.json", RemotePath: "/etc/", Copy: true}).
+		AddLocalDirWith(strata.AddLocalDirOptions{LocalPath: "./src", RemotePath: "/app", Copy: true, Ignore: []string{"*.pyc"}}).
+		AddLocalPythonSourceWith(strata.AddLocalPythonSourceOptions{Modules: []string{"mymod"}, Copy: true}).
+		AddLocalDir("./src", "/mnt/src")
+}
+
+func TestGoAndSpecFileResolveToIdenticalKeys(t *testing.T) {
+	dir := fixture(t)
+	write(t, dir, "image.yaml", fullSpec)
+	f, err := specfile.Load(filepath.Join(dir, "image.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromSpec, err := f.Resolve(context.Background(), strata.WithHashCache(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromGo := resolve(t, fullGo(), dir)
+	if len(fromSpec.Layers) != 20 || len(fromGo.Layers) != 20 {
+		t.Fatalf("got %d and %d layers, want 20", len(fromSpec.Layers), len(fromGo.Layers))
+	}
+	for i := range fromGo.Layers {
+		if g, s := fromGo.Layers[i], fromSpec.Layers[i]; g.Key != s.Key {
+			t.Errorf("layer %d (%s): Go key %s, spec key %s", i, g.Method, g.Key, s.Key)
+		}
+	}
+	if len(fromSpec.Mounts) != 1 || len(fromGo.Mounts) != 1 {
+		t.Errorf("mounts: spec %d, Go %d, want 1", len(fromSpec.Mounts), len(fromGo.Mounts))
+	}
+	// JSON is YAML: the same spec as JSON resolves to the same keys.
+	write(t, dir, "image.json", `{"image": [{"debian_slim": {"python_version": "3.11"}}, {"apt_install": {"packages": ["git", "curl"], "env": {"DEBUG": "1"}}}]}`)
+	fj, err := specfile.Load(filepath.Join(dir, "image.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pj, err := fj.Resolve(context.Background(), strata.WithHashCache(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pj.Key() != fromGo.Layers[1].Key {
+		t.Errorf("JSON spec key %s, want %s", pj.Key(), fromGo.Layers[1].Key)
+	}
+}
+
+func TestChangingLayerNChangesNAndLaterOnly(t *testing.T) {
+	chain := func(cmds ...string) strata.Image {
+		img := strata.DebianSlim("3.13")
+		for _, c := range cmds {
+			img = img.RunCommands(c)
+		}
+		return img
+	}
+	base := keys(resolve(t, chain("a", "b", "c", "d"), t.TempDir()))
+	for n := 1; n <= 4; n++ {
+		cmds := []string{"a", "b", "c", "d"}
+		cmds[n-1] = "changed"
+		got := keys(resolve(t, chain(cmds...), t.TempDir()))
+		for i := range got {
+			if same := got[i] == base[i]; same != (i < n) {
+				t.Errorf("changing layer %d: layer %d key changed=%v, want %v", n, i, !same, i >= n)
+			}
+		}
+	}
+	// The constructor is layer 0: a different Python changes every key.
+	other := keys(resolve(t, strata.DebianSlim("3.11").RunCommands("a", "b"), t.TempDir()))
+	if other[0] == base[0] {
+		t.Error("a different python_version kept the root key")
+	}
+}
+
+func TestCopiedFileKeysFollowContentOnly(t *testing.T) {
+	dir := fixture(t)
+	hashCache := filepath.Join(t.TempDir(), "hash.json")
+	img := strata.DebianSlim("").
+		AddLocalDirWith(strata.AddLocalDirOptions{LocalPath: "src", RemotePath: "/app", Copy: true, Ignore: []string{"*.pyc", "tmp/"}}).
+		RunCommands("python /app/app.py")
+	key := func() []string {
+		t.Helper()
+		p, err := img.Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(hashCache))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys(p)
+	}
+	before := key()
+
+	// Touching the mtime changes nothing.
+	future := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "src/app.py"), future, future); err != nil {
+		t.Fatal(err)
+	}
+	if got := key(); got[1] != before[1] {
+		t.Error("touching a copied file's mtime changed its layer key")
+	}
+	// Adding ignored files changes nothing.
+	write(t, dir, "src/other.pyc", "x")
+	write(t, dir, "src/tmp/scratch.txt", "x")
+	if got := key(); got[1] != before[1] {
+		t.Error("adding ignored files changed the layer key")
+	}
+	// Changing content changes the copy layer and the next, not the root.
+	write(t, dir, "src/app.py", "print('changed')\n")
+	got := key()
+	if got[0] != before[0] || got[1] == before[1] || got[2] == before[2] {
+		t.Errorf("after a content change: keys %v, before %v", got, before)
+	}
+	// Same-size content change with the mtime restored is still seen, because the digest cache
+	// also keys on ctime.
+	write(t, dir, "src/app.py", "print('chang3d')\n")
+	past := time.Now().Add(-time.Hour)
+	_ = os.Chtimes(filepath.Join(dir, "src/app.py"), past, past)
+	if again := key(); again[1] == got[1] {
+		t.Error("a same-size content change with an old mtime was not seen")
+	}
+	// A mode change (executable bit) changes the key.
+	modeBefore := key()
+	if err := os.Chmod(filepath.Join(dir, "src/app.py"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := key(); got[1] == modeBefore[1] {
+		t.Error("making a copied file executable kept its layer key")
+	}
+}
+
+func TestRuntimeMountsNeverChangeLayerKeys(t *testing.T) {
+	dir := fixture(t)
+	base := strata.DebianSlim("").PipInstall("numpy")
+	want := keys(resolve(t, base, dir))
+	mounted := base.AddLocalDir("src", "/app").AddLocalFile("config.json", "/etc/config.json").AddLocalPythonSource("mymod")
+	p := resolve(t, mounted, dir)
+	if strings.Join(keys(p), ",") != strings.Join(want, ",") {
+		t.Errorf("runtime mounts changed keys: %v, want %v", keys(p), want)
+	}
+	if len(p.Mounts) != 3 {
+		t.Fatalf("got %d mounts, want 3", len(p.Mounts))
+	}
+	write(t, dir, "src/app.py", "print('other')\n")
+	if got := keys(resolve(t, mounted, dir)); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Error("changing a mounted file changed the image's keys")
+	}
+	// A build step after a runtime mount is an error that explains copy.
+	_, err := mounted.RunCommands("ls").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+	if !errors.Is(err, strata.ErrInvalid) || !strings.Contains(err.Error(), "Copy: true") || !strings.Contains(err.Error(), "layer 5 (run_commands)") {
+		t.Errorf("build step after a mount: %v", err)
+	}
+}
+
+func TestSecretValuesNeverEnterKeys(t *testing.T) {
+	img := func(secret string) strata.Image {
+		return strata.DebianSlim("").RunCommandsWith(strata.RunCommandsOptions{
+			Commands: []string{"echo $TOKEN"}, LayerOptions: strata.LayerOptions{Secrets: []string{secret}},
+		})
+	}
+	t.Setenv("TOKEN", "value-one")
+	first := resolve(t, img("tok"), t.TempDir()).Key()
+	t.Setenv("TOKEN", "value-two")
+	if second := resolve(t, img("tok"), t.TempDir()).Key(); second != first {
+		t.Error("the environment's secret value changed the key")
+	}
+	// The secret's name is part of the key: another secret may hold other credentials.
+	if other := resolve(t, img("other"), t.TempDir()).Key(); other == first {
+		t.Error("the secret's name is not in the key")
+	}
+}
+
+func TestForceBuildPropagatesAndStaysOutOfKeys(t *testing.T) {
+	plain := strata.DebianSlim("").RunCommands("a").PipInstall("x").RunCommands("b")
+	forced := strata.DebianSlim("").RunCommands("a").
+		PipInstallWith(strata.PipInstallOptions{Packages: []string{"x"}, LayerOptions: strata.LayerOptions{ForceBuild: true}}).
+		RunCommands("b")
+	p, f := resolve(t, plain, t.TempDir()), resolve(t, forced, t.TempDir())
+	for i := range p.Layers {
+		if p.Layers[i].Key != f.Layers[i].Key {
+			t.Errorf("force_build changed layer %d's key", i)
+		}
+		if want := i >= 2; f.Layers[i].ForceBuild != want {
+			t.Errorf("layer %d ForceBuild = %v, want %v", i, f.Layers[i].ForceBuild, want)
+		}
+	}
+}
+
+func TestEmptyArgumentsAddNoLayer(t *testing.T) {
+	img := strata.DebianSlim("").AptInstall().PipInstall().UvPipInstall().RunCommands().
+		DockerfileCommands().MicromambaInstall().Env(nil)
+	if n := len(resolve(t, img, t.TempDir()).Layers); n != 1 {
+		t.Errorf("got %d layers, want 1", n)
+	}
+}
+
+func TestDefinitionErrors(t *testing.T) {
+	dir := fixture(t)
+	cases := []struct {
+		name string
+		img  strata.Image
+		want string
+	}{
+		{"empty image", strata.Image{}, "start the chain with a constructor"},
+		{"no constructor", strata.Image{}.AptInstall("git"), "the chain has no constructor"},
+		{"apt flag", strata.DebianSlim("").AptInstall("-y", "git"), `layer 1 (apt_install): packages: package name "-y" looks like a flag`},
+		{"pip flag", strata.DebianSlim("").PipInstall("--upgrade"), "pass pip options in extra_options"},
+		{"uv flag", strata.DebianSlim("").UvPipInstall("-r"), "looks like a flag"},
+		{"empty package", strata.DebianSlim("").AptInstall(""), "an empty package name"},
+		{"python float-ish", strata.DebianSlim("3"), `invalid Python version "3"`},
+		{"python garbage", strata.DebianSlim("three"), `invalid Python version "three"`},
+		{"python unsupported", strata.DebianSlim("3.12"), "3.11 (bookworm), 3.13 (trixie), 3.14 (sid)"},
+		{"python micro", strata.DebianSlim("3.13.1"), `takes a series such as "3.13"`},
+		{"free threaded", strata.DebianSlim("3.14t"), "free-threaded Python is not supported"},
+		{"micromamba python", strata.Micromamba("3.9"), "not supported by micromamba"},
+		{"relative remote", strata.DebianSlim("").AddLocalDir("src", "app"), `remote_path "app" must be absolute`},
+		{"missing local", strata.DebianSlim("").AddLocalDir("nope", "/app"), `local_path "nope"`},
+		{"file as dir", strata.DebianSlim("").AddLocalDir("config.json", "/app"), "use add_local_file"},
+		{"dir as file", strata.DebianSlim("").AddLocalFile("src", "/app"), "use add_local_dir"},
+		{"missing module", strata.DebianSlim("").AddLocalPythonSource("nomod"), `module "nomod"`},
+		{"bad module", strata.DebianSlim("").AddLocalPythonSource("../x"), "not an importable name"},
+		{"bad gpu", strata.DebianSlim("").PipInstallWith(strata.PipInstallOptions{Packages: []string{"x"}, LayerOptions: strata.LayerOptions{GPU: "H1000"}}), `unknown GPU type "H1000"`},
+		{"bad gpu count", strata.DebianSlim("").PipInstallWith(strata.PipInstallOptions{Packages: []string{"x"}, LayerOptions: strata.LayerOptions{GPU: "H100:abc"}}), "must be an integer"},
+		{"bad secret", strata.DebianSlim("").PipInstallWith(strata.PipInstallOptions{Packages: []string{"x"}, LayerOptions: strata.LayerOptions{Secrets: []string{"a b"}}}), "not a secret name"},
+		{"bad env key", strata.DebianSlim("").Env(map[string]string{"A=B": "x"}), "not a valid environment variable name"},
+		{"volume root", strata.DebianSlim("").RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"x"}, Volumes: map[string]string{"/tmp": "v"}}), "cannot be mounted at /tmp"},
+		{"volume relative", strata.DebianSlim("").RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"x"}, Volumes: map[string]string{"cache": "v"}}), "must be absolute"},
+		{"volume twice", strata.DebianSlim("").RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"x"}, Volumes: map[string]string{"/a": "v", "/b": "v"}}), "one path only"},
+		{"bad tag", strata.FromRegistry("UPPER/Case"), "not an image reference"},
+		{"empty tag", strata.FromRegistry(""), "tag is empty"},
+		{"ecr host", strata.FromAWSECR("docker.io/library/python:3", "aws"), "not an ECR registry"},
+		{"add_python micro", strata.FromRegistryWith(strata.FromRegistryOptions{Tag: "debian:12", AddPython: "3.12.1"}), "major.minor"},
+		{"add_python unknown", strata.FromRegistryWith(strata.FromRegistryOptions{Tag: "debian:12", AddPython: "3.9"}), "add_python \"3.9\" is not supported"},
+		{"private repos host", strata.DebianSlim("").PipInstallPrivateRepos("bot", []string{"gh"}, "bitbucket.org/x/y"), "1 out of 1 given repository refs are invalid"},
+		{"private repos secret", strata.DebianSlim("").PipInstallPrivateRepos("bot", nil, "github.com/x/y"), "no secrets given"},
+		{"pyproject missing", strata.DebianSlim("").PipInstallFromPyproject("uvproj/nothere.toml"), "pyproject_toml"},
+		{"pyproject group", strata.DebianSlim("").PipInstallFromPyprojectWith(strata.PipInstallFromPyprojectOptions{PyprojectToml: "pyproject.toml", OptionalDependencies: []string{"nope"}}), `no group "nope"`},
+		{"poetry lock", strata.DebianSlim("").PoetryInstallFromFile("pyproject.toml"), "poetry.lock not found"},
+		{"uv sync dir", strata.DebianSlim("").UvSync("src"), "expected"},
+		{"dockerfile FROM", strata.DebianSlim("").DockerfileCommands("FROM debian"), "FROM is not allowed here"},
+		{"dockerfile copy var", strata.DebianSlim("").DockerfileCommands("COPY $X /x"), "uses a variable"},
+		{"dockerfile copy missing", strata.DebianSlim("").DockerfileCommands("COPY nothere /x"), `COPY source "nothere" matches no file`},
+		{"dockerfile unsupported", strata.DebianSlim("").DockerfileCommands("HEALTHCHECK CMD true"), "HEALTHCHECK is not supported"},
+		{"dockerfile missing", strata.FromDockerfile("nope/Dockerfile"), `path "nope/Dockerfile"`},
+		{"shell empty", strata.DebianSlim("").Shell(), "shell wants at least one argument"},
+		{"empty command", strata.DebianSlim("").RunCommands(" "), "an empty command"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := c.img.Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+			if err == nil {
+				t.Fatalf("no error, want one containing %q", c.want)
+			}
+			if !errors.Is(err, strata.ErrInvalid) {
+				t.Errorf("error %v is not ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestFromDockerfile(t *testing.T) {
+	dir := fixture(t)
+	write(t, dir, ".dockerignore", "src/util\n")
+	p := resolve(t, strata.FromDockerfileWith(strata.FromDockerfileOptions{Path: "Dockerfile", BuildArgs: map[string]string{"PY": "3.12"}}), dir)
+	if len(p.Layers) != 2 || p.Layers[0].Base.Ref != "python:3.12-slim" {
+		t.Fatalf("layers %+v", p.Layers[0].Base)
+	}
+	var paths []string
+	for _, f := range p.Layers[1].Context {
+		paths = append(paths, f.Path)
+	}
+	if got := strings.Join(paths, ","); got != "src,src/app.py,src/cache.pyc" {
+		t.Errorf("context %s: want src without the ignored src/util", got)
+	}
+	// Without build args the ARG default applies.
+	if p := resolve(t, strata.FromDockerfile("Dockerfile"), dir); p.Layers[0].Base.Ref != "python:3.13-slim" {
+		t.Errorf("FROM with the ARG default: %s", p.Layers[0].Base.Ref)
+	}
+	write(t, dir, "multi/Dockerfile", "FROM a AS x\nFROM b\n")
+	if _, err := strata.FromDockerfile("multi/Dockerfile").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache("")); err == nil || !strings.Contains(err.Error(), "2 stages") {
+		t.Errorf("multi-stage: %v", err)
+	}
+}
+
+func TestAddLocalFileTrailingSlashKeepsName(t *testing.T) {
+	dir := fixture(t)
+	p := resolve(t, strata.FromScratch().AddLocalFileWith(strata.AddLocalFileOptions{LocalPath: "config.json", RemotePath: "/etc/app/", Copy: true}), dir)
+	if got := p.Layers[1].Context[0].Path; got != "etc/app/config.json" {
+		t.Errorf("context path %s", got)
+	}
+}

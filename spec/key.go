@@ -1,0 +1,55 @@
+package spec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sort"
+)
+
+// keyInput is the canonical form hashed into a layer's cache key. Anything that changes what
+// a build step produces is here; nothing else is (no local paths, mtimes, force flags, secret
+// values or runtime mounts).
+type keyInput struct {
+	Builder      string        `json:"builder"`
+	Parent       string        `json:"parent"`
+	Base         *Base         `json:"base,omitempty"`
+	Instructions []Instruction `json:"instructions"`
+	Context      []ContextFile `json:"context,omitempty"`
+	Artifacts    []Artifact    `json:"artifacts,omitempty"`
+	Env          []KV          `json:"env,omitempty"`
+	Secrets      []string      `json:"secrets,omitempty"`
+	BuildArgs    []KV          `json:"build_args,omitempty"`
+	GPU          *GPU          `json:"gpu,omitempty"`
+	Volumes      []VolumeMount `json:"volumes,omitempty"`
+}
+
+// ComputeKey returns the layer's cache key: the sha256 of a canonical encoding of the builder
+// version, the parent's key and the layer's own inputs. Keys chain, so a change to a layer
+// changes its key and every later key, and never an earlier one.
+func (l *Layer) ComputeKey(builder, parent string) string {
+	ctx := append([]ContextFile(nil), l.Context...)
+	sort.Slice(ctx, func(i, j int) bool { return ctx[i].Path < ctx[j].Path })
+	secrets := append([]string(nil), l.Secrets...)
+	sort.Strings(secrets)
+	in := keyInput{
+		Builder:      builder,
+		Parent:       parent,
+		Base:         l.Base,
+		Instructions: l.Instructions,
+		Context:      ctx,
+		Artifacts:    l.Artifacts,
+		Env:          l.Env,
+		Secrets:      secrets,
+		BuildArgs:    l.BuildArgs,
+		GPU:          l.GPU,
+		Volumes:      l.Volumes,
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		// Every field is a plain string, number or slice of them.
+		panic("spec: encoding a cache key: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,173 @@
+package spec
+
+import "sort"
+
+// Op names an instruction, as in a Dockerfile.
+type Op string
+
+// The instructions a layer can hold.
+const (
+	OpRun        Op = "RUN"
+	OpEnv        Op = "ENV"
+	OpWorkdir    Op = "WORKDIR"
+	OpCopy       Op = "COPY"
+	OpAdd        Op = "ADD"
+	OpUser       Op = "USER"
+	OpEntrypoint Op = "ENTRYPOINT"
+	OpCmd        Op = "CMD"
+	OpShell      Op = "SHELL"
+	OpLabel      Op = "LABEL"
+	OpExpose     Op = "EXPOSE"
+	OpArg        Op = "ARG"
+	OpVolume     Op = "VOLUME"
+	OpStopSignal Op = "STOPSIGNAL"
+)
+
+// Instruction is one Dockerfile-level instruction. Words are kept as a Dockerfile holds them
+// (quoted, with $VARIABLES unexpanded); the engine expands them at build time exactly as a
+// Dockerfile builder does, so a Dockerfile and the SDK mean the same thing.
+type Instruction struct {
+	Op Op `json:"op"`
+	// Flags are the instruction's --flags, verbatim ("--chmod=755", "--from=image").
+	Flags []string `json:"flags,omitempty"`
+	// Args are the instruction's words. RUN, CMD and ENTRYPOINT in shell form hold one string;
+	// in exec form (JSON is true) they hold the argv. COPY and ADD hold sources then the
+	// destination.
+	Args []string `json:"args,omitempty"`
+	// JSON marks the exec (JSON array) form.
+	JSON bool `json:"json,omitempty"`
+	// Pairs are the key=value words of ENV, LABEL and ARG.
+	Pairs []KV `json:"pairs,omitempty"`
+}
+
+// KV is one key=value pair. For ARG, NoValue marks a declaration without a default.
+type KV struct {
+	Key     string `json:"key"`
+	Value   string `json:"value"`
+	NoValue bool   `json:"no_value,omitempty"`
+}
+
+// BaseKind says where a root layer's filesystem comes from.
+type BaseKind string
+
+// The kinds of base.
+const (
+	// BaseDebian is bootstrapped from Debian's packages (debian_slim).
+	BaseDebian BaseKind = "debian"
+	// BaseRegistry is pulled from an OCI registry (from_registry, from_dockerfile's FROM).
+	BaseRegistry BaseKind = "registry"
+	// BaseScratch is empty (from_scratch, FROM scratch).
+	BaseScratch BaseKind = "scratch"
+)
+
+// Base is the start of a root layer.
+type Base struct {
+	Kind BaseKind `json:"kind"`
+	// Ref is the image reference for BaseRegistry, and the equivalent public image that an
+	// exported Dockerfile starts FROM for BaseDebian.
+	Ref string `json:"ref,omitempty"`
+	// Auth names how a private registry is reached; nil means anonymous.
+	Auth *RegistryAuth `json:"auth,omitempty"`
+	// Suite and Packages define a BaseDebian bootstrap.
+	Suite    string   `json:"suite,omitempty"`
+	Packages []string `json:"packages,omitempty"`
+	// Python is the Python series the base provides, when known.
+	Python string `json:"python,omitempty"`
+}
+
+// RegistryAuth says how to log in to a registry: Type is "static", "aws" or "gcp", and
+// Secret names the local secret that holds the credentials (never their values).
+type RegistryAuth struct {
+	Type   string `json:"type"`
+	Secret string `json:"secret"`
+}
+
+// ContextFile is one local file (or directory, or symlink) that a layer's COPY can read.
+type ContextFile struct {
+	// Path is where the file sits in the layer's build context, slash-separated and relative.
+	Path string `json:"path"`
+	// Source is the local path it is read from. It is not part of the cache key, so the same
+	// content at another place on disk shares a key.
+	Source string `json:"-"`
+	// Mode holds the permission bits and the type (directory, symlink) as in io/fs.
+	Mode uint32 `json:"mode"`
+	// Size is the file's length in bytes.
+	Size int64 `json:"-"`
+	// Link is a symlink's target.
+	Link string `json:"link,omitempty"`
+	// Digest is "sha256:<hex>" of a regular file's content.
+	Digest string `json:"digest,omitempty"`
+}
+
+// GPU is a request for accelerators during a build step.
+type GPU struct {
+	Type  string `json:"type"`
+	Count int    `json:"count"`
+}
+
+// VolumeMount mounts a named volume into the build container at Path. What a step writes
+// there is not part of the layer.
+type VolumeMount struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+}
+
+// Artifact is a named, versioned input that the builder provides to a layer's context (for
+// example a python-build-standalone release for add_python).
+type Artifact struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Path is where its files appear in the layer's build context.
+	Path string `json:"path"`
+}
+
+// Layer is one step of an image: what one chain method produced.
+type Layer struct {
+	// Method is the chain method that made the layer (apt_install, run_commands...).
+	Method string `json:"method"`
+	// Base is set on root layers only.
+	Base         *Base         `json:"base,omitempty"`
+	Instructions []Instruction `json:"instructions"`
+	// Context is the set of local files the layer's COPY and ADD can read.
+	Context []ContextFile `json:"context,omitempty"`
+	// Artifacts are builder-provided context inputs.
+	Artifacts []Artifact `json:"artifacts,omitempty"`
+	// Env is build-time environment for the layer's RUN steps; it does not persist in the image.
+	Env []KV `json:"env,omitempty"`
+	// Secrets name the local secrets whose keys and values become environment of the RUN steps.
+	Secrets []string `json:"secrets,omitempty"`
+	// BuildArgs fill ARG declarations.
+	BuildArgs []KV `json:"build_args,omitempty"`
+	GPU       *GPU `json:"gpu,omitempty"`
+	// Volumes are mounted during the RUN steps and are not part of the layer.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
+	// ForceBuild rebuilds the layer even on a cache hit and replaces the cached entry.
+	ForceBuild bool `json:"force_build,omitempty"`
+
+	// Parent and Key are filled by resolution.
+	Parent string `json:"parent,omitempty"`
+	Key    string `json:"key,omitempty"`
+}
+
+// Mount is local content that is placed into containers of the image when they start
+// (add_local_* without copy). It is not part of any layer and never changes a cache key.
+type Mount struct {
+	Method string `json:"method"`
+	// Target is the absolute path inside the container.
+	Target string `json:"target"`
+	// Files are the mounted files, with Path relative to Target.
+	Files []ContextFile `json:"files"`
+}
+
+// SortedKVs returns the pairs of m sorted by key.
+func SortedKVs(m map[string]string) []KV {
+	if len(m) == 0 {
+		return nil
+	}
+	kvs := make([]KV, 0, len(m))
+	for k, v := range m {
+		kvs = append(kvs, KV{Key: k, Value: v})
+	}
+	sort.Slice(kvs, func(i, j int) bool { return kvs[i].Key < kvs[j].Key })
+	return kvs
+}

@@ -1,0 +1,148 @@
+package spec
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+)
+
+// Stage is one FROM section of a Dockerfile.
+type Stage struct {
+	// From is the FROM word as written (it may hold $VARIABLES).
+	From string
+	// Name is the stage's "AS" name, if any.
+	Name string
+	// Instructions follow the FROM line.
+	Instructions []Instruction
+}
+
+// Dockerfile is a parsed Dockerfile.
+type ParsedDockerfile struct {
+	// Args are the ARG declarations before the first FROM; they may be used in FROM lines.
+	Args   []KV
+	Stages []Stage
+}
+
+// ParseDockerfile parses Dockerfile text with BuildKit's parser. With stages false it parses
+// a bare list of instructions (as dockerfile_commands takes), in which FROM is an error.
+func ParseDockerfile(r io.Reader, stages bool) (*ParsedDockerfile, error) {
+	res, err := parser.Parse(r)
+	if err != nil {
+		return nil, err
+	}
+	out := &ParsedDockerfile{}
+	var cur *Stage
+	if !stages {
+		out.Stages = []Stage{{}}
+		cur = &out.Stages[0]
+	}
+	for _, n := range res.AST.Children {
+		cmd := strings.ToUpper(n.Value)
+		if cmd == "FROM" {
+			if !stages {
+				return nil, fmt.Errorf("line %d: FROM is not allowed here: these lines extend the image before them; use from_dockerfile for a Dockerfile with its own FROM", n.StartLine)
+			}
+			words := nodeWords(n)
+			st := Stage{}
+			switch {
+			case len(words) == 1:
+				st.From = words[0]
+			case len(words) == 3 && strings.EqualFold(words[1], "AS"):
+				st.From, st.Name = words[0], words[2]
+			default:
+				return nil, fmt.Errorf("line %d: FROM wants an image and an optional \"AS name\", got %q", n.StartLine, strings.Join(words, " "))
+			}
+			for _, f := range n.Flags {
+				if !strings.HasPrefix(f, "--platform=") {
+					return nil, fmt.Errorf("line %d: FROM flag %s is not supported", n.StartLine, f)
+				}
+			}
+			out.Stages = append(out.Stages, st)
+			cur = &out.Stages[len(out.Stages)-1]
+			continue
+		}
+		in, err := nodeInstruction(n)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.StartLine, err)
+		}
+		if cur == nil {
+			if in.Op != OpArg {
+				return nil, fmt.Errorf("line %d: %s before the first FROM; a Dockerfile starts with FROM (only ARG may come before it)", n.StartLine, cmd)
+			}
+			out.Args = append(out.Args, in.Pairs...)
+			continue
+		}
+		cur.Instructions = append(cur.Instructions, in)
+	}
+	if stages && len(out.Stages) == 0 {
+		return nil, fmt.Errorf("no FROM instruction: a Dockerfile starts with FROM IMAGE (or FROM scratch)")
+	}
+	return out, nil
+}
+
+func nodeWords(n *parser.Node) []string {
+	var words []string
+	for w := n.Next; w != nil; w = w.Next {
+		words = append(words, w.Value)
+	}
+	return words
+}
+
+func nodeInstruction(n *parser.Node) (Instruction, error) {
+	op := Op(strings.ToUpper(n.Value))
+	in := Instruction{Op: op, Flags: n.Flags, JSON: n.Attributes["json"]}
+	if len(n.Heredocs) > 0 {
+		return in, fmt.Errorf("%s with a heredoc is not supported; write the file with COPY or the command on one line", op)
+	}
+	words := nodeWords(n)
+	switch op {
+	case OpRun, OpCmd, OpEntrypoint, OpShell:
+		in.Args = words
+		if !in.JSON && len(words) > 1 {
+			in.Args = []string{strings.Join(words, " ")}
+		}
+		if op == OpShell && !in.JSON {
+			return in, fmt.Errorf("SHELL wants a JSON array, such as SHELL [\"/bin/bash\", \"-c\"]")
+		}
+	case OpEnv, OpLabel:
+		// BuildKit gives (key, value, separator) triples; the separator is "" for the legacy
+		// "ENV key value with spaces" form, whose value is one literal word.
+		if len(words) == 0 || len(words)%3 != 0 {
+			return in, fmt.Errorf("%s wants key=value pairs", op)
+		}
+		for i := 0; i < len(words); i += 3 {
+			v := words[i+1]
+			if words[i+2] == "" {
+				v = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+			}
+			in.Pairs = append(in.Pairs, KV{Key: words[i], Value: v})
+		}
+	case OpArg:
+		for _, w := range words {
+			k, v, ok := strings.Cut(w, "=")
+			in.Pairs = append(in.Pairs, KV{Key: k, Value: v, NoValue: !ok})
+		}
+	case OpCopy, OpAdd:
+		if len(words) < 2 {
+			return in, fmt.Errorf("%s wants at least one source and a destination", op)
+		}
+		in.Args = words
+		in.JSON = false
+	case OpWorkdir, OpUser, OpStopSignal:
+		if len(words) != 1 {
+			return in, fmt.Errorf("%s wants exactly one argument", op)
+		}
+		in.Args = words
+	case OpExpose, OpVolume:
+		in.Args = words
+		in.JSON = false
+	case "MAINTAINER":
+		in.Op = OpLabel
+		in.Pairs = []KV{{Key: "maintainer", Value: strings.Join(words, " ")}}
+	default:
+		return in, fmt.Errorf("%s is not supported by strata's builder", op)
+	}
+	return in, nil
+}

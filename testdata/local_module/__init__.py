@@ -1,0 +1,1 @@
+def do_stuff(): return 42
