@@ -232,8 +232,8 @@ type FromDockerfileOptions struct {
 	// Ignore are dockerignore patterns for the context. When nil, strata reads
 	// <Dockerfile>.dockerignore or .dockerignore beside the Dockerfile, or .dockerignore in
 	// the context folder, as docker does.
-	Ignore    []string `yaml:"ignore"`
-	AddPython string   `yaml:"add_python"`
+	Ignore       []string `yaml:"ignore"`
+	AddPython    string   `yaml:"add_python"`
 	LayerOptions `yaml:",inline"`
 }
 

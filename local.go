@@ -97,7 +97,7 @@ type AddLocalPythonSourceOptions struct {
 	Copy    bool     `yaml:"copy"`
 	// Ignore are dockerignore-style patterns; when nil, everything but *.py files (and
 	// __pycache__) is left out.
-	Ignore     []string             `yaml:"ignore"`
+	Ignore     []string              `yaml:"ignore"`
 	IgnoreFunc func(rel string) bool `yaml:"-"`
 }
 
