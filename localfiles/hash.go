@@ -88,14 +88,13 @@ func (h *Hasher) Hash(files []spec.ContextFile) error {
 }
 
 func (h *Hasher) hashOne(f *spec.ContextFile) error {
-	fh, err := os.Open(f.Source)
-	if err != nil {
-		return err
-	}
-	defer fh.Close()
-	info, err := fh.Stat()
-	if err != nil {
-		return err
+	// The fast path uses the stat from the listing: an unchanged file is never opened.
+	info := f.Info
+	if info == nil {
+		var err error
+		if info, err = os.Stat(f.Source); err != nil {
+			return err
+		}
 	}
 	st := statOf(info)
 	h.mu.Lock()
@@ -105,12 +104,17 @@ func (h *Hasher) hashOne(f *spec.ContextFile) error {
 		f.Digest, f.Size = r.Digest, st.Size
 		return nil
 	}
+	fh, err := os.Open(f.Source)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
 	sum := sha256.New()
 	n, err := io.Copy(sum, fh)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", f.Source, err)
 	}
-	if n != st.Size {
+	if after, err := fh.Stat(); err != nil || statOf(after) != st || n != st.Size {
 		return fmt.Errorf("%s changed while it was read; try again when it is stable", f.Source)
 	}
 	f.Digest, f.Size = "sha256:"+hex.EncodeToString(sum.Sum(nil)), n

@@ -143,7 +143,7 @@ func Walk(root, prefix string, ignore Matcher) ([]spec.ContextFile, error) {
 }
 
 func entry(p, rel string, info fs.FileInfo) (spec.ContextFile, error) {
-	f := spec.ContextFile{Path: rel, Source: p, Mode: uint32(info.Mode()), Size: info.Size()}
+	f := spec.ContextFile{Path: rel, Source: p, Mode: uint32(info.Mode()), Size: info.Size(), Info: info}
 	switch {
 	case info.Mode()&fs.ModeSymlink != 0:
 		target, err := os.Readlink(p)

@@ -1,6 +1,9 @@
 package spec
 
-import "sort"
+import (
+	"io/fs"
+	"sort"
+)
 
 // Op names an instruction, as in a Dockerfile.
 type Op string
@@ -97,6 +100,9 @@ type ContextFile struct {
 	Link string `json:"link,omitempty"`
 	// Digest is "sha256:<hex>" of a regular file's content.
 	Digest string `json:"digest,omitempty"`
+	// Info is the file's stat when it was listed, if known; hashing uses it to skip files
+	// whose digest it remembers without another system call.
+	Info fs.FileInfo `json:"-"`
 }
 
 // GPU is a request for accelerators during a build step.
