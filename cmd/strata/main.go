@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,6 +16,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.New().ExecuteContext(ctx)
 	stop()
+	var code *cli.ExitCode
+	if errors.As(err, &code) {
+		os.Exit(code.Code)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "strata:", err)
 		os.Exit(1)

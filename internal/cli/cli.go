@@ -29,7 +29,7 @@ defined in Go (package github.com/strata-build/strata) or in a spec file:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(specCmd(), dockerfileCmd(), versionCmd())
+	root.AddCommand(specCmd(), dockerfileCmd(), buildCmd(), runCmd(), imagesCmd(), inspectCmd(), rmCmd(), pruneCmd(), exportCmd(), logsCmd(), secretCmd(), versionCmd())
 	return root
 }
 

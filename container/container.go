@@ -1,0 +1,362 @@
+// Package container runs processes in OCI containers with runc: build steps during a build,
+// and commands and functions in built images.
+package container
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Mount is a bind mount into the container.
+type Mount struct {
+	Source   string
+	Target   string
+	ReadOnly bool
+}
+
+// Spec is what to run and how.
+type Spec struct {
+	// Rootfs is the container's root folder, already assembled (an overlay mount).
+	Rootfs string
+	Args   []string
+	Env    []string
+	// Cwd is the working folder (default "/").
+	Cwd string
+	// User is "name", "uid", "name:group" or "uid:gid", looked up in the rootfs (default root).
+	User     string
+	Mounts   []Mount
+	Hostname string
+	// Terminal gives the process a pseudo-terminal (interactive runs).
+	Terminal bool
+	Stdin    io.Reader
+	Stdout   io.Writer
+	Stderr   io.Writer
+	// Signals are forwarded to the container's process. Without a terminal, runc runs in its
+	// own process group so that only forwarded signals reach it.
+	Signals <-chan os.Signal
+	// Cleanup removes, after the run, mount points that runc had to create in the rootfs, so
+	// that they never end up in a layer.
+	Cleanup bool
+}
+
+// Runner starts containers with an OCI runtime binary.
+type Runner struct {
+	// Runtime is the runtime binary (default "runc"; "crun" works too).
+	Runtime string
+	// Root is the runtime's state folder.
+	Root string
+}
+
+// ExitError is a process that ran and exited non-zero (or was killed by a signal).
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit code %d", e.Code) }
+
+// dockerCaps is Docker's default capability set: apt and most installers need it.
+var dockerCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// Run runs the process to completion in a new container whose bundle lives in bundleDir. A
+// non-zero exit is an *ExitError. Cancelling ctx kills the container.
+func (r *Runner) Run(ctx context.Context, id, bundleDir string, s Spec) error {
+	runtime := r.Runtime
+	if runtime == "" {
+		runtime = "runc"
+	}
+	bin, err := exec.LookPath(runtime)
+	if err != nil {
+		return fmt.Errorf("OCI runtime %q not found: install it (apt-get install -y runc) or set STRATA_RUNTIME: %w", runtime, err)
+	}
+	var created []string
+	if s.Cleanup {
+		created = missingTargets(s.Rootfs, s.Mounts)
+	}
+	cfg, err := s.ociSpec()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(bundleDir, "config.json"), b, 0o600); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(r.Root, 0o700); err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "--root", r.Root, "run", "--bundle", bundleDir, "--no-new-keyring", id)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.Stdin, s.Stdout, s.Stderr
+	// If strata dies, runc dies with it; the next store recovery removes the container.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: !s.Terminal}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", runtime, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	if s.Signals != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				select {
+				case sig := <-s.Signals:
+					_ = cmd.Process.Signal(sig) // runc passes it on to the container
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = exec.Command(bin, "--root", r.Root, "kill", "--all", id, "KILL").Run()
+		select {
+		case err = <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			err = <-done
+		}
+		err = ctx.Err()
+	}
+	_ = exec.Command(bin, "--root", r.Root, "delete", "--force", id).Run()
+	for i := len(created) - 1; i >= 0; i-- {
+		_ = os.Remove(created[i])
+	}
+	if err == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code := ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+		return &ExitError{Code: code}
+	}
+	return err
+}
+
+// Cleanup removes containers left in the state folder by processes that died.
+func (r *Runner) Cleanup() {
+	entries, err := os.ReadDir(r.Root)
+	if err != nil {
+		return
+	}
+	runtime := r.Runtime
+	if runtime == "" {
+		runtime = "runc"
+	}
+	for _, e := range entries {
+		_ = exec.Command(runtime, "--root", r.Root, "kill", "--all", e.Name(), "KILL").Run()
+		_ = exec.Command(runtime, "--root", r.Root, "delete", "--force", e.Name()).Run()
+	}
+}
+
+// missingTargets lists the mount targets (and their parent folders) that do not exist in the
+// rootfs yet, in creation order.
+func missingTargets(rootfs string, mounts []Mount) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, m := range mounts {
+		var chain []string
+		for p := filepath.Clean(m.Target); p != "/"; p = filepath.Dir(p) {
+			full, err := securejoin.SecureJoin(rootfs, p)
+			if err != nil {
+				break
+			}
+			if _, err := os.Lstat(full); err == nil {
+				break
+			}
+			chain = append([]string{full}, chain...)
+		}
+		for _, c := range chain {
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func (s *Spec) ociSpec() (*specs.Spec, error) {
+	uid, gid, groups, err := LookupUser(s.Rootfs, s.User)
+	if err != nil {
+		return nil, err
+	}
+	cwd := s.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	var rl unix.Rlimit
+	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &rl)
+	caps := dockerCaps
+	if uid != 0 {
+		caps = nil // as Docker: a non-root user has no effective capabilities
+	}
+	hostname := s.Hostname
+	if hostname == "" {
+		hostname = "strata"
+	}
+	spec := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Terminal: s.Terminal,
+			User:     specs.User{UID: uid, GID: gid, AdditionalGids: groups},
+			Args:     s.Args,
+			Env:      s.Env,
+			Cwd:      cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: dockerCaps, Effective: caps, Permitted: caps,
+			},
+			// Never above the host's hard limit: root here lacks CAP_SYS_RESOURCE.
+			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: rl.Max, Soft: rl.Max}},
+		},
+		Root:     &specs.Root{Path: s.Rootfs},
+		Hostname: hostname,
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+			},
+			MaskedPaths: []string{
+				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+				"/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+			},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+	for _, m := range s.Mounts {
+		opts := []string{"rbind"}
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: opts})
+	}
+	return spec, nil
+}
+
+// LookupUser resolves a Docker USER string against the rootfs's /etc/passwd and /etc/group.
+func LookupUser(rootfs, user string) (uid, gid uint32, groups []uint32, err error) {
+	if user == "" {
+		return 0, 0, nil, nil
+	}
+	name, group, hasGroup := strings.Cut(user, ":")
+	passwd := readDB(rootfs, "/etc/passwd")
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		uid = uint32(n)
+		gid = uid
+		for _, f := range passwd {
+			if f[2] == name {
+				g, _ := strconv.ParseUint(f[3], 10, 32)
+				gid = uint32(g)
+			}
+		}
+	} else {
+		found := false
+		for _, f := range passwd {
+			if f[0] == name {
+				u, _ := strconv.ParseUint(f[2], 10, 32)
+				g, _ := strconv.ParseUint(f[3], 10, 32)
+				uid, gid, found = uint32(u), uint32(g), true
+				break
+			}
+		}
+		if !found {
+			return 0, 0, nil, fmt.Errorf("user %q: no such user in the image's /etc/passwd; create it first (RUN useradd %s) or use a numeric uid", name, name)
+		}
+	}
+	if hasGroup {
+		if n, err := strconv.ParseUint(group, 10, 32); err == nil {
+			gid = uint32(n)
+		} else {
+			found := false
+			for _, f := range readDB(rootfs, "/etc/group") {
+				if f[0] == group {
+					g, _ := strconv.ParseUint(f[2], 10, 32)
+					gid, found = uint32(g), true
+				}
+			}
+			if !found {
+				return 0, 0, nil, fmt.Errorf("group %q: no such group in the image's /etc/group", group)
+			}
+		}
+	}
+	return uid, gid, nil, nil
+}
+
+func readDB(rootfs, file string) [][]string {
+	p, err := securejoin.SecureJoin(rootfs, file)
+	if err != nil {
+		return nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out [][]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) >= 4 {
+			out = append(out, fields)
+		}
+	}
+	return out
+}
+
+// MountOverlay mounts lowers (top first) with a writable upper at target. With no lowers an
+// empty folder is used, as overlayfs needs one.
+func MountOverlay(lowers []string, upper, work, target string) error {
+	if len(lowers) == 0 {
+		empty := filepath.Join(filepath.Dir(work), "empty")
+		if err := os.MkdirAll(empty, 0o755); err != nil {
+			return err
+		}
+		lowers = []string{empty}
+	}
+	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(opts) > 4000 {
+		return fmt.Errorf("the image has too many layers (%d) for one overlay mount", len(lowers))
+	}
+	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mounting overlay at %s: %w (strata needs root and overlayfs)", target, err)
+	}
+	return nil
+}
+
+// MountOverlayReadOnly mounts lowers (top first, at least two) read-only at target.
+func MountOverlayReadOnly(lowers []string, target string) error {
+	if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, "lowerdir="+strings.Join(lowers, ":")); err != nil {
+		return fmt.Errorf("mounting overlay at %s: %w", target, err)
+	}
+	return nil
+}

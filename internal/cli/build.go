@@ -1,0 +1,394 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/container"
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/secrets"
+	"github.com/strata-build/strata/specfile"
+)
+
+// ExitCode is an error that carries the exit code of a process run in a container.
+type ExitCode struct{ Code int }
+
+func (e *ExitCode) Error() string { return fmt.Sprintf("exit code %d", e.Code) }
+
+func openEngine() (*engine.Engine, error) { return engine.Open(strata.Home()) }
+
+func buildCmd() *cobra.Command {
+	var file, name, progressMode string
+	var force, ignore bool
+	cmd := &cobra.Command{
+		Use:   "build -f FILE [-t NAME]",
+		Short: "Build a spec file into an OCI image in the local store",
+		Long: `Build a spec file into an OCI image in the local store, one cached layer per step.
+A cached layer is skipped entirely. Needs root, runc and overlayfs (and mmdebstrap for
+debian_slim).
+
+STRATA_FORCE_BUILD=1 and STRATA_IGNORE_CACHE=1 act as --force-build and --ignore-cache.`,
+		Example: `  strata build -f image.yaml -t myapp
+  strata build -f image.yaml -t myapp --progress plain
+  STRATA_FORCE_BUILD=1 strata build -f image.yaml -t myapp`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := specfile.Load(file)
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				name = strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+			}
+			mode := progressMode
+			if mode == "auto" {
+				mode = "plain"
+				if fd, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(fd.Fd())) {
+					mode = "tty"
+				}
+			}
+			pr := newProgress(cmd.ErrOrStderr(), mode)
+			opts := []strata.BuildOption{strata.WithName(name), strata.WithProgress(pr.event), strata.WithResolveOptions(strata.WithDir(f.Dir))}
+			if force {
+				opts = append(opts, strata.WithForceBuild())
+			}
+			if ignore {
+				opts = append(opts, strata.WithIgnoreCache())
+			}
+			built, err := f.Image.Build(cmd.Context(), opts...)
+			pr.close()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", built.Name, built.Manifest)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON)")
+	cmd.Flags().StringVarP(&name, "tag", "t", "", "name of the image in the store (default: the spec file's name)")
+	cmd.Flags().BoolVar(&force, "force-build", false, "rebuild every layer and replace the cached entries")
+	cmd.Flags().BoolVar(&ignore, "ignore-cache", false, "rebuild every layer without reading or replacing cached entries")
+	cmd.Flags().StringVar(&progressMode, "progress", "auto", "progress output: auto, tty, plain or json")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func runCmd() *cobra.Command {
+	var env, secretNames, binds []string
+	var workdir string
+	cmd := &cobra.Command{
+		Use:   "run NAME [-e K=V] [--secret NAME] [--mount LOCAL:REMOTE] [--workdir DIR] [-- CMD...]",
+		Short: "Run a command in a container of a built image",
+		Long: `Run a command in a new container of a built image: its env, workdir, entrypoint and user,
+with its runtime-mounted local files (add_local_* without copy) in place. Output is streamed,
+the exit code is strata's, Ctrl-C reaches the process, and the container is removed after.`,
+		Example: `  strata run myapp -- python -c 'import numpy; print(numpy.__version__)'
+  strata run myapp -e DEBUG=1 --secret api-keys -- python /app/main.py
+  strata run myapp --mount ./data:/data -- ls /data`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eng, err := openEngine()
+			if err != nil {
+				return err
+			}
+			img, err := eng.Store.Image(args[0])
+			if err != nil {
+				return err
+			}
+			for _, e := range env {
+				if !strings.Contains(e, "=") {
+					return fmt.Errorf("-e %q: want KEY=VALUE", e)
+				}
+			}
+			sig := make(chan os.Signal, 4)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+			defer signal.Stop(sig)
+			tty := term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
+			// Ctrl-C is forwarded to the process rather than cancelling the run.
+			err = eng.Run(context.WithoutCancel(cmd.Context()), img, engine.RunOptions{
+				Args: args[1:], Env: env, Secrets: secretNames, Binds: binds, Workdir: workdir,
+				Terminal: tty, Stdin: os.Stdin, Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(), Signals: sig,
+			})
+			var ee *container.ExitError
+			if errors.As(err, &ee) {
+				return &ExitCode{Code: ee.Code}
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "set an environment variable (KEY=VALUE)")
+	cmd.Flags().StringArrayVar(&secretNames, "secret", nil, "give a secret's keys as environment")
+	cmd.Flags().StringArrayVar(&binds, "mount", nil, "mount a local file or folder (LOCAL:REMOTE)")
+	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working folder in the container")
+	return cmd
+}
+
+func imagesCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "images",
+		Short:   "List built images",
+		Example: "  strata images",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			eng, err := openEngine()
+			if err != nil {
+				return err
+			}
+			imgs, err := eng.Store.Images()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tMANIFEST\tLAYERS\tSIZE\tCREATED")
+			for _, img := range imgs {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", img.Name, short(img.Manifest), len(img.Keys), human(img.Size), img.Created.Format("2006-01-02 15:04:05"))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func inspectCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "inspect NAME [--json]",
+		Short:   "Show an image's manifest digest, config and layers with their cache keys",
+		Example: "  strata inspect myapp\n  strata inspect myapp --json | jq .config.config.Env",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eng, err := openEngine()
+			if err != nil {
+				return err
+			}
+			img, err := eng.Store.Image(args[0])
+			if err != nil {
+				return err
+			}
+			in, err := eng.Inspect(img)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(in)
+			}
+			c := in.Config.Config
+			fmt.Fprintf(out, "name:       %s\nmanifest:   %s\nentrypoint: %q\ncmd:        %q\nworkdir:    %s\nuser:       %s\nenv:\n", in.Name, in.Manifest, c.Entrypoint, c.Cmd, c.WorkingDir, c.User)
+			for _, e := range c.Env {
+				fmt.Fprintf(out, "  %s\n", e)
+			}
+			fmt.Fprintln(out, "layers:")
+			for i, l := range in.Layers {
+				fmt.Fprintf(out, "  %-3d %-28s %s\n", i, l.Method, l.Key)
+				for _, b := range l.Blobs {
+					fmt.Fprintf(out, "        %s %s\n", b.Digest, human(b.Size))
+				}
+			}
+			for _, m := range in.Mounts {
+				fmt.Fprintf(out, "mount %s: %d files at %s at start\n", m.Method, len(m.Files), m.Target)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func rmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NAME...",
+		Short:   "Remove image names (their layers stay cached until prune)",
+		Example: "  strata rm myapp",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eng, err := openEngine()
+			if err != nil {
+				return err
+			}
+			for _, n := range args {
+				if err := eng.Store.DeleteImage(n); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", n)
+			}
+			return nil
+		},
+	}
+}
+
+func pruneCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "prune",
+		Short: "Remove cache entries, blobs and snapshots that no named image uses",
+		Long: `Remove cache entries that no named image uses, then the blobs, snapshots and logs that
+nothing references, and say how much was freed. Builds and runs under way finish first.`,
+		Example: "  strata rm old-image && strata prune",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			eng, err := openEngine()
+			if err != nil {
+				return err
+			}
+			r, err := eng.Prune()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %d cache entries, %d blobs, %d snapshots: %s freed\n", r.Records, r.Blobs, r.Snapshots, human(r.Bytes))
+			return nil
+		},
+	}
+}
+
+func exportCmd() *cobra.Command {
+	var format, out string
+	cmd := &cobra.Command{
+		Use:   "export NAME --format oci|docker -o PATH",
+		Short: "Write an image as an OCI layout folder or a docker-archive tarball",
+		Example: `  strata export myapp --format oci -o ./myapp-oci && skopeo inspect oci:./myapp-oci
+  strata export myapp --format docker -o myapp.tar && podman load -i myapp.tar`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eng, err := openEngine()
+			if err != nil {
+				return err
+			}
+			img, err := eng.Store.Image(args[0])
+			if err != nil {
+				return err
+			}
+			return eng.Export(img, format, out)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "oci", "oci (an OCI image layout folder) or docker (a docker-archive tarball)")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write")
+	_ = cmd.MarkFlagRequired("output")
+	return cmd
+}
+
+func logsCmd() *cobra.Command {
+	var layerIndex int
+	cmd := &cobra.Command{
+		Use:   "logs NAME|KEY [--layer N]",
+		Short: "Print the build logs of an image's layers, or of one cache key",
+		Long: `Print the build logs of an image's layers (the layers built, not those taken from the
+cache by the last build), or the log of one layer by its cache key (a failed build prints it).`,
+		Example: "  strata logs myapp\n  strata logs myapp --layer 2\n  strata logs sha256:4f2a...",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			eng, err := openEngine()
+			if err != nil {
+				return err
+			}
+			var keys, methods []string
+			if img, err := eng.Store.Image(args[0]); err == nil {
+				keys, methods = img.Keys, img.Methods
+			} else if strings.HasPrefix(args[0], "sha256:") {
+				keys, methods = []string{args[0]}, []string{""}
+			} else {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for i, k := range keys {
+				if layerIndex >= 0 && i != layerIndex {
+					continue
+				}
+				b, err := os.ReadFile(eng.Store.LogPath(k))
+				if err != nil {
+					b = []byte("(no log: the layer has no build steps, or its log was pruned)\n")
+				}
+				fmt.Fprintf(out, "==> layer %d %s %s\n%s", i, methods[i], k, b)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&layerIndex, "layer", -1, "only this layer")
+	return cmd
+}
+
+func secretCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "secret",
+		Short: "Manage local secrets: named sets of environment variables for builds and runs",
+		Long: `Secrets are named sets of KEY=VALUE pairs, stored in $STRATA_HOME/secrets with 0600
+permissions. Build steps that name them (secrets: [NAME]) and strata run --secret NAME get them
+as environment; their values never enter an image, a cache key or a log.`,
+	}
+	var dotenv string
+	create := &cobra.Command{
+		Use:     "create NAME KEY=VALUE... | --from-dotenv FILE",
+		Short:   "Create or replace a secret",
+		Example: "  strata secret create huggingface HF_TOKEN=hf_xxx\n  strata secret create app --from-dotenv .env",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vals, err := secrets.ParsePairs(args[1:])
+			if err != nil {
+				return err
+			}
+			if dotenv != "" {
+				more, err := secrets.ParseDotenv(dotenv)
+				if err != nil {
+					return err
+				}
+				for k, v := range more {
+					vals[k] = v
+				}
+			}
+			if err := secretStore().Create(args[0], vals); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "secret %s: %d keys\n", args[0], len(vals))
+			return nil
+		},
+	}
+	create.Flags().StringVar(&dotenv, "from-dotenv", "", "read KEY=VALUE lines from a .env file")
+	ls := &cobra.Command{
+		Use:     "ls",
+		Short:   "List secrets and their keys (never values)",
+		Example: "  strata secret ls",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			all, err := secretStore().List()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tKEYS")
+			for n, keys := range all {
+				fmt.Fprintf(tw, "%s\t%s\n", n, strings.Join(keys, ", "))
+			}
+			return tw.Flush()
+		},
+	}
+	rm := &cobra.Command{
+		Use:     "rm NAME...",
+		Short:   "Remove secrets",
+		Example: "  strata secret rm huggingface",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, n := range args {
+				if err := secretStore().Remove(n); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	root.AddCommand(create, ls, rm)
+	return root
+}
+
+func secretStore() *secrets.Store { return secrets.Open(filepath.Join(strata.Home(), "secrets")) }

@@ -1,0 +1,243 @@
+// Package layer turns folders into OCI layer tarballs and back: it writes the upper folder of
+// an overlay mount as a deterministic layer (overlay whiteouts become OCI whiteouts) and
+// extracts pulled layers safely into snapshot folders that overlayfs can stack.
+package layer
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/klauspost/pgzip"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/store"
+)
+
+// MediaTypeGzip is the media type of the layers strata writes.
+const MediaTypeGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+const (
+	whiteoutPrefix = ".wh."
+	opaqueMarker   = ".wh..wh..opq"
+	opaqueXattr    = "trusted.overlay.opaque"
+)
+
+// keptXattrs are the extended attributes a layer carries; overlay's own are not.
+func keptXattr(name string) bool {
+	return name == "security.capability" || strings.HasPrefix(name, "user.")
+}
+
+// Options tune how a folder becomes a tar.
+type Options struct {
+	// Skip leaves out these paths (slash-separated, relative) and what is below them.
+	Skip map[string]bool
+	// Epoch, if set, clamps modification times to at most this time.
+	Epoch *time.Time
+}
+
+// WriteTar writes dir as an uncompressed layer tar to w, in lexical order with stable headers
+// so that the same tree always gives the same bytes. Overlay whiteouts (0/0 character devices)
+// become ".wh." files and opaque folders get ".wh..wh..opq".
+func WriteTar(dir string, w io.Writer, o Options) error {
+	tw := tar.NewWriter(w)
+	links := map[uint64]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == dir {
+			return nil
+		}
+		rel := filepath.ToSlash(strings.TrimPrefix(p, dir+"/"))
+		if o.Skip[rel] {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		mode := info.Mode()
+		// An overlay whiteout: a character device 0/0.
+		if mode&fs.ModeCharDevice != 0 && st.Rdev == 0 {
+			dirname, base := filepath.Split(rel)
+			return tw.WriteHeader(&tar.Header{Name: dirname + whiteoutPrefix + base, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(0, 0), Format: tar.FormatPAX})
+		}
+		hdr := &tar.Header{
+			Name:    rel,
+			Mode:    int64(mode.Perm()),
+			Uid:     int(st.Uid),
+			Gid:     int(st.Gid),
+			ModTime: info.ModTime().Truncate(time.Second),
+			Format:  tar.FormatPAX,
+		}
+		if o.Epoch != nil && hdr.ModTime.After(*o.Epoch) {
+			hdr.ModTime = *o.Epoch
+		}
+		if mode&fs.ModeSetuid != 0 {
+			hdr.Mode |= 0o4000
+		}
+		if mode&fs.ModeSetgid != 0 {
+			hdr.Mode |= 0o2000
+		}
+		if mode&fs.ModeSticky != 0 {
+			hdr.Mode |= 0o1000
+		}
+		switch {
+		case mode.IsDir():
+			hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
+		case mode.IsRegular():
+			if st.Nlink > 1 {
+				if first, ok := links[st.Ino]; ok {
+					hdr.Typeflag, hdr.Linkname = tar.TypeLink, first
+					break
+				}
+				links[st.Ino] = rel
+			}
+			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
+		case mode&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
+		case mode&fs.ModeNamedPipe != 0:
+			hdr.Typeflag = tar.TypeFifo
+		case mode&fs.ModeDevice != 0:
+			hdr.Typeflag = tar.TypeBlock
+			if mode&fs.ModeCharDevice != 0 {
+				hdr.Typeflag = tar.TypeChar
+			}
+			hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+		case mode&fs.ModeSocket != 0:
+			return nil // sockets cannot be archived, and are never meaningful in an image
+		default:
+			return fmt.Errorf("%s: unsupported file type %s", p, mode.Type())
+		}
+		if err := addXattrs(p, hdr); err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if mode.IsDir() && isOpaque(p) {
+			if err := tw.WriteHeader(&tar.Header{Name: rel + "/" + opaqueMarker, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+		}
+		if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+func isOpaque(p string) bool {
+	buf := make([]byte, 4)
+	n, err := unix.Lgetxattr(p, opaqueXattr, buf)
+	return err == nil && n == 1 && buf[0] == 'y'
+}
+
+func addXattrs(p string, hdr *tar.Header) error {
+	size, err := unix.Llistxattr(p, nil)
+	if err != nil || size == 0 {
+		return nil // no xattrs, or a file system without them
+	}
+	buf := make([]byte, size)
+	size, err = unix.Llistxattr(p, buf)
+	if err != nil {
+		return nil
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:size]), "\x00"), "\x00") {
+		if !keptXattr(name) {
+			continue
+		}
+		val := make([]byte, 4096)
+		n, err := unix.Lgetxattr(p, name, val)
+		if err != nil {
+			continue
+		}
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = map[string]string{}
+		}
+		hdr.PAXRecords["SCHILY.xattr."+name] = string(val[:n])
+	}
+	return nil
+}
+
+// Written describes a layer blob that was written to the store.
+type Written = store.LayerDesc
+
+// Empty reports whether a folder has nothing in it (a step that changed no file).
+func Empty(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err == io.EOF || (err == nil && len(names) == 0) {
+		return true, nil
+	}
+	return false, err
+}
+
+// Commit writes dir as a gzip-compressed layer blob into the store, computing the diff ID
+// and the digest while writing, with the compression spread over all cores.
+func Commit(s *store.Store, dir string, o Options) (store.LayerDesc, error) {
+	return CommitStream(s, func(w io.Writer) error { return WriteTar(dir, w, o) })
+}
+
+// CommitStream compresses the tar that write produces into a layer blob.
+func CommitStream(s *store.Store, write func(io.Writer) error) (store.LayerDesc, error) {
+	blob, err := s.NewBlob()
+	if err != nil {
+		return store.LayerDesc{}, err
+	}
+	defer blob.Close()
+	gz, err := pgzip.NewWriterLevel(blob, pgzip.DefaultCompression)
+	if err != nil {
+		return store.LayerDesc{}, err
+	}
+	if err := gz.SetConcurrency(1<<20, runtime.GOMAXPROCS(0)); err != nil {
+		return store.LayerDesc{}, err
+	}
+	diff := sha256.New()
+	if err := write(io.MultiWriter(gz, diff)); err != nil {
+		return store.LayerDesc{}, err
+	}
+	if err := gz.Close(); err != nil {
+		return store.LayerDesc{}, err
+	}
+	size := blob.Size()
+	digest, err := blob.Commit("")
+	if err != nil {
+		return store.LayerDesc{}, err
+	}
+	return store.LayerDesc{Digest: digest, DiffID: "sha256:" + hex.EncodeToString(diff.Sum(nil)), Size: size, MediaType: MediaTypeGzip}, nil
+}

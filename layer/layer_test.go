@@ -1,0 +1,127 @@
+package layer
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+type entry struct {
+	name, link string
+	typ        byte
+	body       string
+}
+
+func mkTar(t *testing.T, entries ...entry) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: 0o755, Size: int64(len(e.body))}
+		if e.typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if e.typ == tar.TypeReg {
+			tw.Write([]byte(e.body))
+		}
+	}
+	tw.Close()
+	return &buf
+}
+
+func TestExtractRefusesEscapes(t *testing.T) {
+	for name, entries := range map[string][]entry{
+		"dotdot":          {{name: "../evil", typ: tar.TypeReg, body: "x"}},
+		"nested dotdot":   {{name: "a/../../evil", typ: tar.TypeReg, body: "x"}},
+		"absolute":        {{name: "/etc/evil", typ: tar.TypeReg, body: "x"}},
+		"escaping link":   {{name: "a/", typ: tar.TypeDir}, {name: "a/l", link: "../../../etc", typ: tar.TypeSymlink}},
+		"through symlink": {{name: "l", link: "/etc", typ: tar.TypeSymlink}, {name: "l/passwd", typ: tar.TypeReg, body: "x"}},
+		"hardlink out":    {{name: "h", link: "../../etc/passwd", typ: tar.TypeLink}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			outer := t.TempDir()
+			dir := filepath.Join(outer, "root")
+			os.Mkdir(dir, 0o755)
+			err := Extract(mkTar(t, entries...), dir, nil)
+			if !errors.Is(err, ErrUnsafe) {
+				t.Fatalf("got %v, want ErrUnsafe", err)
+			}
+			if _, err := os.Stat(filepath.Join(outer, "evil")); err == nil {
+				t.Fatal("a file was written outside the root")
+			}
+		})
+	}
+	// Absolute symlinks and in-root relative ones are normal in images.
+	dir := t.TempDir()
+	ok := mkTar(t, entry{name: "bin", link: "usr/bin", typ: tar.TypeSymlink}, entry{name: "usr/lib/x", link: "/usr/bin/python3", typ: tar.TypeSymlink}, entry{name: "usr/lib/y", link: "../../bin", typ: tar.TypeSymlink})
+	if err := Extract(ok, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWhiteoutsRoundTrip(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("whiteouts are device nodes: needs root")
+	}
+	// An overlay upper folder: a file, a deletion, an opaque folder.
+	upper := t.TempDir()
+	os.WriteFile(filepath.Join(upper, "new"), []byte("hello"), 0o644)
+	if err := unix.Mknod(filepath.Join(upper, "gone"), unix.S_IFCHR, 0); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(upper, "opaque"), 0o755)
+	if err := unix.Lsetxattr(filepath.Join(upper, "opaque"), opaqueXattr, []byte("y"), 0); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("new", filepath.Join(upper, "link"))
+	os.Link(filepath.Join(upper, "new"), filepath.Join(upper, "hard"))
+	var buf bytes.Buffer
+	if err := WriteTar(upper, &buf, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	tr := tar.NewReader(bytes.NewReader(buf.Bytes()))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+	}
+	if got := strings.Join(names, ","); got != ".wh.gone,hard,link,new,opaque/,opaque/.wh..wh..opq" {
+		t.Errorf("tar entries %s", got)
+	}
+	// The same tree gives the same bytes.
+	var again bytes.Buffer
+	WriteTar(upper, &again, Options{})
+	if !bytes.Equal(buf.Bytes(), again.Bytes()) {
+		t.Error("writing the same folder twice gave different tars")
+	}
+	// And extracts back to overlay form.
+	dir := t.TempDir()
+	if err := Extract(bytes.NewReader(buf.Bytes()), dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "gone"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
+		t.Errorf("whiteout not restored: %v %o", err, st.Mode)
+	}
+	if !isOpaque(filepath.Join(dir, "opaque")) {
+		t.Error("opaque folder not restored")
+	}
+	var a, b unix.Stat_t
+	unix.Lstat(filepath.Join(dir, "new"), &a)
+	unix.Lstat(filepath.Join(dir, "hard"), &b)
+	if a.Ino != b.Ino {
+		t.Error("hard link not restored")
+	}
+}
