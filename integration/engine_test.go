@@ -1,0 +1,390 @@
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/secrets"
+)
+
+func base() strata.Image { return strata.DebianSlim("3.13") }
+
+func TestPipInstallFromLocalIndex(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	idx := packageIndex(t, map[string][]byte{"greet-1.0-py3-none-any.whl": wheel("greet", "1.0", "hello from greet 1.0")})
+	img := base().PipInstallWith(strata.PipInstallOptions{Packages: []string{"greet==1.0"}, PipOptions: strata.PipOptions{IndexURL: idx}})
+	b := build(t, img, "it-pip")
+	if got := run(t, b, "python", "-c", "import greet; print(greet.hello())"); got != "hello from greet 1.0\n" {
+		t.Errorf("got %q", got)
+	}
+	// pip kept no cache in the layer.
+	if out := run(t, b, "sh", "-c", "ls /root/.cache/pip 2>/dev/null | wc -l"); strings.TrimSpace(out) != "0" {
+		t.Errorf("pip cache in the image: %s", out)
+	}
+}
+
+func TestCopiedAndMountedLocalFiles(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	dir := t.TempDir()
+	write(t, dir, "baked/data.txt", "baked-"+unique(t))
+	write(t, dir, "live/config.txt", "mounted-content")
+	img := base().
+		AddLocalDirWith(strata.AddLocalDirOptions{LocalPath: filepath.Join(dir, "baked"), RemotePath: "/opt/baked", Copy: true}).
+		RunCommands("cat /opt/baked/data.txt > /opt/seen-at-build").
+		AddLocalDir(filepath.Join(dir, "live"), "/opt/live")
+	b := build(t, img, "it-local")
+	if got := run(t, b, "cat", "/opt/seen-at-build", "/opt/live/config.txt"); !strings.HasPrefix(got, "baked-") || !strings.HasSuffix(got, "mounted-content") {
+		t.Errorf("got %q", got)
+	}
+	// The mounted file is in no layer; the copied one is.
+	found := layerFiles(t, b)
+	if !found["opt/baked/data.txt"] {
+		t.Error("copied file not in any layer")
+	}
+	if found["opt/live/config.txt"] || found["opt/live"] {
+		t.Error("runtime-mounted file is in a layer")
+	}
+	// Changing the mounted file needs no rebuild, and runs see the new content.
+	write(t, dir, "live/config.txt", "changed")
+	b2 := build(t, img, "it-local")
+	if b2.Manifest != b.Manifest {
+		t.Error("changing a runtime-mounted file changed the image")
+	}
+	if got := run(t, b2, "cat", "/opt/live/config.txt"); got != "changed" {
+		t.Errorf("run saw %q", got)
+	}
+	// The mount is read-only underneath: a write lands in the container, not in the local file.
+	run(t, b2, "sh", "-c", "echo overwritten > /opt/live/config.txt")
+	if data, _ := os.ReadFile(filepath.Join(dir, "live/config.txt")); string(data) != "changed" {
+		t.Errorf("the container changed the local file: %q", data)
+	}
+}
+
+// layerFiles lists the paths in all layers of an image.
+func layerFiles(t *testing.T, b *strata.Built) map[string]bool {
+	t.Helper()
+	eng, err := engine.Open(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := eng.Store.Image(b.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := eng.Image(si)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	out := map[string]bool{}
+	for _, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			out[strings.TrimSuffix(h.Name, "/")] = true
+		}
+		rc.Close()
+	}
+	return out
+}
+
+func TestSecretsReachTheStepAndNothingElse(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	value := "s3cr3t-" + strings.ReplaceAll(unique(t), "/", "-")
+	if err := secrets.Open(filepath.Join(home, "secrets")).Create("it-token", map[string]string{"API_TOKEN": value}); err != nil {
+		t.Fatal(err)
+	}
+	// The step proves it saw the value by its hash; the value itself is in no instruction.
+	sum := sha256.Sum256([]byte(value))
+	img := base().RunCommandsWith(strata.RunCommandsOptions{
+		Commands:     []string{`printf %s "$API_TOKEN" | sha256sum | cut -d' ' -f1 > /token-hash`, `echo "the token is $API_TOKEN"`},
+		LayerOptions: strata.LayerOptions{Secrets: []string{"it-token"}},
+	})
+	b := build(t, img, "it-secret")
+	if got := run(t, b, "cat", "/token-hash"); got != hex.EncodeToString(sum[:])+"\n" {
+		t.Fatalf("the step did not see the secret: %q", got)
+	}
+	if got := run(t, b, "sh", "-c", "echo ${API_TOKEN:-unset}"); got != "unset\n" {
+		t.Errorf("the secret is in the image's environment: %q", got)
+	}
+	// Nowhere in the exported image: layers, config, history, manifest.
+	out := filepath.Join(t.TempDir(), "oci")
+	if o, err := cli(t, "export", "it-secret", "--format", "oci", "-o", out); err != nil {
+		t.Fatalf("%v: %s", err, o)
+	}
+	_ = filepath.Walk(out, func(p string, info os.FileInfo, err error) error {
+		if err != nil || !info.Mode().IsRegular() {
+			return err
+		}
+		data, _ := os.ReadFile(p)
+		if zr, err := gzip.NewReader(bytes.NewReader(data)); err == nil {
+			if plain, err := io.ReadAll(zr); err == nil {
+				data = plain
+			}
+		}
+		if bytes.Contains(data, []byte(value)) {
+			t.Errorf("the secret's value is in %s", p)
+		}
+		return nil
+	})
+	// Nor in any log; the step's echo was masked.
+	logs, _ := filepath.Glob(filepath.Join(home, "logs", "*"))
+	masked := false
+	for _, l := range logs {
+		data, _ := os.ReadFile(l)
+		if bytes.Contains(data, []byte(value)) {
+			t.Errorf("the secret's value is in the log %s", l)
+		}
+		masked = masked || bytes.Contains(data, []byte("the token is ****"))
+	}
+	if !masked {
+		t.Error("no log shows the masked echo")
+	}
+	// A missing secret is an error that names it.
+	_, err := base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"true"}, LayerOptions: strata.LayerOptions{Secrets: []string{"no-such-secret"}}}).
+		Build(ctx(t), strata.WithHome(home))
+	if err == nil || !strings.Contains(err.Error(), `secret "no-such-secret"`) {
+		t.Errorf("missing secret: %v", err)
+	}
+}
+
+func TestChangingTheLastLayerReusesEarlierLayers(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	u := unique(t)
+	first := build(t, base().RunCommands("echo "+u+" > /a").RunCommands("echo one > /b"), "it-last")
+	second := build(t, base().RunCommands("echo "+u+" > /a").RunCommands("echo two > /b"), "it-last")
+	l1, l2 := manifestLayers(t, first), manifestLayers(t, second)
+	if len(l1) != len(l2) || len(l1) < 3 {
+		t.Fatalf("layers %d and %d", len(l1), len(l2))
+	}
+	for i := 0; i < len(l1)-1; i++ {
+		if l1[i] != l2[i] {
+			t.Errorf("layer %d digest changed: %s -> %s", i, l1[i], l2[i])
+		}
+	}
+	if l1[len(l1)-1] == l2[len(l2)-1] {
+		t.Error("the last layer did not change")
+	}
+	if got := run(t, second, "cat", "/a", "/b"); got != u+"\ntwo\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
+// manifestLayers lists the layer digests of a build (by its manifest: names move).
+func manifestLayers(t *testing.T, b *strata.Built) []string {
+	t.Helper()
+	eng, _ := engine.Open(home)
+	raw, err := eng.Store.ReadBlob(b.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range m.Layers {
+		out = append(out, l.Digest.String())
+	}
+	return out
+}
+
+func TestFailedStepCachesNothingAndSaysWhy(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	u := unique(t)
+	img := base().RunCommands("echo "+u, "echo about to fail; echo detail-line >&2; exit 7")
+	_, err := img.Build(ctx(t), strata.WithHome(home), strata.WithName("it-fail"))
+	var be *engine.BuildError
+	if !errors.As(err, &be) {
+		t.Fatalf("got %v, want a BuildError", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"layer 1 (run_commands)", "exit code 7", "echo about to fail", "detail-line", "full log:"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not mention %q:\n%s", want, msg)
+		}
+	}
+	eng, _ := engine.Open(home)
+	if _, err := eng.Store.Record(be.Key); err == nil {
+		t.Error("the failed step was cached")
+	}
+	if data, err := os.ReadFile(be.Log); err != nil || !strings.Contains(string(data), u) {
+		t.Errorf("log %s: %v %q", be.Log, err, data)
+	}
+	if _, err := eng.Store.Image("it-fail"); err == nil {
+		t.Error("a failed build named an image")
+	}
+}
+
+func TestForceBuildReplacesAndIgnoreCacheKeeps(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	img := base().RunCommands("echo " + unique(t) + "; cat /proc/sys/kernel/random/uuid > /id")
+	first := build(t, img, "it-force")
+	id1 := run(t, first, "cat", "/id")
+	if id := run(t, build(t, img, "it-force"), "cat", "/id"); id != id1 {
+		t.Fatal("a cached rebuild ran the step again")
+	}
+	ignored := build(t, img, "it-force", strata.WithIgnoreCache())
+	if id := run(t, ignored, "cat", "/id"); id == id1 {
+		t.Error("--ignore-cache reused the cached layer")
+	}
+	if id := run(t, build(t, img, "it-force"), "cat", "/id"); id != id1 {
+		t.Error("--ignore-cache replaced the cached entry")
+	}
+	forced := build(t, img, "it-force", strata.WithForceBuild())
+	id2 := run(t, forced, "cat", "/id")
+	if id2 == id1 {
+		t.Error("--force-build reused the cached layer")
+	}
+	if id := run(t, build(t, img, "it-force"), "cat", "/id"); id != id2 {
+		t.Error("--force-build did not replace the cached entry")
+	}
+	t.Setenv("STRATA_IGNORE_CACHE", "1")
+	if id := run(t, build(t, img, "it-force"), "cat", "/id"); id == id2 {
+		t.Error("STRATA_IGNORE_CACHE=1 reused the cached layer")
+	}
+}
+
+func TestExportedImagesWorkWithOtherTools(t *testing.T) {
+	need(t, "runc", "mmdebstrap", "skopeo", "umoci", "podman")
+	b := build(t, base().RunCommands("echo exported > /marker").Env(map[string]string{"GREETING": "hi"}), "it-export")
+	dir := t.TempDir()
+	oci := filepath.Join(dir, "oci")
+	if out, err := cli(t, "export", "it-export", "--format", "oci", "-o", oci); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	out, err := exec.Command("skopeo", "inspect", "oci:"+oci).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "GREETING=hi") {
+		t.Fatalf("skopeo inspect: %v\n%s", err, out)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	if out, err := exec.Command("umoci", "unpack", "--image", oci+":it-export:latest", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack: %v\n%s", err, out)
+	}
+	if data, err := os.ReadFile(filepath.Join(bundle, "rootfs", "marker")); err != nil || string(data) != "exported\n" {
+		t.Errorf("unpacked marker: %v %q", err, data)
+	}
+	archive := filepath.Join(dir, "image.tar")
+	if out, err := cli(t, "export", "it-export", "--format", "docker", "-o", archive); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if out, err := exec.Command("podman", "load", "-i", archive).CombinedOutput(); err != nil {
+		t.Fatalf("podman load: %v\n%s", err, out)
+	}
+	defer exec.Command("podman", "rmi", "-f", "localhost/it-export:latest").Run()
+	out, err = exec.Command("podman", "run", "--rm", "--runtime", "runc", "--network", "host",
+		"--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+		"localhost/it-export:latest", "sh", "-c", "cat /marker; echo $GREETING; python3 -c 'print(6*7)'").CombinedOutput()
+	if err != nil || string(out) != "exported\nhi\n42\n" {
+		t.Errorf("podman run: %v\n%s", err, out)
+	}
+	_ = b
+}
+
+// pushImage pushes a stored image to a registry with go-containerregistry.
+func pushImage(t *testing.T, b *strata.Built, ref string) {
+	t.Helper()
+	eng, _ := engine.Open(home)
+	si, _ := eng.Store.Image(b.Name)
+	img, err := eng.Image(si)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+}
+
+func TestFromRegistryPullsAndExtends(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	reg := registry(t)
+	pushed := build(t, base().RunCommands("echo from-the-registry > /origin").Env(map[string]string{"FROM_BASE": "yes"}), "it-push")
+	pushImage(t, pushed, reg+"/team/base:v1")
+	img := strata.FromRegistry(reg + "/team/base:v1").RunCommands("cat /origin > /copied; echo $FROM_BASE >> /copied")
+	b := build(t, img, "it-pulled")
+	if got := run(t, b, "cat", "/copied"); got != "from-the-registry\nyes\n" {
+		t.Errorf("got %q", got)
+	}
+	// The pulled layers are the pushed ones.
+	pl, bl := manifestLayers(t, pushed), manifestLayers(t, b)
+	for i := range pl {
+		if pl[i] != bl[i] {
+			t.Errorf("pulled layer %d is %s, pushed %s", i, bl[i], pl[i])
+		}
+	}
+}
+
+func TestPullRefusesUnsafeLayers(t *testing.T) {
+	need(t, "runc")
+	reg := registry(t)
+	for kind, entries := range map[string][][3]string{
+		"dotdot":  {{"../../escaped", "0", "x"}},
+		"symlink": {{"etc/", "5", ""}, {"etc/evil", "2", "../../../../tmp"}},
+	} {
+		t.Run(kind, func(t *testing.T) {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			for _, e := range entries {
+				h := &tar.Header{Name: e[0], Typeflag: e[1][0], Mode: 0o755}
+				if h.Typeflag == tar.TypeSymlink {
+					h.Linkname = e[2]
+				} else if h.Typeflag == tar.TypeReg {
+					h.Size = int64(len(e[2]))
+				}
+				tw.WriteHeader(h)
+				if h.Typeflag == tar.TypeReg {
+					tw.Write([]byte(e[2]))
+				}
+			}
+			tw.Close()
+			data := buf.Bytes()
+			l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := mutate.AppendLayers(empty.Image, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := reg + "/evil/" + kind + ":1"
+			r, _ := name.ParseReference(ref, name.Insecure)
+			if err := remote.Write(r, img); err != nil {
+				t.Fatal(err)
+			}
+			_, err = strata.FromRegistry(ref).Build(ctx(t), strata.WithHome(home))
+			if err == nil || !strings.Contains(err.Error(), "unsafe layer entry") {
+				t.Errorf("pulling %s: %v", kind, err)
+			}
+		})
+	}
+}

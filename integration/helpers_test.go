@@ -1,0 +1,213 @@
+// Package integration tests strata end to end with real components: runc, overlayfs,
+// mmdebstrap bootstraps from Debian's mirror, pip against a local PEP 503 index, Debian's
+// docker-registry, skopeo, umoci and podman. They need root. Without STRATA_INTEGRATION=1
+// a missing prerequisite skips them; with it (as in CI) it fails them.
+package integration
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-build/strata"
+)
+
+// home is the store shared by the tests, so that the Debian base is bootstrapped once.
+var home string
+
+// strataBin is the CLI built for the tests that need a separate process.
+var strataBin string
+
+func TestMain(m *testing.M) {
+	home = os.Getenv("STRATA_TEST_HOME")
+	cleanup := func() {}
+	if home == "" {
+		d, err := os.MkdirTemp("/var/tmp", "strata-it-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		home = d
+		cleanup = func() { exec.Command("rm", "-rf", d).Run() }
+	}
+	bin, err := os.MkdirTemp("", "strata-bin-")
+	if err == nil {
+		strataBin = filepath.Join(bin, "strata")
+		if out, err := exec.Command("go", "build", "-o", strataBin, "../cmd/strata").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building strata: %v\n%s", err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	cleanup()
+	os.RemoveAll(bin)
+	os.Exit(code)
+}
+
+// need skips (or, in CI, fails) a test whose prerequisites are missing.
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("STRATA_INTEGRATION") == "1" {
+		t.Fatalf("missing prerequisites: %s", strings.Join(missing, ", "))
+	}
+	t.Skipf("missing prerequisites: %s (set STRATA_INTEGRATION=1 to fail instead)", strings.Join(missing, ", "))
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// build builds img into the shared store.
+func build(t *testing.T, img strata.Image, name string, opts ...strata.BuildOption) *strata.Built {
+	t.Helper()
+	b, err := img.Build(ctx(t), append([]strata.BuildOption{strata.WithHome(home), strata.WithName(name), strata.WithResolveOptions(strata.WithHashCache(""))}, opts...)...)
+	if err != nil {
+		t.Fatalf("build %s: %v", name, err)
+	}
+	return b
+}
+
+// run runs args in a built image and returns stdout.
+func run(t *testing.T, b *strata.Built, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if err := b.Run(ctx(t), strata.RunOptions{Args: args, Stdout: &out, Stderr: &errb}); err != nil {
+		t.Fatalf("run %q: %v\nstderr: %s", args, err, errb.String())
+	}
+	return out.String()
+}
+
+// cli runs the strata binary against the shared store.
+func cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(strataBin, args...)
+	cmd.Env = append(os.Environ(), "STRATA_HOME="+home)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// wheel builds a pure-Python wheel of one module whose hello() returns greeting.
+func wheel(name, version, greeting string) []byte {
+	files := map[string]string{
+		name + "/__init__.py": fmt.Sprintf("def hello():\n    return %q\n", greeting),
+		fmt.Sprintf("%s-%s.dist-info/METADATA", name, version): fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", name, version),
+		fmt.Sprintf("%s-%s.dist-info/WHEEL", name, version):    "Wheel-Version: 1.0\nGenerator: strata-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+	}
+	var record strings.Builder
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, p := range []string{name + "/__init__.py", fmt.Sprintf("%s-%s.dist-info/METADATA", name, version), fmt.Sprintf("%s-%s.dist-info/WHEEL", name, version)} {
+		w, _ := zw.Create(p)
+		w.Write([]byte(files[p]))
+		sum := sha256.Sum256([]byte(files[p]))
+		fmt.Fprintf(&record, "%s,sha256=%s,%d\n", p, base64.RawURLEncoding.EncodeToString(sum[:]), len(files[p]))
+	}
+	rec := fmt.Sprintf("%s-%s.dist-info/RECORD", name, version)
+	fmt.Fprintf(&record, "%s,,\n", rec)
+	w, _ := zw.Create(rec)
+	w.Write([]byte(record.String()))
+	zw.Close()
+	return buf.Bytes()
+}
+
+// packageIndex serves wheels as a PEP 503 simple index on 127.0.0.1 and returns its URL.
+func packageIndex(t *testing.T, wheels map[string][]byte) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	projects := map[string][]string{}
+	for file, data := range wheels {
+		project := strings.ToLower(strings.SplitN(file, "-", 2)[0])
+		projects[project] = append(projects[project], file)
+		data := data
+		mux.HandleFunc("/files/"+file, func(w http.ResponseWriter, r *http.Request) { w.Write(data) })
+	}
+	mux.HandleFunc("/simple/", func(w http.ResponseWriter, r *http.Request) {
+		project := strings.Trim(strings.TrimPrefix(r.URL.Path, "/simple/"), "/")
+		files, ok := projects[project]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, "<!DOCTYPE html><html><body>\n")
+		for _, f := range files {
+			sum := sha256.Sum256(wheels[f])
+			fmt.Fprintf(w, "<a href=\"/files/%s#sha256=%s\">%s</a>\n", f, hex.EncodeToString(sum[:]), f)
+		}
+		fmt.Fprint(w, "</body></html>\n")
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL + "/simple"
+}
+
+// registry starts Debian's docker-registry (distribution) on a free loopback port.
+func registry(t *testing.T) string {
+	t.Helper()
+	need(t, "docker-registry")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", dir, addr)), 0o644)
+	cmd := exec.Command("docker-registry", "serve", cfg)
+	logf, _ := os.Create(filepath.Join(dir, "registry.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
+			resp.Body.Close()
+			return addr
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("docker-registry did not start")
+	return ""
+}
+
+func write(t *testing.T, dir, name, content string) {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// unique makes build steps that no other test (or earlier run) has cached.
+func unique(t *testing.T) string {
+	return fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+}
