@@ -119,3 +119,6 @@ func (img Image) Run(ctx context.Context, args []string, o RunOptions, opts ...B
 	o.Args = args
 	return b.Run(ctx, o)
 }
+
+// Event is one step of a build's progress; see WithProgress.
+type Event = engine.Event

@@ -23,6 +23,7 @@ import (
 
 	"github.com/strata-build/strata"
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/internal/pyindex"
 	"github.com/strata-build/strata/secrets"
 )
 
@@ -30,7 +31,9 @@ func base() strata.Image { return strata.DebianSlim("3.13") }
 
 func TestPipInstallFromLocalIndex(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
-	idx := packageIndex(t, map[string][]byte{"greet-1.0-py3-none-any.whl": wheel("greet", "1.0", "hello from greet 1.0")})
+	idx := packageIndex(t, map[string][]byte{
+		pyindex.WheelName("greet", "1.0"): pyindex.Wheel("greet", "1.0", map[string]string{"greet/__init__.py": "def hello():\n    return 'hello from greet 1.0'\n"}),
+	})
 	img := base().PipInstallWith(strata.PipInstallOptions{Packages: []string{"greet==1.0"}, PipOptions: strata.PipOptions{IndexURL: idx}})
 	b := build(t, img, "it-pip")
 	if got := run(t, b, "python", "-c", "import greet; print(greet.hello())"); got != "hello from greet 1.0\n" {

@@ -5,12 +5,8 @@
 package integration
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,6 +19,7 @@ import (
 	"time"
 
 	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/internal/pyindex"
 )
 
 // home is the store shared by the tests, so that the Debian base is bootstrapped once.
@@ -113,56 +110,10 @@ func cli(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
-// wheel builds a pure-Python wheel of one module whose hello() returns greeting.
-func wheel(name, version, greeting string) []byte {
-	files := map[string]string{
-		name + "/__init__.py": fmt.Sprintf("def hello():\n    return %q\n", greeting),
-		fmt.Sprintf("%s-%s.dist-info/METADATA", name, version): fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", name, version),
-		fmt.Sprintf("%s-%s.dist-info/WHEEL", name, version):    "Wheel-Version: 1.0\nGenerator: strata-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-	}
-	var record strings.Builder
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, p := range []string{name + "/__init__.py", fmt.Sprintf("%s-%s.dist-info/METADATA", name, version), fmt.Sprintf("%s-%s.dist-info/WHEEL", name, version)} {
-		w, _ := zw.Create(p)
-		w.Write([]byte(files[p]))
-		sum := sha256.Sum256([]byte(files[p]))
-		fmt.Fprintf(&record, "%s,sha256=%s,%d\n", p, base64.RawURLEncoding.EncodeToString(sum[:]), len(files[p]))
-	}
-	rec := fmt.Sprintf("%s-%s.dist-info/RECORD", name, version)
-	fmt.Fprintf(&record, "%s,,\n", rec)
-	w, _ := zw.Create(rec)
-	w.Write([]byte(record.String()))
-	zw.Close()
-	return buf.Bytes()
-}
-
 // packageIndex serves wheels as a PEP 503 simple index on 127.0.0.1 and returns its URL.
 func packageIndex(t *testing.T, wheels map[string][]byte) string {
 	t.Helper()
-	mux := http.NewServeMux()
-	projects := map[string][]string{}
-	for file, data := range wheels {
-		project := strings.ToLower(strings.SplitN(file, "-", 2)[0])
-		projects[project] = append(projects[project], file)
-		data := data
-		mux.HandleFunc("/files/"+file, func(w http.ResponseWriter, r *http.Request) { w.Write(data) })
-	}
-	mux.HandleFunc("/simple/", func(w http.ResponseWriter, r *http.Request) {
-		project := strings.Trim(strings.TrimPrefix(r.URL.Path, "/simple/"), "/")
-		files, ok := projects[project]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		fmt.Fprint(w, "<!DOCTYPE html><html><body>\n")
-		for _, f := range files {
-			sum := sha256.Sum256(wheels[f])
-			fmt.Fprintf(w, "<a href=\"/files/%s#sha256=%s\">%s</a>\n", f, hex.EncodeToString(sum[:]), f)
-		}
-		fmt.Fprint(w, "</body></html>\n")
-	})
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(pyindex.Handler(wheels))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/simple"
 }
