@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 
 	"github.com/strata-build/strata/internal/shell"
@@ -309,7 +310,12 @@ func (e *Engine) ensureSnapshot(below []store.LayerDesc, l store.LayerDesc) erro
 		defer gz.Close()
 		r = gz
 	} else if strings.Contains(l.MediaType, "zstd") {
-		return fmt.Errorf("layer %s is zstd-compressed, which the local engine cannot extract yet", l.Digest)
+		zr, err := zstd.NewReader(f)
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		r = zr
 	}
 	var lowers []string
 	for i := len(below) - 1; i >= 0; i-- {

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the same chain with strata and with buildah, side by side in one run, and prints the
+# median times and their ratios for three cases:
+#   cold     every layer after the base is new (the base is already cached by both)
+#   cached   nothing changed: a fully cached rebuild
+#   last     only the last build step changed
+# The chain: a trixie Python base, apt-get install -y git, python3 -c 'print(1)', ENV X=1.
+# Both tools start from the same base image: strata's debian_slim, imported into buildah.
+# Run by hand, as root, on an otherwise idle machine: sudo ./bench/bench.sh [runs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-5}
+command -v buildah >/dev/null || apt-get install -y -qq buildah >/dev/null
+export PATH=$PATH:/usr/local/go/bin
+work=$(mktemp -d /var/tmp/strata-bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
+go build -o "$work/strata" ./cmd/strata
+strata() { "$work/strata" "$@"; }
+
+echo "preparing the shared base..." >&2
+printf 'image:\n  - debian_slim: {python_version: "3.13"}\n' > "$work/base.yaml"
+strata build -f "$work/base.yaml" -t bench-base --progress plain >/dev/null 2>&1
+if ! buildah inspect --type image localhost/bench-base >/dev/null 2>&1; then
+  strata export bench-base --format oci -o "$work/base-oci"
+  id=$(buildah pull --quiet "oci:$work/base-oci")
+  buildah tag "$id" localhost/bench-base
+fi
+
+mkdir -p "$work/ctx"
+write() { # nonce last
+  cat > "$work/image.yaml" <<YAML
+image:
+  - debian_slim: {python_version: "3.13"}
+  - run_commands: {commands: ["apt-get update && apt-get install -y git # $1"]}
+  - run_commands: {commands: ["python3 -c 'print(1)' # $2"]}
+  - env: {vars: {X: "1"}}
+YAML
+  cat > "$work/ctx/Dockerfile" <<DOCKERFILE
+FROM localhost/bench-base
+RUN apt-get update && apt-get install -y git # $1
+RUN python3 -c 'print(1)' # $2
+ENV X=1
+DOCKERFILE
+}
+
+now() { date +%s.%N; }
+time_strata() { local t=$(now); strata build -f "$work/image.yaml" -t bench --progress plain >"$work/strata.log" 2>&1 || { cat "$work/strata.log"; exit 1; }; echo "$(now) - $t" | bc; }
+time_buildah() { local t=$(now); buildah bud --layers --runtime runc --network host -q -t localhost/bench -f "$work/ctx/Dockerfile" "$work/ctx" >"$work/buildah.log" 2>&1 || { cat "$work/buildah.log"; exit 1; }; echo "$(now) - $t" | bc; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+declare -A S B
+for i in $(seq 1 "$N"); do
+  nonce="run-$$-$i-$RANDOM"
+  write "$nonce" a
+  S[cold]+="$(time_strata) "; B[cold]+="$(time_buildah) "
+  S[cached]+="$(time_strata) "; B[cached]+="$(time_buildah) "
+  write "$nonce" "b$i"
+  S[last]+="$(time_strata) "; B[last]+="$(time_buildah) "
+  echo "run $i/$N done" >&2
+done
+
+printf '%-8s %12s %12s %16s\n' case "strata (s)" "buildah (s)" "strata/buildah"
+for c in cold cached last; do
+  s=$(tr ' ' '\n' <<<"${S[$c]}" | grep . | median)
+  b=$(tr ' ' '\n' <<<"${B[$c]}" | grep . | median)
+  printf '%-8s %12.3f %12.3f %16.3f\n' "$c" "$s" "$b" "$(echo "$s / $b" | bc -l)"
+done
+echo "medians of $N runs each; every figure comes from this run" >&2
