@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5}
-command -v buildah >/dev/null || apt-get install -y -qq buildah >/dev/null
+command -v buildah >/dev/null && command -v skopeo >/dev/null || apt-get install -y -qq buildah skopeo bc >/dev/null
 export PATH=$PATH:/usr/local/go/bin
 work=$(mktemp -d /var/tmp/strata-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -23,8 +23,7 @@ printf 'image:\n  - debian_slim: {python_version: "3.13"}\n' > "$work/base.yaml"
 strata build -f "$work/base.yaml" -t bench-base --progress plain >/dev/null 2>&1
 if ! buildah inspect --type image localhost/bench-base >/dev/null 2>&1; then
   strata export bench-base --format oci -o "$work/base-oci"
-  id=$(buildah pull --quiet "oci:$work/base-oci")
-  buildah tag "$id" localhost/bench-base
+  skopeo copy -q "oci:$work/base-oci:bench-base:latest" containers-storage:localhost/bench-base:latest
 fi
 
 mkdir -p "$work/ctx"

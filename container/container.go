@@ -200,7 +200,7 @@ func missingTargets(rootfs string, mounts []Mount) []string {
 }
 
 func (s *Spec) ociSpec() (*specs.Spec, error) {
-	uid, gid, groups, err := LookupUser(s.Rootfs, s.User)
+	uid, gid, err := LookupUser(s.Rootfs, s.User)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,7 @@ func (s *Spec) ociSpec() (*specs.Spec, error) {
 		Version: specs.Version,
 		Process: &specs.Process{
 			Terminal: s.Terminal,
-			User:     specs.User{UID: uid, GID: gid, AdditionalGids: groups},
+			User:     specs.User{UID: uid, GID: gid},
 			Args:     s.Args,
 			Env:      s.Env,
 			Cwd:      cwd,
@@ -264,9 +264,9 @@ func (s *Spec) ociSpec() (*specs.Spec, error) {
 }
 
 // LookupUser resolves a Docker USER string against the rootfs's /etc/passwd and /etc/group.
-func LookupUser(rootfs, user string) (uid, gid uint32, groups []uint32, err error) {
+func LookupUser(rootfs, user string) (uid, gid uint32, err error) {
 	if user == "" {
-		return 0, 0, nil, nil
+		return 0, 0, nil
 	}
 	name, group, hasGroup := strings.Cut(user, ":")
 	passwd := readDB(rootfs, "/etc/passwd")
@@ -290,7 +290,7 @@ func LookupUser(rootfs, user string) (uid, gid uint32, groups []uint32, err erro
 			}
 		}
 		if !found {
-			return 0, 0, nil, fmt.Errorf("user %q: no such user in the image's /etc/passwd; create it first (RUN useradd %s) or use a numeric uid", name, name)
+			return 0, 0, fmt.Errorf("user %q: no such user in the image's /etc/passwd; create it first (RUN useradd %s) or use a numeric uid", name, name)
 		}
 	}
 	if hasGroup {
@@ -305,11 +305,11 @@ func LookupUser(rootfs, user string) (uid, gid uint32, groups []uint32, err erro
 				}
 			}
 			if !found {
-				return 0, 0, nil, fmt.Errorf("group %q: no such group in the image's /etc/group", group)
+				return 0, 0, fmt.Errorf("group %q: no such group in the image's /etc/group", group)
 			}
 		}
 	}
-	return uid, gid, nil, nil
+	return uid, gid, nil
 }
 
 func readDB(rootfs, file string) [][]string {

@@ -48,7 +48,6 @@ type executor struct {
 	work    *store.WorkDir
 	rootfs  string
 	upper   string
-	args    map[string]string
 	argList []string
 }
 
@@ -68,7 +67,6 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 		a := x.layer.Artifacts[0]
 		return nil, fmt.Errorf("the layer needs %s %s (add_python), which the local engine cannot obtain on this machine; use debian_slim, or an image that has Python", a.Name, a.Version)
 	}
-	x.args = map[string]string{}
 	bootstrapped := x.layer.Base != nil && x.layer.Base.Kind == spec.BaseDebian
 	for _, in := range x.layer.Instructions {
 		if bootstrapped && in.Op == spec.OpRun {
@@ -171,7 +169,6 @@ func (x *executor) do(ctx context.Context, in spec.Instruction) error {
 					return err
 				}
 			}
-			x.args[kv.Key] = v
 			x.argList = setEnv(x.argList, kv.Key, v)
 		}
 	case spec.OpLabel:
@@ -451,7 +448,7 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 		if err != nil {
 			return err
 		}
-		u, g, _, err := container.LookupUser(x.rootfs, c)
+		u, g, err := container.LookupUser(x.rootfs, c)
 		if err != nil {
 			return fmt.Errorf("--chown=%s: %w", c, err)
 		}

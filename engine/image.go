@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -139,7 +140,7 @@ func (i *storeImage) Manifest() (*v1.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return v1.ParseManifest(bytesReader(b))
+	return v1.ParseManifest(bytes.NewReader(b))
 }
 
 func (i *storeImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {

@@ -75,5 +75,3 @@ func (f lineWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -190,9 +190,6 @@ func addXattrs(p string, hdr *tar.Header) error {
 	return nil
 }
 
-// Written describes a layer blob that was written to the store.
-type Written = store.LayerDesc
-
 // Empty reports whether a folder has nothing in it (a step that changed no file).
 func Empty(dir string) (bool, error) {
 	f, err := os.Open(dir)

@@ -176,11 +176,6 @@ func (s *Store) CommitSnapshot(dir, diffID string) error {
 	return syncDir(s.Path("snapshots"))
 }
 
-// TempDir makes a work folder that recovery removes if the process dies.
-func (s *Store) TempDir(prefix string) (string, error) {
-	return os.MkdirTemp(s.Path("tmp"), prefix)
-}
-
 // LayerDesc describes one OCI layer blob.
 type LayerDesc struct {
 	Digest    string `json:"digest"`
@@ -483,7 +478,7 @@ type WorkDir struct {
 
 // NewWorkDir makes a locked work folder.
 func (s *Store) NewWorkDir(prefix string) (*WorkDir, error) {
-	p, err := s.TempDir(prefix)
+	p, err := os.MkdirTemp(s.Path("tmp"), prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -535,14 +530,6 @@ func RemoveAll(p string) error {
 		return nil
 	})
 	return os.RemoveAll(p)
-}
-
-// Sizes reports the bytes used by blobs and snapshots.
-func (s *Store) BlobSize(digest string) int64 {
-	if info, err := os.Stat(s.BlobPath(digest)); err == nil {
-		return info.Size()
-	}
-	return 0
 }
 
 var _ io.Writer = (*BlobWriter)(nil)

@@ -1,0 +1,97 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestRecordsAreMissingUnlessWholeAndBacked(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.PutBlob([]byte("layer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.HasBlob(d) {
+		t.Fatal("blob not stored")
+	}
+	r := &Record{Key: "sha256:aaaa", Method: "run_commands", Layers: []LayerDesc{{Digest: d}}}
+	if err := s.PutRecord(r); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Record("sha256:aaaa"); err != nil || got.Method != "run_commands" {
+		t.Fatalf("record: %v %v", got, err)
+	}
+	// A record whose blob is gone is a miss, so the layer is rebuilt.
+	os.Remove(s.BlobPath(d))
+	if _, err := s.Record("sha256:aaaa"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("record without its blob: %v", err)
+	}
+	// So is a torn or corrupt record.
+	os.WriteFile(s.recordPath("sha256:bbbb"), []byte(`{"key": "sha256:bb`), 0o644)
+	if _, err := s.Record("sha256:bbbb"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("corrupt record: %v", err)
+	}
+	// A blob whose content does not match the expected digest is discarded.
+	w, _ := s.NewBlob()
+	w.Write([]byte("other"))
+	if _, err := w.Commit("sha256:0000"); err == nil {
+		t.Error("a mismatching blob was committed")
+	}
+}
+
+func TestRecoveryRemovesOnlyAbandonedWork(t *testing.T) {
+	root := t.TempDir()
+	s, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := s.NewWorkDir("build-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := s.NewWorkDir("build-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.lock.Unlock() // as if its process died
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(dead.Path, old, old)
+	if _, err := Open(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(live.Path); err != nil {
+		t.Error("recovery removed a work folder in use")
+	}
+	if _, err := os.Stat(dead.Path); err == nil {
+		t.Error("recovery kept an abandoned work folder")
+	}
+	live.Remove()
+}
+
+func TestImagesByName(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	for _, n := range []string{"b", "registry:5000/team/a:v1"} {
+		if err := s.PutImage(&Image{Name: n, Manifest: "sha256:m"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imgs, _ := s.Images()
+	if len(imgs) != 2 || imgs[0].Name != "b" || imgs[1].Name != "registry:5000/team/a:v1" {
+		t.Errorf("images: %+v", imgs)
+	}
+	if _, err := s.Image("nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing image: %v", err)
+	}
+	if err := s.DeleteImage("b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Root(), "images", "b.json")); err == nil {
+		t.Error("image not removed")
+	}
+}
