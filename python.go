@@ -89,7 +89,7 @@ func debianSlimBase(version string) (*spec.Layer, error) {
 			run("echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections"),
 			// As Debian's official images: apt keeps no downloaded packages, pip no cache, so
 			// install steps do not carry them into their layers.
-			run(`printf 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' > /etc/apt/apt.conf.d/docker-clean && printf '[global]\nno-cache-dir = true\n' > /etc/pip.conf`),
+			run(`printf 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' > /etc/apt/apt.conf.d/docker-clean && rm -f /var/cache/apt/*.bin && printf '[global]\nno-cache-dir = true\n' > /etc/pip.conf`),
 			{Op: spec.OpCmd, JSON: true, Args: []string{"python3"}},
 		},
 	}, nil
