@@ -66,6 +66,12 @@ func TestCopiedAndMountedLocalFiles(t *testing.T) {
 	if found["opt/live/config.txt"] || found["opt/live"] {
 		t.Error("runtime-mounted file is in a layer")
 	}
+	// Nor is anything the build steps were lent: DNS, hosts, the CA bundle.
+	for _, p := range []string{".strata", ".strata/ca-certificates.crt", "etc/resolv.conf", "etc/hostname"} {
+		if found[p] {
+			t.Errorf("%s is in a layer", p)
+		}
+	}
 	// Changing the mounted file needs no rebuild, and runs see the new content.
 	write(t, dir, "live/config.txt", "changed")
 	b2 := build(t, img, "it-local")

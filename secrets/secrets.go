@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/strata-build/strata/store"
 )
 
 // ErrNotFound is returned for a secret that does not exist.
@@ -53,27 +55,8 @@ func (s *Store) Create(name string, values map[string]string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.dir, ".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), s.path(name))
+	// The temp file is created 0600, so the values are never readable by others.
+	return store.WriteFileAtomic(s.path(name), b, 0o600)
 }
 
 // Get returns a secret's values.

@@ -20,6 +20,7 @@ import (
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/specfile"
+	"github.com/strata-build/strata/store"
 )
 
 // ExitCode is an error that carries the exit code of a process run in a container.
@@ -28,6 +29,16 @@ type ExitCode struct{ Code int }
 func (e *ExitCode) Error() string { return fmt.Sprintf("exit code %d", e.Code) }
 
 func openEngine() (*engine.Engine, error) { return engine.Open(strata.Home()) }
+
+// openImage opens the store and finds a named image in it.
+func openImage(name string) (*engine.Engine, *store.Image, error) {
+	eng, err := openEngine()
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := eng.Store.Image(name)
+	return eng, img, err
+}
 
 func buildCmd() *cobra.Command {
 	var file, name, progressMode string
@@ -99,11 +110,7 @@ the exit code is strata's, Ctrl-C reaches the process, and the container is remo
   strata run myapp --mount ./data:/data -- ls /data`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := openEngine()
-			if err != nil {
-				return err
-			}
-			img, err := eng.Store.Image(args[0])
+			eng, img, err := openImage(args[0])
 			if err != nil {
 				return err
 			}
@@ -168,11 +175,7 @@ func inspectCmd() *cobra.Command {
 		Example: "  strata inspect myapp\n  strata inspect myapp --json | jq .config.config.Env",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := openEngine()
-			if err != nil {
-				return err
-			}
-			img, err := eng.Store.Image(args[0])
+			eng, img, err := openImage(args[0])
 			if err != nil {
 				return err
 			}
@@ -262,11 +265,7 @@ func exportCmd() *cobra.Command {
   strata export myapp --format docker -o myapp.tar && podman load -i myapp.tar`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := openEngine()
-			if err != nil {
-				return err
-			}
-			img, err := eng.Store.Image(args[0])
+			eng, img, err := openImage(args[0])
 			if err != nil {
 				return err
 			}
