@@ -401,3 +401,12 @@ func TestPullRefusesUnsafeLayers(t *testing.T) {
 		})
 	}
 }
+
+func TestDebianSlimIsReproducible(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	first := manifestLayers(t, build(t, base(), "it-repro"))
+	again := manifestLayers(t, build(t, base(), "it-repro", strata.WithForceBuild()))
+	if len(first) != 1 || len(again) != 1 || first[0] != again[0] {
+		t.Errorf("two bootstraps of the same package set gave %v and %v", first, again)
+	}
+}
