@@ -202,7 +202,16 @@ func (x *executor) do(ctx context.Context, in spec.Instruction) error {
 		if err != nil {
 			return err
 		}
-		return os.MkdirAll(p, 0o755)
+		// As BuildKit: folders WORKDIR creates belong to the current USER.
+		uid, gid := -1, -1
+		if cfg.User != "" {
+			u, g, err := container.LookupUser(x.rootfs, cfg.User)
+			if err != nil {
+				return err
+			}
+			uid, gid = int(u), int(g)
+		}
+		return mkdirAllOwned(p, uid, gid)
 	case spec.OpUser:
 		u, err := x.expand(in.Args[0])
 		if err != nil {

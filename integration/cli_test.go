@@ -132,3 +132,51 @@ func TestCLIImagesInspectLogsRmPrune(t *testing.T) {
 		t.Errorf("images after rm: %v %s", err, out)
 	}
 }
+
+func TestRunPassesSignalsSecretsEnvAndMounts(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	file := spec(t, "image:\n  - debian_slim: {python_version: \"3.13\"}\n  - workdir: {path: /srv}\n")
+	if out, err := cli(t, "build", "-f", file, "-t", "it-run", "--progress", "plain"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	dotenv := filepath.Join(t.TempDir(), ".env")
+	os.WriteFile(dotenv, []byte("RUN_TOKEN=from-dotenv\n"), 0o600)
+	if out, err := cli(t, "secret", "create", "it-run-secret", "--from-dotenv", dotenv, "EXTRA=1"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if out, err := cli(t, "secret", "ls"); err != nil || !strings.Contains(out, "EXTRA, RUN_TOKEN") || strings.Contains(out, "from-dotenv") {
+		t.Errorf("secret ls: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	write(t, data, "in.txt", "local data")
+	out, err := cli(t, "run", "it-run", "-e", "A=1", "--secret", "it-run-secret", "--mount", data+":/data", "--workdir", "/data", "--",
+		"sh", "-c", "echo $A $RUN_TOKEN $(pwd) $(cat in.txt); echo written > out.txt")
+	if err != nil || out != "1 from-dotenv /data local data\n" {
+		t.Errorf("run: %v %q", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(data, "out.txt")); string(b) != "written\n" {
+		t.Errorf("--mount is not read-write: %q", b)
+	}
+	if out, err := cli(t, "secret", "rm", "it-run-secret"); err != nil {
+		t.Errorf("secret rm: %v %s", err, out)
+	}
+	// Ctrl-C reaches the process, which may handle it; its exit code is strata's.
+	cmd := exec.Command(strataBin, "run", "it-run", "--", "sh", "-c", `trap 'echo got-int; exit 5' INT; echo ready; while :; do sleep 0.1; done`)
+	cmd.Env = append(os.Environ(), "STRATA_HOME="+home)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, _ := stdout.Read(buf)
+	if !strings.Contains(string(buf[:n]), "ready") {
+		t.Fatalf("process did not start: %q", buf[:n])
+	}
+	cmd.Process.Signal(os.Interrupt)
+	rest := make([]byte, 64)
+	m, _ := stdout.Read(rest)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 || !strings.Contains(string(rest[:m]), "got-int") {
+		t.Errorf("after Ctrl-C: %v, output %q", err, rest[:m])
+	}
+}

@@ -410,3 +410,39 @@ func TestDebianSlimIsReproducible(t *testing.T) {
 		t.Errorf("two bootstraps of the same package set gave %v and %v", first, again)
 	}
 }
+
+func TestDockerfileInstructions(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	dir := t.TempDir()
+	write(t, dir, "tool.sh", "#!/bin/sh\necho tool\n")
+	img := base().
+		RunCommandsWith(strata.RunCommandsOptions{
+			Commands:     []string{"echo $BUILD_ONLY > /build-only; useradd -m app"},
+			LayerOptions: strata.LayerOptions{Env: map[string]string{"BUILD_ONLY": "seen"}},
+		}).
+		DockerfileCommandsWith(strata.DockerfileCommandsOptions{ContextDir: dir, Commands: []string{
+			"ARG GREETING=hello",
+			"COPY --chown=app:app --chmod=750 tool.sh /opt/tool.sh",
+			"USER app",
+			"WORKDIR /home/app/work",
+			"RUN id -un > whoami && echo $GREETING > greeting",
+			`SHELL ["/bin/bash", "-c"]`,
+			"RUN [[ -n $BASH_VERSION ]] && echo bash > shell",
+			"LABEL team=ml",
+			"EXPOSE 8080",
+			`ENTRYPOINT ["/bin/sh", "-c"]`,
+			`CMD ["echo default-cmd from $(pwd)"]`,
+		}})
+	b := build(t, img, "it-dockerfile")
+	if got := run(t, b); got != "default-cmd from /home/app/work\n" {
+		t.Errorf("default command: %q", got)
+	}
+	got := run(t, b, "cat whoami greeting shell /build-only; stat -c '%U %a' /opt/tool.sh; echo ${BUILD_ONLY:-unset}")
+	if want := "app\nhello\nbash\nseen\napp 750\nunset\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	out, err := cli(t, "inspect", "it-dockerfile", "--json")
+	if err != nil || !strings.Contains(out, `"team": "ml"`) || !strings.Contains(out, `"8080/tcp"`) || !strings.Contains(out, `"User": "app"`) {
+		t.Errorf("inspect: %v\n%s", err, out)
+	}
+}
