@@ -297,7 +297,7 @@ func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {
 		}
 		mounts = append(mounts, m)
 	}
-	support, err := x.supportMounts()
+	support, err := supportMounts(x.work.Path)
 	if err != nil {
 		return err
 	}
@@ -352,9 +352,10 @@ func hasKey(env []string, key string) bool {
 	return false
 }
 
-// supportMounts are what every build step gets and no layer keeps: DNS, hosts, the CA bundle.
-func (x *executor) supportMounts() ([]container.Mount, error) {
-	dir := filepath.Join(x.work.Path, "support")
+// supportMounts are what every container gets and no layer keeps: copies of the host's DNS
+// settings and hosts file, and its CA bundle. They are made in the work folder.
+func supportMounts(work string) ([]container.Mount, error) {
+	dir := filepath.Join(work, "support")
 	if err := os.MkdirAll(filepath.Join(dir, "ca"), 0o755); err != nil {
 		return nil, err
 	}

@@ -76,8 +76,7 @@ func (e *Engine) Run(ctx context.Context, img *store.Image, o RunOptions) error 
 	if err := container.MountOverlay(lowers, upper, work, rootfs); err != nil {
 		return err
 	}
-	x := &executor{e: e, work: w}
-	mounts, err := x.supportMounts()
+	mounts, err := supportMounts(w.Path)
 	if err != nil {
 		return err
 	}

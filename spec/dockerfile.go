@@ -62,6 +62,9 @@ func Dockerfile(layers []*Layer, mounts []Mount) string {
 		if l.Base != nil {
 			writeBase(&b, l.Base)
 		}
+		if n := len(l.Context); n > 0 {
+			fmt.Fprintf(&b, "# build context of this layer: %d local file(s) at their context paths, such as %s\n", n, l.Context[n-1].Path)
+		}
 		for _, a := range l.Artifacts {
 			fmt.Fprintf(&b, "# context %s: %s %s, provided by strata\n", a.Path, a.Name, a.Version)
 		}
