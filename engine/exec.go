@@ -65,7 +65,7 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 	}
 	if len(x.layer.Artifacts) > 0 {
 		a := x.layer.Artifacts[0]
-		return nil, fmt.Errorf("the layer needs %s %s (add_python), which the local engine cannot obtain on this machine; use debian_slim, or an image that has Python", a.Name, a.Version)
+		return nil, fmt.Errorf("add_python needs the %s %s release, which the local engine does not fetch; use debian_slim, or a registry image that has Python", a.Name, a.Version)
 	}
 	bootstrapped := x.layer.Base != nil && x.layer.Base.Kind == spec.BaseDebian
 	for _, in := range x.layer.Instructions {
