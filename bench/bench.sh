@@ -21,9 +21,11 @@ strata() { "$work/strata" "$@"; }
 echo "preparing the shared base..." >&2
 printf 'image:\n  - debian_slim: {python_version: "3.13"}\n' > "$work/base.yaml"
 strata build -f "$work/base.yaml" -t bench-base --progress plain >/dev/null 2>&1
-if ! buildah inspect --type image localhost/bench-base >/dev/null 2>&1; then
+# buildah's copy of the base is tagged by strata's manifest digest, so both start from the same bytes.
+tag=$(strata inspect bench-base | awk '/^manifest:/ {print substr($2, 8, 12)}')
+if ! buildah inspect --type image "localhost/bench-base:$tag" >/dev/null 2>&1; then
   strata export bench-base --format oci -o "$work/base-oci"
-  skopeo copy -q "oci:$work/base-oci:bench-base:latest" containers-storage:localhost/bench-base:latest
+  skopeo copy -q "oci:$work/base-oci:bench-base:latest" "containers-storage:localhost/bench-base:$tag"
 fi
 
 mkdir -p "$work/ctx"
@@ -36,7 +38,7 @@ image:
   - env: {vars: {X: "1"}}
 YAML
   cat > "$work/ctx/Dockerfile" <<DOCKERFILE
-FROM localhost/bench-base
+FROM localhost/bench-base:$tag
 RUN apt-get update && apt-get install -y git # $1
 RUN python3 -c 'print(1)' # $2
 ENV X=1
