@@ -441,6 +441,11 @@ func TestDockerfileInstructions(t *testing.T) {
 	if want := "app\nhello\nbash\nseen\napp 750\nunset\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
+	// COPY --from takes files from another image (here a local one, by name).
+	from := build(t, base().DockerfileCommands("COPY --from=it-dockerfile /opt/tool.sh /copied.sh"), "it-copy-from")
+	if got := run(t, from, "sh", "/copied.sh"); got != "tool\n" {
+		t.Errorf("COPY --from: %q", got)
+	}
 	out, err := cli(t, "inspect", "it-dockerfile", "--json")
 	if err != nil || !strings.Contains(out, `"team": "ml"`) || !strings.Contains(out, `"8080/tcp"`) || !strings.Contains(out, `"User": "app"`) {
 		t.Errorf("inspect: %v\n%s", err, out)
