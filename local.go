@@ -242,12 +242,14 @@ func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec
 	var out []spec.ContextFile
 	matched := make([]bool, len(sources))
 	for _, f := range all {
+		used := false
 		for i, src := range sources {
 			if src == "." || matchesOrParent(src, f.Path) {
-				matched[i] = true
-				out = append(out, f)
-				break
+				matched[i], used = true, true
 			}
+		}
+		if used {
+			out = append(out, f)
 		}
 	}
 	for i, ok := range matched {

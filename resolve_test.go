@@ -400,3 +400,13 @@ func TestAddLocalFileTrailingSlashKeepsName(t *testing.T) {
 		t.Errorf("context path %s", got)
 	}
 }
+
+func TestCopyContextCountsEverySourceThatNamesAFile(t *testing.T) {
+	dir := fixture(t)
+	p := resolve(t, strata.FromScratch().DockerfileCommandsWith(strata.DockerfileCommandsOptions{
+		Commands: []string{"COPY config.json /a.json", "ADD config.json /b.json"},
+	}), dir)
+	if n := len(p.Layers[1].Context); n != 1 {
+		t.Errorf("got %d context files, want config.json once", n)
+	}
+}

@@ -1,6 +1,10 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,6 +20,7 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/klauspost/compress/zstd"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
 	"github.com/strata-build/strata/container"
@@ -490,11 +495,73 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 		return err
 	}
 	for _, c := range plan {
+		if in.Op == spec.OpAdd && from == "" && fs.FileMode(c.file.Mode).IsRegular() {
+			// As Docker: ADD unpacks a local tar archive into the destination folder.
+			if done, err := x.unpack(c.file, dst, uid, gid); done || err != nil {
+				if err != nil {
+					return fmt.Errorf("ADD %s: %w", c.file.Path, err)
+				}
+				continue
+			}
+		}
 		if err := x.place(c.file, c.target, uid, gid, mode); err != nil {
 			return fmt.Errorf("%s %s: %w", in.Op, c.file.Path, err)
 		}
 	}
 	return nil
+}
+
+// unpack extracts f into the folder dst if f is a tar archive (plain, gzip, bzip2 or zstd),
+// and reports whether it was one.
+func (x *executor) unpack(f spec.ContextFile, dst string, uid, gid int) (bool, error) {
+	in, err := os.Open(f.Source)
+	if err != nil {
+		return false, err
+	}
+	defer in.Close()
+	h := sha256.New()
+	br := bufio.NewReaderSize(io.TeeReader(in, h), 1<<16)
+	magic, _ := br.Peek(6)
+	var r io.Reader = br
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return false, err
+		}
+		r = gz
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		r = bzip2.NewReader(br)
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return false, err
+		}
+		defer zr.Close()
+		r = zr
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return true, fmt.Errorf("xz archives are not unpacked by ADD here; COPY it and RUN tar -xJf")
+	}
+	tr := bufio.NewReaderSize(r, 1<<16)
+	head, _ := tr.Peek(512)
+	if len(head) < 512 || string(head[257:262]) != "ustar" {
+		return false, nil
+	}
+	dir, err := securejoin.SecureJoin(x.rootfs, dst)
+	if err != nil {
+		return true, err
+	}
+	if err := mkdirAllOwned(dir, uid, gid); err != nil {
+		return true, err
+	}
+	if err := layer.Extract(tr, dir, nil); err != nil {
+		return true, err
+	}
+	_, _ = io.Copy(io.Discard, br)
+	if f.Digest != "" && "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.Digest {
+		return true, fmt.Errorf("%s changed after the build was planned; run the build again", f.Source)
+	}
+	return true, nil
 }
 
 type copyItem struct {

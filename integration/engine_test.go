@@ -415,6 +415,15 @@ func TestDockerfileInstructions(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
 	dir := t.TempDir()
 	write(t, dir, "tool.sh", "#!/bin/sh\necho tool\n")
+	var archive bytes.Buffer
+	zw := gzip.NewWriter(&archive)
+	tw := tar.NewWriter(zw)
+	tw.WriteHeader(&tar.Header{Name: "pkg/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: "pkg/data.txt", Typeflag: tar.TypeReg, Mode: 0o644, Size: 8})
+	tw.Write([]byte("unpacked"))
+	tw.Close()
+	zw.Close()
+	write(t, dir, "bundle.tar.gz", archive.String())
 	img := base().
 		RunCommandsWith(strata.RunCommandsOptions{
 			Commands:     []string{"echo $BUILD_ONLY > /build-only; useradd -m app"},
@@ -423,6 +432,8 @@ func TestDockerfileInstructions(t *testing.T) {
 		DockerfileCommandsWith(strata.DockerfileCommandsOptions{ContextDir: dir, Commands: []string{
 			"ARG GREETING=hello",
 			"COPY --chown=app:app --chmod=750 tool.sh /opt/tool.sh",
+			"ADD bundle.tar.gz /opt/bundle",
+			"ADD tool.sh /opt/added/",
 			"USER app",
 			"WORKDIR /home/app/work",
 			"RUN id -un > whoami && echo $GREETING > greeting",
@@ -437,8 +448,8 @@ func TestDockerfileInstructions(t *testing.T) {
 	if got := run(t, b); got != "default-cmd from /home/app/work\n" {
 		t.Errorf("default command: %q", got)
 	}
-	got := run(t, b, "cat whoami greeting shell /build-only; stat -c '%U %a' /opt/tool.sh; echo ${BUILD_ONLY:-unset}")
-	if want := "app\nhello\nbash\nseen\napp 750\nunset\n"; got != want {
+	got := run(t, b, "cat whoami greeting shell /build-only; stat -c '%U %a' /opt/tool.sh; echo ${BUILD_ONLY:-unset}; cat /opt/bundle/pkg/data.txt /opt/added/tool.sh")
+	if want := "app\nhello\nbash\nseen\napp 750\nunset\nunpacked#!/bin/sh\necho tool\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	// COPY --from takes files from another image (here a local one, by name).
