@@ -37,13 +37,14 @@ type Hasher struct {
 	file  string
 	mu    sync.Mutex
 	known map[string]remembered
+	seen  map[string]bool
 	dirty bool
 }
 
 // NewHasher returns a Hasher that remembers digests in file ("" remembers nothing across runs).
 // A missing or unreadable cache file starts empty: it only ever costs a re-hash.
 func NewHasher(file string) *Hasher {
-	h := &Hasher{file: file, known: map[string]remembered{}}
+	h := &Hasher{file: file, known: map[string]remembered{}, seen: map[string]bool{}}
 	if file != "" {
 		if b, err := os.ReadFile(file); err == nil {
 			_ = json.Unmarshal(b, &h.known)
@@ -99,6 +100,7 @@ func (h *Hasher) hashOne(f *spec.ContextFile) error {
 	st := statOf(info)
 	h.mu.Lock()
 	r, ok := h.known[f.Source]
+	h.seen[f.Source] = true
 	h.mu.Unlock()
 	if ok && r.Stat == st {
 		f.Digest, f.Size = r.Digest, st.Size
@@ -140,6 +142,15 @@ func (h *Hasher) Save() error {
 	defer h.mu.Unlock()
 	if h.file == "" || !h.dirty {
 		return nil
+	}
+	// Forget files that are gone, so the cache does not grow forever. Only entries this run
+	// did not use are checked, and only when something changed.
+	for p := range h.known {
+		if !h.seen[p] {
+			if _, err := os.Lstat(p); err != nil {
+				delete(h.known, p)
+			}
+		}
 	}
 	b, err := json.Marshal(h.known)
 	if err != nil {
