@@ -28,25 +28,23 @@ func (img Image) AddLocalFile(localPath, remotePath string) Image {
 
 // AddLocalFileWith is AddLocalFile with all options.
 func (img Image) AddLocalFileWith(o AddLocalFileOptions) Image {
-	files := func(r *resolver) ([]spec.ContextFile, string, error) {
+	return img.addLocal("add_local_file", o.Copy, func(r *resolver) ([]spec.LocalSource, string, func(string) bool, error) {
 		remote, err := remotePath(o.RemotePath)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		if strings.HasSuffix(o.RemotePath, "/") {
 			remote = path.Join(remote, filepath.Base(o.LocalPath))
 		}
 		local, err := localPath(r, o.LocalPath)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		if st, err := os.Stat(local); err == nil && st.IsDir() {
-			return nil, "", fmt.Errorf("local_path %q is a directory: use add_local_dir", o.LocalPath)
+			return nil, "", nil, fmt.Errorf("local_path %q is a directory: use add_local_dir", o.LocalPath)
 		}
-		fs, err := localfiles.Walk(local, remote, localfiles.Matcher{})
-		return fs, remote, err
-	}
-	return img.addLocal("add_local_file", o.Copy, files)
+		return []spec.LocalSource{{Local: local, Prefix: remote}}, remote, nil, nil
+	})
 }
 
 // AddLocalDirOptions are the parameters of add_local_dir.
@@ -68,26 +66,20 @@ func (img Image) AddLocalDir(localPath, remotePath string) Image {
 
 // AddLocalDirWith is AddLocalDir with all options.
 func (img Image) AddLocalDirWith(o AddLocalDirOptions) Image {
-	files := func(r *resolver) ([]spec.ContextFile, string, error) {
+	return img.addLocal("add_local_dir", o.Copy, func(r *resolver) ([]spec.LocalSource, string, func(string) bool, error) {
 		remote, err := remotePath(o.RemotePath)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		local, err := localPath(r, o.LocalPath)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		if st, err := os.Stat(local); err == nil && !st.IsDir() {
-			return nil, "", fmt.Errorf("local_path %q is not a directory: use add_local_file", o.LocalPath)
+			return nil, "", nil, fmt.Errorf("local_path %q is not a directory: use add_local_file", o.LocalPath)
 		}
-		m, err := matcher(o.Ignore, o.IgnoreFunc)
-		if err != nil {
-			return nil, "", err
-		}
-		fs, err := localfiles.Walk(local, remote, m)
-		return fs, remote, err
-	}
-	return img.addLocal("add_local_dir", o.Copy, files)
+		return []spec.LocalSource{{Local: local, Prefix: remote, Ignore: o.Ignore}}, remote, o.IgnoreFunc, nil
+	})
 }
 
 // AddLocalPythonSourceOptions are the parameters of add_local_python_source.
@@ -108,61 +100,68 @@ func (img Image) AddLocalPythonSource(modules ...string) Image {
 
 // AddLocalPythonSourceWith is AddLocalPythonSource with all options.
 func (img Image) AddLocalPythonSourceWith(o AddLocalPythonSourceOptions) Image {
-	files := func(r *resolver) ([]spec.ContextFile, string, error) {
+	return img.addLocal("add_local_python_source", o.Copy, func(r *resolver) ([]spec.LocalSource, string, func(string) bool, error) {
 		if len(o.Modules) == 0 {
-			return nil, "", fmt.Errorf("modules is empty: name at least one module")
+			return nil, "", nil, fmt.Errorf("modules is empty: name at least one module")
 		}
-		m := localfiles.PythonSource
-		if o.Ignore != nil || o.IgnoreFunc != nil {
-			var err error
-			if m, err = matcher(o.Ignore, o.IgnoreFunc); err != nil {
-				return nil, "", err
-			}
-		}
-		var all []spec.ContextFile
+		var srcs []spec.LocalSource
 		for _, mod := range o.Modules {
 			if mod == "" || strings.ContainsAny(mod, `/\ `) || strings.HasPrefix(mod, ".") {
-				return nil, "", fmt.Errorf("module %q is not an importable name such as \"mypkg\" or \"mypkg.sub\"", mod)
+				return nil, "", nil, fmt.Errorf("module %q is not an importable name such as \"mypkg\" or \"mypkg.sub\"", mod)
 			}
 			rel := filepath.Join(strings.Split(mod, ".")...)
 			dir := filepath.Join(r.dir, rel)
 			remote := path.Join("/root", filepath.ToSlash(rel))
-			var fs []spec.ContextFile
 			if st, err := os.Stat(dir); err == nil && st.IsDir() {
-				fs, err = localfiles.Walk(dir, remote, m)
-				if err != nil {
-					return nil, "", err
-				}
+				srcs = append(srcs, spec.LocalSource{Local: dir, Prefix: remote, Ignore: o.Ignore, PythonSource: o.Ignore == nil && o.IgnoreFunc == nil})
 			} else if _, err := os.Stat(dir + ".py"); err == nil {
-				fs, err = localfiles.Walk(dir+".py", remote+".py", localfiles.Matcher{})
-				if err != nil {
-					return nil, "", err
-				}
+				srcs = append(srcs, spec.LocalSource{Local: dir + ".py", Prefix: remote + ".py"})
 			} else {
-				return nil, "", fmt.Errorf("module %q: neither %s/ nor %s.py exists under %s", mod, rel, rel, r.dir)
+				return nil, "", nil, fmt.Errorf("module %q: neither %s/ nor %s.py exists under %s", mod, rel, rel, r.dir)
 			}
-			all = append(all, fs...)
 		}
-		return all, "/root", nil
-	}
-	return img.addLocal("add_local_python_source", o.Copy, files)
+		return srcs, "/root", o.IgnoreFunc, nil
+	})
 }
 
-// addLocal makes a copy layer or a runtime mount from the listed files, whose paths are
-// their absolute destinations without the leading "/".
-func (img Image) addLocal(method string, copy bool, files func(r *resolver) ([]spec.ContextFile, string, error)) Image {
+// localSpec says, at resolve time, which local sources an add_local_* step places where, and
+// the Go ignore function if there is one.
+type localSpec func(r *resolver) (srcs []spec.LocalSource, target string, exclude func(string) bool, err error)
+
+// addLocal makes a copy layer or a runtime mount from local sources. Listed files have their
+// absolute destinations, without the leading "/", as paths.
+func (img Image) addLocal(method string, copy bool, sources localSpec) Image {
+	list := func(r *resolver) ([]spec.ContextFile, spec.Mount, error) {
+		srcs, target, exclude, err := sources(r)
+		if err != nil {
+			return nil, spec.Mount{}, err
+		}
+		var files []spec.ContextFile
+		for _, src := range srcs {
+			fs, err := localfiles.List(src, exclude)
+			if err != nil {
+				return nil, spec.Mount{}, err
+			}
+			files = append(files, fs...)
+		}
+		m := spec.Mount{Target: target, Files: files}
+		if exclude == nil {
+			m.Sources = srcs
+		}
+		return files, m, nil
+	}
 	if !copy {
 		return img.thenMount(method, func(r *resolver) (spec.Mount, error) {
-			fs, target, err := files(r)
-			return spec.Mount{Target: target, Files: fs}, err
+			_, m, err := list(r)
+			return m, err
 		})
 	}
 	return img.then(method, false, func(r *resolver) (*spec.Layer, error) {
-		fs, _, err := files(r)
+		files, _, err := list(r)
 		if err != nil {
 			return nil, err
 		}
-		return &spec.Layer{Instructions: []spec.Instruction{copyIn(nil, ".", "/")}, Context: fs}, nil
+		return &spec.Layer{Instructions: []spec.Instruction{copyIn(nil, ".", "/")}, Context: files}, nil
 	})
 }
 
@@ -189,14 +188,6 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-func matcher(patterns []string, fn func(string) bool) (localfiles.Matcher, error) {
-	m, err := localfiles.Patterns(patterns)
-	if err != nil || fn == nil {
-		return m, err
-	}
-	return m.Or(localfiles.Func(fn)), nil
 }
 
 // copyContext lists the files of ctxDir that the COPY and ADD instructions read, leaving out

@@ -61,7 +61,7 @@ func (e *Engine) commitImage(st *state, layers []*spec.Layer, o BuildOptions) (*
 		img.Methods = append(img.Methods, l.Method)
 	}
 	for _, m := range o.Mounts {
-		sm := store.Mount{Method: m.Method, Target: m.Target}
+		sm := store.Mount{Method: m.Method, Target: m.Target, Sources: m.Sources}
 		for _, f := range m.Files {
 			sm.Files = append(sm.Files, store.MountFile{Path: f.Path, Source: f.Source, Mode: f.Mode, Link: f.Link})
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/strata-build/strata/container"
+	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/store"
 )
 
@@ -137,10 +138,24 @@ func (e *Engine) Run(ctx context.Context, img *store.Image, o RunOptions) error 
 }
 
 // stageMounts lays out runtime-mounted files under dir at their container paths, hard-linked
-// to the local files where possible (no copy), copied otherwise.
+// to the local files where possible (no copy), copied otherwise. Mounts that know their
+// sources list them again, so a container sees the local files as they are now.
 func stageMounts(dir string, mounts []store.Mount) error {
 	for _, m := range mounts {
-		for _, f := range m.Files {
+		files := m.Files
+		if len(m.Sources) > 0 {
+			files = nil
+			for _, src := range m.Sources {
+				fs, err := localfiles.List(src, nil)
+				if err != nil {
+					return fmt.Errorf("%s: listing %s: %w", m.Method, src.Local, err)
+				}
+				for _, f := range fs {
+					files = append(files, store.MountFile{Path: f.Path, Source: f.Source, Mode: f.Mode, Link: f.Link})
+				}
+			}
+		}
+		for _, f := range files {
 			p := filepath.Join(dir, filepath.FromSlash(f.Path))
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				return err

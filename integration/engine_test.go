@@ -81,6 +81,12 @@ func TestCopiedAndMountedLocalFiles(t *testing.T) {
 	if got := run(t, b2, "cat", "/opt/live/config.txt"); got != "changed" {
 		t.Errorf("run saw %q", got)
 	}
+	// As in Modal, mounted files are listed when a container starts: a file added after the
+	// build is there without a rebuild.
+	write(t, dir, "live/added-later.txt", "later")
+	if got := run(t, b2, "cat", "/opt/live/added-later.txt"); got != "later" {
+		t.Errorf("run saw %q", got)
+	}
 	// The mount is read-only underneath: a write lands in the container, not in the local file.
 	run(t, b2, "sh", "-c", "echo overwritten > /opt/live/config.txt")
 	if data, _ := os.ReadFile(filepath.Join(dir, "live/config.txt")); string(data) != "changed" {

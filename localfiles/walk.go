@@ -158,3 +158,22 @@ func entry(p, rel string, info fs.FileInfo) (spec.ContextFile, error) {
 	}
 	return f, nil
 }
+
+// List lists a local source, leaving out what its patterns (and the optional Go predicate
+// exclude, which sees paths relative to the source) leave out.
+func List(src spec.LocalSource, exclude func(rel string) bool) ([]spec.ContextFile, error) {
+	var m Matcher
+	switch {
+	case src.Ignore != nil:
+		var err error
+		if m, err = Patterns(src.Ignore); err != nil {
+			return nil, err
+		}
+	case src.PythonSource:
+		m = PythonSource
+	}
+	if exclude != nil {
+		m = m.Or(Func(exclude))
+	}
+	return Walk(src.Local, src.Prefix, m)
+}

@@ -159,10 +159,25 @@ type Layer struct {
 // (add_local_* without copy). It is not part of any layer and never changes a cache key.
 type Mount struct {
 	Method string `json:"method"`
-	// Target is the absolute path inside the container.
+	// Target is the absolute path inside the container, for display.
 	Target string `json:"target"`
-	// Files are the mounted files, with Path relative to Target.
+	// Files are the mounted files as listed at resolve time, with Path relative to "/".
 	Files []ContextFile `json:"files"`
+	// Sources say how to list the files again when a container starts, so that it sees the
+	// local files as they are then. Nil when a Go ignore function decides what is left out.
+	Sources []LocalSource `json:"sources,omitempty"`
+}
+
+// LocalSource is a local file or folder placed at a path in the image.
+type LocalSource struct {
+	// Local is the absolute local path.
+	Local string `json:"local"`
+	// Prefix is the destination without the leading "/".
+	Prefix string `json:"prefix"`
+	// Ignore are dockerignore patterns, relative to Local.
+	Ignore []string `json:"ignore,omitempty"`
+	// PythonSource leaves out all but *.py files and __pycache__ (add_local_python_source).
+	PythonSource bool `json:"python_source,omitempty"`
 }
 
 // SortedKVs returns the pairs of m sorted by key.

@@ -23,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/container"
+	"github.com/strata-build/strata/spec"
 	"golang.org/x/sys/unix"
 )
 
@@ -261,6 +262,8 @@ type Mount struct {
 	Method string      `json:"method"`
 	Target string      `json:"target"`
 	Files  []MountFile `json:"files"`
+	// Sources, when set, are listed again when a container starts.
+	Sources []spec.LocalSource `json:"sources,omitempty"`
 }
 
 // Image is a named, built image.
