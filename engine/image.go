@@ -68,11 +68,23 @@ func (e *Engine) commitImage(st *state, layers []*spec.Layer, o BuildOptions) (*
 		img.Mounts = append(img.Mounts, sm)
 	}
 	if o.Name != "" {
+		// A rebuild that changed nothing keeps the record (and its time) as it is.
+		if old, err := e.Store.Image(o.Name); err == nil && sameImage(old, img) {
+			return old, nil
+		}
 		if err := e.Store.PutImage(img); err != nil {
 			return nil, err
 		}
 	}
 	return img, nil
+}
+
+func sameImage(a, b *store.Image) bool {
+	ac, bc := *a, *b
+	ac.Created, bc.Created = time.Time{}, time.Time{}
+	ja, _ := json.Marshal(ac)
+	jb, _ := json.Marshal(bc)
+	return bytes.Equal(ja, jb)
 }
 
 // manifest returns an image's layers as recorded in its manifest and config.

@@ -132,6 +132,10 @@ func (w *BlobWriter) Close() error {
 
 // PutBlob writes bytes as a blob and returns its digest.
 func (s *Store) PutBlob(b []byte) (string, error) {
+	sum := sha256.Sum256(b)
+	if d := "sha256:" + hex.EncodeToString(sum[:]); s.HasBlob(d) {
+		return d, nil // content-addressed: already there, nothing to write
+	}
 	w, err := s.NewBlob()
 	if err != nil {
 		return "", err
