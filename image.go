@@ -121,7 +121,6 @@ func Home() string {
 
 // resolver carries what layer functions need at resolve time.
 type resolver struct {
-	ctx    context.Context
 	dir    string
 	hasher *localfiles.Hasher
 }
@@ -159,7 +158,7 @@ func (img Image) Resolve(ctx context.Context, opts ...ResolveOption) (*Plan, err
 	if !chain[0].root {
 		return nil, &Error{Index: 0, Method: chain[0].method, Err: fmt.Errorf("the chain has no constructor: start it with strata.DebianSlim, strata.FromRegistry or another constructor before %s", chain[0].method)}
 	}
-	r := &resolver{ctx: ctx, dir: o.dir, hasher: localfiles.NewHasher(o.hashCache)}
+	r := &resolver{dir: o.dir, hasher: localfiles.NewHasher(o.hashCache)}
 	plan := &Plan{Builder: BuilderVersion}
 	parent, force := "", false
 	for i, n := range chain {

@@ -131,10 +131,10 @@ func (r *Runner) Run(ctx context.Context, id, bundleDir string, s Spec) error {
 	case <-ctx.Done():
 		_ = exec.Command(bin, "--root", r.Root, "kill", "--all", id, "KILL").Run()
 		select {
-		case err = <-done:
+		case <-done:
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			err = <-done
+			<-done
 		}
 		err = ctx.Err()
 	}

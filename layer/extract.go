@@ -76,7 +76,7 @@ func Extract(r io.Reader, dir string, lowers []string) error {
 			if err := os.Mkdir(target, 0o755); err != nil && !os.IsExist(err) {
 				return err
 			}
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
 			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 			if err != nil {
 				return err
@@ -183,7 +183,7 @@ func cleanName(name string) (string, error) {
 	}
 	for _, part := range strings.Split(name, "/") {
 		if part == ".." {
-			return "", fmt.Errorf("%w: %q climbs out of the image with ..", ErrUnsafe, name)
+			return "", fmt.Errorf("%w: %q climbs out of the image with \"..\"", ErrUnsafe, name)
 		}
 	}
 	c := path.Clean(name)
