@@ -2,10 +2,13 @@ package engine
 
 import (
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/strata-build/strata/spec"
+	"github.com/strata-build/strata/store"
 )
 
 func TestCopyPlanFollowsDockerRules(t *testing.T) {
@@ -53,3 +56,25 @@ func ctxFiles(paths ...string) []spec.ContextFile {
 }
 
 func join(s []string) string { return strings.Join(s, " ") }
+
+func TestStageMountsCopiesAcrossFileSystems(t *testing.T) {
+	// /dev/shm is another file system than the temp folder, so a hard link fails there.
+	src, err := os.MkdirTemp("/dev/shm", "strata-stage-")
+	if err != nil {
+		t.Skip("no /dev/shm")
+	}
+	defer os.RemoveAll(src)
+	os.WriteFile(filepath.Join(src, "run.sh"), []byte("echo hi\n"), 0o755)
+	dir := t.TempDir()
+	err = stageMounts(dir, []store.Mount{{Method: "add_local_dir", Sources: []spec.LocalSource{{Local: src, Prefix: "app"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(filepath.Join(dir, "app", "run.sh"))
+	if err != nil || info.Mode().Perm() != 0o755 {
+		t.Fatalf("staged file: %v %v", info, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "app", "run.sh")); string(b) != "echo hi\n" {
+		t.Errorf("staged content %q", b)
+	}
+}

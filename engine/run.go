@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-build/strata/container"
 	"github.com/strata-build/strata/localfiles"
+	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/store"
 )
 
@@ -174,29 +175,15 @@ func stageMounts(dir string, mounts []store.Mount) error {
 			default:
 				_ = os.Remove(p)
 				if err := os.Link(f.Source, p); err != nil {
-					if err := copyPlain(f.Source, p, mode.Perm()); err != nil {
+					if err := copyVerified(spec.ContextFile{Source: f.Source}, p); err != nil {
 						return fmt.Errorf("%s: mounting %s: %w", m.Method, f.Source, err)
+					}
+					if err := os.Chmod(p, mode.Perm()); err != nil {
+						return err
 					}
 				}
 			}
 		}
 	}
 	return nil
-}
-
-func copyPlain(src, dst string, perm fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
