@@ -2,110 +2,34 @@ package strata
 
 import (
 	"context"
+	"io"
 	"os"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/engine"
-	"github.com/strata-build/strata/store"
 )
 
-// BuildOption configures Build and Run.
-type BuildOption func(*buildConfig)
-
-type buildConfig struct {
-	resolve  []ResolveOption
-	home     string
-	opts     engine.BuildOptions
-	progress func(engine.Event)
-}
-
-// WithName names the built image in the local store, for strata run, export and inspect.
-func WithName(name string) BuildOption { return func(c *buildConfig) { c.opts.Name = name } }
-
-// WithForceBuild rebuilds every layer and replaces the cached entries (STRATA_FORCE_BUILD=1).
-func WithForceBuild() BuildOption { return func(c *buildConfig) { c.opts.ForceBuild = true } }
-
-// WithIgnoreCache rebuilds every layer without reading or replacing cached entries
-// (STRATA_IGNORE_CACHE=1).
-func WithIgnoreCache() BuildOption { return func(c *buildConfig) { c.opts.IgnoreCache = true } }
-
-// WithHome uses another store than Home().
-func WithHome(dir string) BuildOption { return func(c *buildConfig) { c.home = dir } }
-
-// WithProgress receives the build's progress events.
-func WithProgress(f func(engine.Event)) BuildOption { return func(c *buildConfig) { c.progress = f } }
-
-// WithResolveOptions passes options to the resolve step (WithDir, WithHashCache).
-func WithResolveOptions(opts ...ResolveOption) BuildOption {
-	return func(c *buildConfig) { c.resolve = append(c.resolve, opts...) }
-}
-
-// Built is an image in the local store.
-type Built struct {
-	// Name is the image's name in the store ("" if unnamed).
-	Name string
-	// Manifest is the digest of its OCI manifest.
-	Manifest string
-	// Plan is the resolved definition it was built from.
-	Plan *Plan
-
-	eng   *engine.Engine
-	image *store.Image
-}
-
-// Ref is how to refer to the image: its name, or its manifest digest.
-func (b *Built) Ref() string {
-	if b.Name != "" {
-		return b.Name
-	}
-	return b.Manifest
-}
-
-// Build resolves the image and builds it into the local store with the local engine, reusing
-// every cached layer. It needs root, runc and overlayfs (and mmdebstrap for DebianSlim).
-func (img Image) Build(ctx context.Context, opts ...BuildOption) (*Built, error) {
-	c := buildConfig{home: Home()}
-	for _, o := range opts {
-		o(&c)
-	}
-	if os.Getenv("STRATA_FORCE_BUILD") == "1" {
-		c.opts.ForceBuild = true
-	}
-	if os.Getenv("STRATA_IGNORE_CACHE") == "1" {
-		c.opts.IgnoreCache = true
-	}
-	plan, err := img.Resolve(ctx, c.resolve...)
+// Build resolves the image and builds it with the engine the options name (the local
+// engine on Home() by default), reusing every cached layer. The returned image keeps that
+// engine open for its methods.
+func (img Image) Build(ctx context.Context, opts ...Option) (*Built, error) {
+	c, err := Open(opts...)
 	if err != nil {
 		return nil, err
 	}
-	return BuildPlan(ctx, plan, c.home, c.opts, c.progress)
-}
-
-// BuildPlan builds an already resolved plan.
-func BuildPlan(ctx context.Context, plan *Plan, home string, o engine.BuildOptions, progress func(engine.Event)) (*Built, error) {
-	eng, err := engine.Open(home)
+	b, err := c.Build(ctx, img, opts...)
 	if err != nil {
+		c.Close()
 		return nil, err
 	}
-	eng.Progress = progress
-	o.Mounts = plan.Mounts
-	si, err := eng.Build(ctx, plan.Layers, o)
-	if err != nil {
-		return nil, err
-	}
-	return &Built{Name: si.Name, Manifest: si.Manifest, Plan: plan, eng: eng, image: si}, nil
+	return b, nil
 }
 
-// RunOptions say how to run a process in an image; see engine.RunOptions.
-type RunOptions = engine.RunOptions
-
-// Run runs a process in a new container of the built image, with its runtime mounts.
-func (b *Built) Run(ctx context.Context, o RunOptions) error {
-	return b.eng.Run(ctx, b.image, o)
-}
-
-// Run builds the image (reusing the cache) and runs args in a container of it, with stdout and
-// stderr going to the process's own unless o says otherwise.
-func (img Image) Run(ctx context.Context, args []string, o RunOptions, opts ...BuildOption) error {
+// Run builds the image (reusing the cache) and runs args in a container of it, with stdout
+// and stderr going to the process's own unless o says otherwise.
+func (img Image) Run(ctx context.Context, args []string, o RunOptions, opts ...Option) error {
 	b, err := img.Build(ctx, opts...)
 	if err != nil {
 		return err
@@ -120,5 +44,141 @@ func (img Image) Run(ctx context.Context, args []string, o RunOptions, opts ...B
 	return b.Run(ctx, o)
 }
 
+// RunOptions say how to run a process in a container of an image.
+type RunOptions struct {
+	// Args replace the image's CMD (after its entrypoint); empty runs the CMD.
+	Args []string
+	// Env are extra KEY=VALUE variables.
+	Env []string
+	// Secrets name secrets whose pairs the process gets as environment.
+	Secrets []string
+	// Binds mount local files or folders into the container.
+	Binds []Bind
+	// Workdir overrides the image's working folder.
+	Workdir string
+	// Terminal gives the process a pseudo-terminal.
+	Terminal bool
+	Stdin    io.Reader
+	Stdout   io.Writer
+	Stderr   io.Writer
+	// Signals are forwarded to the process.
+	Signals <-chan os.Signal
+}
+
+// Bind mounts a local file or folder (read-write unless ReadOnly) into a container.
+type Bind struct {
+	// Source is the local path; a relative one is taken from the working folder.
+	Source string
+	// Target is the absolute path in the container.
+	Target   string
+	ReadOnly bool
+}
+
+// Run runs a process in a new container of the image, with its runtime mounts in place, and
+// removes the container after. A process that exits non-zero gives an *ExitError.
+func (b *Built) Run(ctx context.Context, o RunOptions) error {
+	eo := engine.RunOptions{
+		Args: o.Args, Env: o.Env, Secrets: o.Secrets, Workdir: o.Workdir, Terminal: o.Terminal,
+		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Signals: o.Signals,
+	}
+	for _, bind := range o.Binds {
+		src, err := absPath(bind.Source)
+		if err != nil {
+			return err
+		}
+		eo.Binds = append(eo.Binds, engine.Bind{Source: src, Target: bind.Target, ReadOnly: bind.ReadOnly})
+	}
+	return fromEngine(b.c.eng.Run(ctx, b.img, eo))
+}
+
+// ExportOptions say how to write an image out.
+type ExportOptions struct {
+	// Format is "oci" (an OCI image layout folder, the default) or "docker" (a
+	// docker-archive tarball that docker load and podman load read).
+	Format string
+	// IncludeMounts adds the image's runtime-mounted files (add_local_* without copy), as
+	// they are now, as a last layer. Without it they are not in the export: see Mounts.
+	IncludeMounts bool
+}
+
+// Export writes the image to path, which must not exist.
+func (b *Built) Export(ctx context.Context, path string, o ExportOptions) error {
+	if o.Format == "" {
+		o.Format = "oci"
+	}
+	return fromEngine(b.c.eng.Export(ctx, b.img, engine.ExportOptions{Format: o.Format, Path: path, IncludeMounts: o.IncludeMounts}))
+}
+
+// Inspect is what strata inspect shows of an image.
+type Inspect struct {
+	Name     string         `json:"name"`
+	Manifest string         `json:"manifest"`
+	Config   *v1.ConfigFile `json:"config"`
+	Layers   []InspectLayer `json:"layers"`
+	Mounts   []MountInfo    `json:"mounts,omitempty"`
+}
+
+// InspectLayer is one layer of an image's definition with the OCI layers it added.
+type InspectLayer struct {
+	Method string `json:"method"`
+	Key    string `json:"key"`
+	Blobs  []Blob `json:"blobs"`
+}
+
+// Blob is one OCI layer blob.
+type Blob struct {
+	Digest    string `json:"digest"`
+	DiffID    string `json:"diff_id"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"media_type"`
+}
+
+// Inspect describes the image: its config, and the blobs of each layer.
+func (b *Built) Inspect(ctx context.Context) (*Inspect, error) {
+	in, err := b.c.eng.Inspect(ctx, b.img)
+	if err != nil {
+		return nil, fromEngine(err)
+	}
+	out := &Inspect{Name: in.Name, Manifest: in.Manifest, Config: in.Config, Mounts: b.Mounts}
+	for _, l := range in.Layers {
+		il := InspectLayer{Method: l.Method, Key: l.Key}
+		for _, bl := range l.Blobs {
+			il.Blobs = append(il.Blobs, Blob(bl))
+		}
+		out.Layers = append(out.Layers, il)
+	}
+	return out, nil
+}
+
+// Status is the state of a layer in a build.
+type Status string
+
+// The statuses a layer goes through.
+const (
+	StatusCached   Status = "cached"
+	StatusBuilding Status = "building"
+	StatusDone     Status = "done"
+	StatusFailed   Status = "failed"
+	StatusLog      Status = "log"
+)
+
 // Event is one step of a build's progress; see WithProgress.
-type Event = engine.Event
+type Event struct {
+	Time   time.Time `json:"time"`
+	Index  int       `json:"layer"`
+	Total  int       `json:"total"`
+	Method string    `json:"method"`
+	Key    string    `json:"key"`
+	Status Status    `json:"status"`
+	// Size is the compressed size of the layer's blobs (done, cached).
+	Size int64 `json:"size,omitempty"`
+	// Seconds is how long the layer took (done, failed).
+	Seconds float64 `json:"seconds,omitempty"`
+	// Line is a line of build output (log).
+	Line string `json:"line,omitempty"`
+}
+
+func eventOf(ev engine.Event) Event {
+	return Event{Time: ev.Time, Index: ev.Index, Total: ev.Total, Method: ev.Method, Key: ev.Key,
+		Status: Status(ev.Status), Size: ev.Size, Seconds: ev.Seconds, Line: ev.Line}
+}

@@ -197,20 +197,18 @@ func checkRef(tag string) (name.Reference, error) {
 // noLocalCopies rejects COPY and ADD from local files where a layer has no build context.
 func noLocalCopies(ins []spec.Instruction) error {
 	for _, in := range ins {
-		if (in.Op == spec.OpCopy || in.Op == spec.OpAdd) && fromFlag(in) == "" {
+		if in.Op != spec.OpCopy && in.Op != spec.OpAdd {
+			continue
+		}
+		flags, err := in.CopyFlags()
+		if err != nil {
+			return err
+		}
+		if flags.From == "" {
 			return fmt.Errorf("%s needs local files, which this step has no context for; use dockerfile_commands or add_local_file(copy=true) after it", in.String())
 		}
 	}
 	return nil
-}
-
-func fromFlag(in spec.Instruction) string {
-	for _, f := range in.Flags {
-		if v, ok := strings.CutPrefix(f, "--from="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // FromScratch is an empty image.
@@ -260,21 +258,28 @@ func FromDockerfileWith(o FromDockerfileOptions) Image {
 		if len(df.Stages) > 1 {
 			return nil, fmt.Errorf("%s has %d stages: strata builds single-stage Dockerfiles; build the stages as separate images (from_registry a pushed stage) or merge them", o.Path, len(df.Stages))
 		}
-		// FROM may use ARGs declared before it, filled by build_args.
-		args := map[string]string{}
-		for _, kv := range df.Args {
-			args[kv.Key] = kv.Value
-		}
-		for k, v := range o.BuildArgs {
-			args[k] = v
-		}
-		var env []string
-		for k, v := range args {
-			env = append(env, k+"="+v)
-		}
-		from, _, err := shell.NewLex('\\').ProcessWord(df.Stages[0].From, shell.EnvsFromSlice(env))
+		global, err := globalArgs(df.Args, o.BuildArgs, r.platform)
 		if err != nil {
-			return nil, fmt.Errorf("%s: FROM %s: %w", o.Path, df.Stages[0].From, err)
+			return nil, fmt.Errorf("%s: %w", o.Path, err)
+		}
+		// FROM sees the global ARGs and the platform ARGs.
+		scope := platformArgs(r.platform)
+		for k, v := range global {
+			scope[k] = v
+		}
+		st := df.Stages[0]
+		from, err := expandWord(st.From, scope)
+		if err != nil {
+			return nil, fmt.Errorf("%s: FROM %s: %w", o.Path, st.From, err)
+		}
+		if st.Platform != "" {
+			p, err := expandWord(st.Platform, scope)
+			if err != nil {
+				return nil, fmt.Errorf("%s: FROM --platform=%s: %w", o.Path, st.Platform, err)
+			}
+			if p != r.platform && p+"/v8" != r.platform {
+				return nil, fmt.Errorf("%s: FROM --platform=%s: strata builds for this machine's platform, %s; multi-platform builds are not supported yet, so drop --platform or build on a %s machine", o.Path, p, r.platform, p)
+			}
 		}
 		root := &spec.Layer{Method: "from_dockerfile"}
 		if from == "scratch" {
@@ -290,8 +295,13 @@ func FromDockerfileWith(o FromDockerfileOptions) Image {
 			return nil, err
 		}
 		l.Method = "from_dockerfile"
-		l.Instructions = df.Stages[0].Instructions
+		l.Instructions = st.Instructions
 		l.BuildArgs = spec.SortedKVs(o.BuildArgs)
+		for _, kv := range df.Args {
+			if v, ok := global[kv.Key]; ok {
+				l.GlobalArgs = append(l.GlobalArgs, spec.KV{Key: kv.Key, Value: v})
+			}
+		}
 		ctxDir := o.ContextDir
 		if ctxDir == "" {
 			ctxDir = r.dir
@@ -319,6 +329,52 @@ func FromDockerfileWith(o FromDockerfileOptions) Image {
 		}
 		return []*spec.Layer{root, l}, nil
 	})
+}
+
+// platformArgs are the ARGs Docker defines for every Dockerfile, from the platform built
+// for and on (the same here).
+func platformArgs(platform string) map[string]string {
+	parts := strings.SplitN(platform, "/", 3)
+	args := map[string]string{"TARGETPLATFORM": platform, "BUILDPLATFORM": platform}
+	if len(parts) >= 2 {
+		args["TARGETOS"], args["TARGETARCH"], args["BUILDOS"], args["BUILDARCH"] = parts[0], parts[1], parts[0], parts[1]
+	}
+	if len(parts) == 3 {
+		args["TARGETVARIANT"], args["BUILDVARIANT"] = parts[2], parts[2]
+	}
+	return args
+}
+
+// globalArgs computes the values of the ARGs declared before FROM, in order, as Docker does:
+// a build arg overrides a default, and a default may use the ARGs before it and the
+// platform ARGs. An ARG with no default and no build arg has no value.
+func globalArgs(decl []spec.KV, buildArgs map[string]string, platform string) (map[string]string, error) {
+	scope := platformArgs(platform)
+	out := map[string]string{}
+	for _, kv := range decl {
+		v, ok := buildArgs[kv.Key]
+		if !ok {
+			if kv.NoValue {
+				continue
+			}
+			var err error
+			if v, err = expandWord(kv.Value, scope); err != nil {
+				return nil, fmt.Errorf("ARG %s=%s: %w", kv.Key, kv.Value, err)
+			}
+		}
+		scope[kv.Key], out[kv.Key] = v, v
+	}
+	return out, nil
+}
+
+// expandWord expands a Dockerfile word against the given variables.
+func expandWord(word string, vars map[string]string) (string, error) {
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	s, _, err := shell.NewLex('\\').ProcessWord(word, shell.EnvsFromSlice(env))
+	return s, err
 }
 
 // autoDockerignore finds the ignore file docker would use: <Dockerfile>.dockerignore, then

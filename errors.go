@@ -3,6 +3,8 @@ package strata
 import (
 	"errors"
 	"fmt"
+
+	"github.com/strata-build/strata/engine"
 )
 
 // ErrInvalid is the class of every error about a bad image definition; test with errors.Is.
@@ -23,3 +25,48 @@ func (e *Error) Error() string {
 
 // Unwrap returns ErrInvalid and the cause.
 func (e *Error) Unwrap() []error { return []error{ErrInvalid, e.Err} }
+
+// ErrNotFound is the class of errors about an image, layer or log that does not
+// exist; test with errors.Is.
+var ErrNotFound = engine.ErrNotFound
+
+// BuildError is a failed build step: it names the layer, the command, its exit code and the
+// last lines of its log.
+type BuildError struct {
+	// Index is the layer's position in the plan, the root being 0.
+	Index  int
+	Method string
+	// Key is the layer's cache key; Client.Log opens its full log.
+	Key     string
+	Command string
+	// ExitCode is the failed command's exit code (0 if the step failed otherwise).
+	ExitCode int
+	// Tail is the last lines of the step's log.
+	Tail []string
+	// Log is where the full log is.
+	Log string
+	Err error
+}
+
+func (e *BuildError) Error() string { return (*engine.BuildError)(e).Error() }
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// ExitError is a process run in a container that exited non-zero, or was killed by a signal
+// (Code is then 128 + the signal).
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit code %d", e.Code) }
+
+// fromEngine turns the engine's error types into the SDK's.
+func fromEngine(err error) error {
+	var be *engine.BuildError
+	if errors.As(err, &be) {
+		return (*BuildError)(be)
+	}
+	var ee *engine.ExitError
+	if errors.As(err, &ee) {
+		return &ExitError{Code: ee.Code}
+	}
+	return err
+}

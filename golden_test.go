@@ -19,6 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/go
 // means existing caches would miss: if it is deliberate, bump strata.BuilderVersion and
 // regenerate with go test -run TestGolden -update.
 func TestGolden(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "") // the keys are those of builds without it
 	dir := fixture(t)
 	write(t, dir, "image.yaml", fullSpec)
 	f, err := specfile.Load(filepath.Join(dir, "image.yaml"))
@@ -26,22 +27,24 @@ func TestGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	images := map[string]func() (*strata.Plan, error){
-		"full": func() (*strata.Plan, error) { return f.Resolve(context.Background(), strata.WithHashCache("")) },
+		"full": func() (*strata.Plan, error) {
+			return f.Resolve(context.Background(), strata.WithHashCache(""), strata.WithPlatform("linux/amd64"))
+		},
 		"seed": func() (*strata.Plan, error) {
 			return strata.DebianSlim("3.13").AptInstall("git").UvPipInstall("torch<3").
 				Env(map[string]string{"HALT_AND_CATCH_FIRE": "0"}).
 				RunCommands("git clone https://github.com/modal-labs/agi").
-				Resolve(context.Background(), strata.WithHashCache(""))
+				Resolve(context.Background(), strata.WithHashCache(""), strata.WithPlatform("linux/amd64"))
 		},
 		"registry": func() (*strata.Plan, error) {
 			return strata.FromRegistryWith(strata.FromRegistryOptions{Tag: "127.0.0.1:5000/base:1", Secret: "reg", AddPython: "3.11", SetupDockerfileCommands: []string{"RUN apt-get update"}}).
-				Resolve(context.Background(), strata.WithHashCache(""))
+				Resolve(context.Background(), strata.WithHashCache(""), strata.WithPlatform("linux/amd64"))
 		},
 		"dockerfile": func() (*strata.Plan, error) {
-			return strata.FromDockerfile("Dockerfile").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+			return strata.FromDockerfile("Dockerfile").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""), strata.WithPlatform("linux/amd64"))
 		},
 		"micromamba": func() (*strata.Plan, error) {
-			return strata.Micromamba("3.12").MicromambaInstall("numpy").Resolve(context.Background(), strata.WithHashCache(""))
+			return strata.Micromamba("3.12").MicromambaInstall("numpy").Resolve(context.Background(), strata.WithHashCache(""), strata.WithPlatform("linux/amd64"))
 		},
 	}
 	for name, resolve := range images {

@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/spec"
@@ -16,7 +19,7 @@ import (
 // BuilderVersion is part of every cache key. It changes, deliberately, whenever the
 // instructions strata generates for a method or the key encoding change, so that old cache
 // entries are never reused for a different recipe.
-const BuilderVersion = "2026.11"
+const BuilderVersion = "2026.12"
 
 // Image is an image definition: a chain of layers. Its methods return new Images and never
 // change the receiver, so one Image can be the base of many. The zero Image has no
@@ -92,6 +95,46 @@ type resolveOptions struct {
 	dir       string
 	hashCache string
 	noCache   bool
+	images    ImageResolver
+	platform  string
+	epoch     *int64
+	epochSet  bool
+}
+
+// ImageResolver returns the manifest digest an image reference stands for on a platform
+// ("linux/amd64"), or "" when it cannot say without building (the key then holds the
+// reference). auth says how to log in to its registry, nil for the default.
+type ImageResolver func(ctx context.Context, ref string, auth *spec.RegistryAuth, platform string) (string, error)
+
+// WithImageResolver keys the layers that start from or copy from an image by the digest
+// the resolver gives, as BuildKit does, so that a rebuilt or re-pushed image rebuilds what
+// uses it. Client.Build passes the engine's resolver; without one the reference as written
+// is in the key.
+func WithImageResolver(r ImageResolver) ResolveOption {
+	return func(o *resolveOptions) { o.images = r }
+}
+
+// WithPlatform sets the platform the image is built for, "linux/amd64" (default: this
+// machine's, runtime.GOOS/runtime.GOARCH).
+func WithPlatform(p string) ResolveOption { return func(o *resolveOptions) { o.platform = p } }
+
+// WithSourceDateEpoch makes the image reproducible: file times in every layer strata
+// writes, and the times in its config and history, are clamped to t, and build steps see
+// SOURCE_DATE_EPOCH. The default is the SOURCE_DATE_EPOCH environment variable, if set.
+func WithSourceDateEpoch(t time.Time) ResolveOption {
+	return func(o *resolveOptions) {
+		sec := t.Unix()
+		o.epoch, o.epochSet = &sec, true
+	}
+}
+
+// HostPlatform is this machine's platform, "linux/amd64": what images are built for.
+func HostPlatform() string {
+	p := "linux/" + runtime.GOARCH
+	if runtime.GOARCH == "arm64" {
+		p += "/v8"
+	}
+	return p
 }
 
 // WithDir sets the folder that relative local paths are resolved against (default: the
@@ -121,8 +164,9 @@ func Home() string {
 
 // resolver carries what layer functions need at resolve time.
 type resolver struct {
-	dir    string
-	hasher *localfiles.Hasher
+	dir      string
+	hasher   *localfiles.Hasher
+	platform string
 }
 
 // path makes a local path absolute against the resolve folder.
@@ -148,6 +192,16 @@ func (img Image) Resolve(ctx context.Context, opts ...ResolveOption) (*Plan, err
 	if o.hashCache == "" && !o.noCache {
 		o.hashCache = filepath.Join(Home(), "filehash.json")
 	}
+	if o.platform == "" {
+		o.platform = HostPlatform()
+	}
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" && !o.epochSet {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || sec < 0 {
+			return nil, fmt.Errorf("%w: SOURCE_DATE_EPOCH=%q: want the Unix time in seconds, such as %d", ErrInvalid, v, time.Now().Unix())
+		}
+		o.epoch = &sec
+	}
 	var chain []*node
 	for n := img.n; n != nil; n = n.parent {
 		chain = append([]*node{n}, chain...)
@@ -158,7 +212,7 @@ func (img Image) Resolve(ctx context.Context, opts ...ResolveOption) (*Plan, err
 	if !chain[0].root {
 		return nil, &Error{Index: 0, Method: chain[0].method, Err: fmt.Errorf("the chain has no constructor: start it with strata.DebianSlim, strata.FromRegistry or another constructor before %s", chain[0].method)}
 	}
-	r := &resolver{dir: o.dir, hasher: localfiles.NewHasher(o.hashCache)}
+	r := &resolver{dir: o.dir, hasher: localfiles.NewHasher(o.hashCache), platform: o.platform}
 	plan := &Plan{Builder: BuilderVersion}
 	parent, force := "", false
 	for i, n := range chain {
@@ -198,6 +252,10 @@ func (img Image) Resolve(ctx context.Context, opts ...ResolveOption) (*Plan, err
 			if err := r.hasher.Hash(l.Context); err != nil {
 				return nil, fail(err)
 			}
+			if err := resolveImages(ctx, l, &o); err != nil {
+				return nil, fmt.Errorf("layer %d (%s): %w", i, n.method, err)
+			}
+			l.SourceDateEpoch = o.epoch
 			l.ForceBuild = force
 			l.Parent = parent
 			l.Key = l.ComputeKey(BuilderVersion, parent)
@@ -210,6 +268,51 @@ func (img Image) Resolve(ctx context.Context, opts ...ResolveOption) (*Plan, err
 		fmt.Fprintf(os.Stderr, "strata: warning: could not save file digests: %v\n", err)
 	}
 	return plan, nil
+}
+
+// resolveImages sets the platform of a root layer and the digests of the images a layer
+// starts from or copies from.
+func resolveImages(ctx context.Context, l *spec.Layer, o *resolveOptions) error {
+	resolve := func(ref string, auth *spec.RegistryAuth) (string, error) {
+		if o.images == nil {
+			return "", nil
+		}
+		return o.images(ctx, ref, auth, o.platform)
+	}
+	if l.Base != nil {
+		l.Base.Platform = o.platform
+		if l.Base.Kind == spec.BaseRegistry {
+			d, err := resolve(l.Base.Ref, l.Base.Auth)
+			if err != nil {
+				return err
+			}
+			l.Base.Digest = d
+		}
+	}
+	l.Images = nil
+	seen := map[string]bool{}
+	for _, in := range l.Instructions {
+		if in.Op != spec.OpCopy && in.Op != spec.OpAdd {
+			continue
+		}
+		flags, err := in.CopyFlags()
+		if err != nil {
+			return err
+		}
+		if flags.From == "" || seen[flags.From] {
+			continue
+		}
+		seen[flags.From] = true
+		if strings.Contains(flags.From, "$") {
+			return fmt.Errorf("%s --from=%s: strata resolves the image before the build, so write its reference literally", in.Op, flags.From)
+		}
+		d, err := resolve(flags.From, nil)
+		if err != nil {
+			return err
+		}
+		l.Images = append(l.Images, spec.ImageRef{Ref: flags.From, Digest: d})
+	}
+	return nil
 }
 
 var errMountBeforeBuild = errors.New(`an image tried to run a build step after using add_local_* to include local files.

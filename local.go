@@ -195,7 +195,14 @@ func unwrapPathError(err error) error {
 func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec.ContextFile, error) {
 	var sources []string
 	for _, in := range ins {
-		if (in.Op != spec.OpCopy && in.Op != spec.OpAdd) || fromFlag(in) != "" {
+		if in.Op != spec.OpCopy && in.Op != spec.OpAdd {
+			continue
+		}
+		flags, err := in.CopyFlags()
+		if err != nil {
+			return nil, err
+		}
+		if flags.From != "" {
 			continue
 		}
 		for _, src := range in.Args[:len(in.Args)-1] {
@@ -205,11 +212,7 @@ func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec
 			if strings.Contains(src, "://") || strings.HasPrefix(src, "git@") {
 				return nil, fmt.Errorf("%s: source %q is a URL; fetch it with run_commands (curl, git) instead", in.Op, src)
 			}
-			clean := strings.TrimPrefix(path.Clean("/"+src), "/")
-			if clean == "" {
-				clean = "."
-			}
-			sources = append(sources, clean)
+			sources = append(sources, spec.CleanSource(src))
 		}
 	}
 	if len(sources) == 0 {
@@ -235,7 +238,7 @@ func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec
 	for _, f := range all {
 		used := false
 		for i, src := range sources {
-			if src == "." || matchesOrParent(src, f.Path) {
+			if spec.Selects(src, f.Path) {
 				matched[i], used = true, true
 			}
 		}
@@ -251,16 +254,10 @@ func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec
 	return out, nil
 }
 
-// matchesOrParent reports whether the pattern names p or one of its parent folders.
-func matchesOrParent(pattern, p string) bool {
-	for {
-		if ok, _ := path.Match(pattern, p); ok {
-			return true
-		}
-		i := strings.LastIndex(p, "/")
-		if i < 0 {
-			return false
-		}
-		p = p[:i]
+// absPath makes a local path absolute against the working folder.
+func absPath(p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("a local path is empty")
 	}
+	return filepath.Abs(p)
 }

@@ -69,7 +69,7 @@ func debianSlimBase(version string) (*spec.Layer, error) {
 	}
 	suite, ok := debianSuites[series]
 	if !ok {
-		return nil, fmt.Errorf("python_version %q is not supported by debian_slim: strata bootstraps it from Debian, which ships %s; for other versions use from_registry with add_python", version, supportedDebian())
+		return nil, fmt.Errorf("python_version %q is not supported by debian_slim: strata bootstraps it from Debian, which ships %s; use one of those, or start from an image that has Python %s, such as from_registry(\"python:%s-slim\")", version, supportedDebian(), series, series)
 	}
 	if strings.Count(strings.TrimSuffix(version, "t"), ".") == 2 {
 		return nil, fmt.Errorf("python_version %q: debian_slim takes a series such as %q; the micro version is the one Debian %s ships", version, series, suite)

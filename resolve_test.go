@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/specfile"
 )
 
@@ -318,6 +319,7 @@ func TestDefinitionErrors(t *testing.T) {
 		{"python float-ish", strata.DebianSlim("3"), `invalid Python version "3"`},
 		{"python garbage", strata.DebianSlim("three"), `invalid Python version "three"`},
 		{"python unsupported", strata.DebianSlim("3.12"), "3.11 (bookworm), 3.13 (trixie), 3.14 (sid)"},
+		{"python unsupported points to what works", strata.DebianSlim("3.12"), `from_registry("python:3.12-slim")`},
 		{"python micro", strata.DebianSlim("3.13.1"), `takes a series such as "3.13"`},
 		{"free threaded", strata.DebianSlim("3.14t"), "free-threaded Python is not supported"},
 		{"micromamba python", strata.Micromamba("3.9"), "not supported by micromamba"},
@@ -350,6 +352,8 @@ func TestDefinitionErrors(t *testing.T) {
 		{"dockerfile copy missing", strata.DebianSlim("").DockerfileCommands("COPY nothere /x"), `COPY source "nothere" matches no file`},
 		{"dockerfile unsupported", strata.DebianSlim("").DockerfileCommands("HEALTHCHECK CMD true"), "HEALTHCHECK is not supported"},
 		{"dockerfile missing", strata.FromDockerfile("nope/Dockerfile"), `path "nope/Dockerfile"`},
+		{"dockerfile bad flag", strata.DebianSlim("").DockerfileCommands("COPY --form=x a b"), "line 1: unknown flag: --form"},
+		{"run bad flag", strata.DebianSlim("").DockerfileCommands("RUN --nework=none true"), "line 1: unknown flag: --nework"},
 		{"shell empty", strata.DebianSlim("").Shell(), "shell wants at least one argument"},
 		{"empty command", strata.DebianSlim("").RunCommands(" "), "an empty command"},
 	}
@@ -408,5 +412,106 @@ func TestCopyContextCountsEverySourceThatNamesAFile(t *testing.T) {
 	}), dir)
 	if n := len(p.Layers[1].Context); n != 1 {
 		t.Errorf("got %d context files, want config.json once", n)
+	}
+}
+
+// TestFromDockerfileArgsAndPlatform: ARGs declared before FROM feed FROM and are what a bare
+// ARG in the stage takes (Docker's rule); FROM --platform is honoured when it names the
+// platform built for and refused otherwise.
+func TestFromDockerfileArgsAndPlatform(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "Dockerfile", "ARG V=1.0\nARG BASE=debian:${V}\nARG EMPTY\nFROM --platform=$BUILDPLATFORM $BASE\nARG V\nRUN echo $V\n")
+	resolveAt := func(platform string, args map[string]string) (*strata.Plan, error) {
+		return strata.FromDockerfileWith(strata.FromDockerfileOptions{Path: "Dockerfile", BuildArgs: args}).
+			Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""), strata.WithPlatform(platform))
+	}
+	p, err := resolveAt("linux/amd64", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Layers[0].Base.Ref != "debian:1.0" || p.Layers[0].Base.Platform != "linux/amd64" {
+		t.Errorf("base %+v", p.Layers[0].Base)
+	}
+	if got := p.Layers[1].GlobalArgs; len(got) != 2 || got[0] != (spec.KV{Key: "V", Value: "1.0"}) || got[1] != (spec.KV{Key: "BASE", Value: "debian:1.0"}) {
+		t.Errorf("global args %v", got)
+	}
+	p2, err := resolveAt("linux/amd64", map[string]string{"V": "2.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Layers[0].Base.Ref != "debian:2.0" || p2.Layers[1].GlobalArgs[0].Value != "2.0" || p2.Layers[1].Key == p.Layers[1].Key {
+		t.Errorf("a build arg did not reach the global ARG: %+v %v", p2.Layers[0].Base, p2.Layers[1].GlobalArgs)
+	}
+	write(t, dir, "Dockerfile", "FROM --platform=linux/arm64 debian:12\nRUN true\n")
+	if _, err := resolveAt("linux/amd64", nil); err == nil || !strings.Contains(err.Error(), "strata builds for this machine's platform, linux/amd64") {
+		t.Errorf("another platform: %v", err)
+	}
+	if _, err := resolveAt("linux/arm64/v8", nil); err != nil {
+		t.Errorf("the host's own platform: %v", err)
+	}
+}
+
+// TestImagesAreKeyedByDigest: with a resolver (Client.Build passes the engine's), a base
+// image and a COPY --from image are keyed by their digests, not their names, so that a
+// rebuilt or re-pushed image rebuilds what uses it.
+func TestImagesAreKeyedByDigest(t *testing.T) {
+	digests := map[string]string{"reg.example/app:v1": "sha256:aaaa", "reg.example/app:v1-alias": "sha256:aaaa", "tools": "sha256:cccc"}
+	resolver := func(ctx context.Context, ref string, auth *spec.RegistryAuth, platform string) (string, error) {
+		return digests[ref], nil
+	}
+	plan := func(base string) *strata.Plan {
+		p, err := strata.FromRegistry(base).DockerfileCommands("COPY --from=tools /bin/tool /tool").
+			Resolve(context.Background(), strata.WithHashCache(""), strata.WithImageResolver(resolver))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first := plan("reg.example/app:v1")
+	if first.Layers[0].Base.Digest != "sha256:aaaa" || len(first.Layers[1].Images) != 1 || first.Layers[1].Images[0] != (spec.ImageRef{Ref: "tools", Digest: "sha256:cccc"}) {
+		t.Fatalf("resolved %+v %+v", first.Layers[0].Base, first.Layers[1].Images)
+	}
+	if alias := plan("reg.example/app:v1-alias"); alias.Layers[0].Key != first.Layers[0].Key {
+		t.Error("the same digest under another name gave another key")
+	}
+	digests["tools"] = "sha256:dddd"
+	if again := plan("reg.example/app:v1"); again.Layers[0].Key != first.Layers[0].Key || again.Layers[1].Key == first.Layers[1].Key {
+		t.Error("rebuilding the --from image did not change (only) the key of the layer that copies from it")
+	}
+	digests["reg.example/app:v1"] = "sha256:bbbb"
+	if moved := plan("reg.example/app:v1"); moved.Layers[0].Key == first.Layers[0].Key {
+		t.Error("a tag that moved kept its key")
+	}
+	if _, err := strata.FromScratch().DockerfileCommands("COPY --from=$IMG /a /a").Resolve(context.Background(), strata.WithImageResolver(resolver)); err == nil || !strings.Contains(err.Error(), "write its reference literally") {
+		t.Errorf("COPY --from=$VAR: %v", err)
+	}
+}
+
+// TestSourceDateEpochIsInTheKey: a reproducible build must not reuse layers built without
+// it, whose file times differ.
+func TestSourceDateEpochIsInTheKey(t *testing.T) {
+	img := strata.DebianSlim("3.13").RunCommands("echo hi > /f")
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	plain := resolve(t, img, t.TempDir())
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	epoch := resolve(t, img, t.TempDir())
+	if plain.Layers[1].Key == epoch.Layers[1].Key || *epoch.Layers[1].SourceDateEpoch != 1700000000 {
+		t.Error("SOURCE_DATE_EPOCH is not in the key")
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "yesterday")
+	if _, err := img.Resolve(context.Background(), strata.WithHashCache("")); err == nil || !strings.Contains(err.Error(), "SOURCE_DATE_EPOCH") {
+		t.Errorf("a bad SOURCE_DATE_EPOCH: %v", err)
+	}
+}
+
+// TestBooleanEnvironment: STRATA_FORCE_BUILD and STRATA_IGNORE_CACHE take Go's booleans, and
+// anything else is an error before anything is built.
+func TestBooleanEnvironment(t *testing.T) {
+	for _, v := range []string{"yes", "2", "on"} {
+		t.Setenv("STRATA_FORCE_BUILD", v)
+		_, err := strata.FromScratch().Build(context.Background(), strata.WithHome(t.TempDir()))
+		if err == nil || !strings.Contains(err.Error(), "STRATA_FORCE_BUILD") {
+			t.Errorf("STRATA_FORCE_BUILD=%s: %v", v, err)
+		}
 	}
 }

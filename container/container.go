@@ -41,6 +41,9 @@ type Spec struct {
 	User     string
 	Mounts   []Mount
 	Hostname string
+	// NoNetwork gives the container a network namespace of its own with only loopback,
+	// instead of the host's network.
+	NoNetwork bool
 	// Terminal gives the process a pseudo-terminal (interactive runs).
 	Terminal bool
 	Stdin    io.Reader
@@ -253,6 +256,9 @@ func (s *Spec) ociSpec() (*specs.Spec, error) {
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}
+	if s.NoNetwork {
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
 	for _, m := range s.Mounts {
 		opts := []string{"rbind"}
 		if m.ReadOnly {
@@ -331,32 +337,4 @@ func readDB(rootfs, file string) [][]string {
 		}
 	}
 	return out
-}
-
-// MountOverlay mounts lowers (top first) with a writable upper at target. With no lowers an
-// empty folder is used, as overlayfs needs one.
-func MountOverlay(lowers []string, upper, work, target string) error {
-	if len(lowers) == 0 {
-		empty := filepath.Join(filepath.Dir(work), "empty")
-		if err := os.MkdirAll(empty, 0o755); err != nil {
-			return err
-		}
-		lowers = []string{empty}
-	}
-	opts := "lowerdir=" + strings.Join(lowers, ":") + ",upperdir=" + upper + ",workdir=" + work
-	if len(opts) > 4000 {
-		return fmt.Errorf("the image has too many layers (%d) for one overlay mount", len(lowers))
-	}
-	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mounting overlay at %s: %w (strata needs root and overlayfs)", target, err)
-	}
-	return nil
-}
-
-// MountOverlayReadOnly mounts lowers (top first, at least two) read-only at target.
-func MountOverlayReadOnly(lowers []string, target string) error {
-	if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, "lowerdir="+strings.Join(lowers, ":")); err != nil {
-		return fmt.Errorf("mounting overlay at %s: %w", target, err)
-	}
-	return nil
 }

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,5 +40,46 @@ func TestMissingTargetsListsWhatRuncWouldCreate(t *testing.T) {
 	}
 	if s := strings.Join(rel, " "); s != "/etc/resolv.conf /.strata /a /a/b /a/b/c" {
 		t.Errorf("got %s", s)
+	}
+}
+
+// TestMountsBelowUndoesMountinfoEscapes: the kernel writes a space in a mount point as
+// "\040"; a store whose path has one must still find its mounts.
+func TestMountsBelowUndoesMountinfoEscapes(t *testing.T) {
+	info := `36 35 98:0 / /mnt rw - ext3 /dev/root rw
+41 36 0:40 / /var/lib/my\040strata/tmp/build-1/rootfs rw - overlay overlay rw,lowerdir=x
+42 41 0:41 / /var/lib/my\040strata/tmp/build-1/rootfs/proc rw - proc proc rw
+43 36 0:42 / /var/lib/my\040strata/tmp/build-10 rw - tmpfs tmpfs rw
+44 36 0:43 / /var/lib/other\134dir/x rw - tmpfs tmpfs rw
+`
+	got := mountsBelow(info, "/var/lib/my strata/tmp/build-1")
+	want := []string{"/var/lib/my strata/tmp/build-1/rootfs/proc", "/var/lib/my strata/tmp/build-1/rootfs"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := mountsBelow(info, `/var/lib/other\dir`); len(got) != 1 {
+		t.Errorf("backslash: %q", got)
+	}
+	if got := unescapeMountinfo(`a\040b\011c\012d\\e\09`); got != "a b\tc\nd\\\\e\\09" {
+		t.Errorf("unescape: %q", got)
+	}
+}
+
+// TestCompactLowersShortensTheOptions: the lowers that share a folder are written relative
+// to it, so that a deep image fits in the one page a mount's options may take.
+func TestCompactLowersShortensTheOptions(t *testing.T) {
+	lowers := []string{"/work/run-1/mounts"}
+	for i := 0; i < 130; i++ {
+		lowers = append(lowers, fmt.Sprintf("/var/lib/strata/snapshots/l/%012x", i))
+	}
+	dir, rel := compactLowers(lowers)
+	if dir != "/var/lib/strata/snapshots/l" || rel[0] != "/work/run-1/mounts" || rel[1] != "000000000000" {
+		t.Fatalf("dir %s, first %v", dir, rel[:2])
+	}
+	if n := len(strings.Join(rel, ":")); n > maxMountData/2 {
+		t.Errorf("130 layers take %d bytes", n)
+	}
+	if dir, _ := compactLowers([]string{"/a/x", "/b/y"}); dir != "" {
+		t.Errorf("nothing shared, but dir %q", dir)
 	}
 }

@@ -1,6 +1,6 @@
-// Package engine is strata's local build engine: it builds resolved layers into OCI images
-// in the local store, with no daemon. Each layer runs on an overlayfs snapshot of its parent
-// chain inside runc; the upper folder becomes the layer.
+// Package engine is the seam between strata's SDK and the engines that build and run images:
+// the Engine interface and the plain data types that cross it. The local engine
+// (engine/local) is the default; a BuildKit engine plugs in behind the same interface.
 package engine
 
 import (
@@ -9,46 +9,159 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/spec"
-	"github.com/strata-build/strata/store"
 )
 
-// Engine builds images into a store.
-type Engine struct {
-	Store   *store.Store
-	Secrets *secrets.Store
-	// Runtime is the OCI runtime binary (default "runc").
-	Runtime string
-	// Mirror is the Debian mirror debian_slim bootstraps from.
-	Mirror string
+// Engine builds resolved plans into images, keeps them, and runs containers of them.
+//
+// An Engine is opened on a store (the local engine's folder, or a daemon and its state) and
+// closed when done. Its methods are safe for concurrent use, also by several processes on
+// the same store: concurrent builds of one layer do the work once.
+type Engine interface {
+	// ResolveImage returns the manifest digest that an image reference stands for (a
+	// registry reference, or the name of an image in the store), for the platform given. A
+	// registry reference is pinned at its first resolution and keeps that digest until it
+	// is resolved again with Pull; with Offline an unpinned reference is ErrNotFound.
+	ResolveImage(ctx context.Context, ref string, o ResolveOptions) (string, error)
+
+	// Build builds the plan's layers, reusing every cached one, and returns the image.
+	// A failed step is a *BuildError.
+	Build(ctx context.Context, p Plan, o BuildOptions) (*Image, error)
+
+	// Image finds an image by name, or by manifest digest; ErrNotFound if there is none.
+	Image(ctx context.Context, ref string) (*Image, error)
+	// Images lists the named images.
+	Images(ctx context.Context) ([]*Image, error)
+	// Remove removes an image's name; its layers stay cached until Prune.
+	Remove(ctx context.Context, name string) error
+	// Inspect describes an image: its config and its layers' blobs.
+	Inspect(ctx context.Context, img *Image) (*Inspect, error)
+
+	// Run runs a process in a new container of the image and removes the container after.
+	// A process that exits non-zero is an *ExitError.
+	Run(ctx context.Context, img *Image, o RunOptions) error
+
+	// Export writes the image as an OCI layout folder or a docker-archive tarball.
+	Export(ctx context.Context, img *Image, o ExportOptions) error
+
+	// Log opens the build log of the layer with the given cache key.
+	Log(ctx context.Context, key string) (io.ReadCloser, error)
+
+	// Prune removes what no named image uses.
+	Prune(ctx context.Context) (*PruneReport, error)
+
+	Close() error
+}
+
+// ErrNotFound is the class of errors about an image, layer or log that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Plan is a resolved image definition: its layers, keyed, and its runtime mounts.
+type Plan struct {
+	Layers []*spec.Layer
+	Mounts []spec.Mount
+}
+
+// ResolveOptions say how ResolveImage may find a digest.
+type ResolveOptions struct {
+	// Platform is the image's platform, "linux/amd64".
+	Platform string
+	// Pull resolves the reference again at its registry, replacing its pin.
+	Pull bool
+	// Offline uses pins and local images only.
+	Offline bool
+	// Auth says how to log in to the reference's registry (nil: the user's docker config).
+	Auth *spec.RegistryAuth
+}
+
+// BuildOptions change how a build uses the cache and reports progress.
+type BuildOptions struct {
+	// Name tags the result ("" leaves it unnamed).
+	Name string
+	// ForceBuild rebuilds every layer and replaces their cache entries.
+	ForceBuild bool
+	// IgnoreCache rebuilds every layer without reading or writing cache entries.
+	IgnoreCache bool
 	// Progress receives build events; nil discards them.
 	Progress func(Event)
 }
 
-// Open opens the engine on the store at home, taking its settings from the environment:
-// STRATA_DEBIAN_MIRROR and STRATA_RUNTIME.
-func Open(home string) (*Engine, error) {
-	s, err := store.Open(home)
-	if err != nil {
-		return nil, err
+// Image is a built image as an engine describes it.
+type Image struct {
+	// Name is its name ("" if unnamed).
+	Name string
+	// Manifest is the digest of its OCI manifest.
+	Manifest string
+	// Size is the compressed size of its config and layers.
+	Size int64
+	// Keys and Methods are the cache key and chain method of each layer of its plan.
+	Keys    []string
+	Methods []string
+	// Mounts are its runtime mounts (add_local_* without copy).
+	Mounts  []Mount
+	Created time.Time
+}
+
+// Mount is a runtime mount of an image as recorded with it.
+type Mount struct {
+	Method string `json:"method"`
+	Target string `json:"target"`
+	// Files are the files listed when the image was built.
+	Files []MountFile `json:"files"`
+	// Sources, when set, are listed again when a container starts, so that it sees the
+	// local files as they are then.
+	Sources []spec.LocalSource `json:"sources,omitempty"`
+}
+
+// MountFile is one local file that a runtime mount places into containers.
+type MountFile struct {
+	// Path is its path in the container, without the leading "/".
+	Path   string `json:"path"`
+	Source string `json:"source"`
+	Mode   uint32 `json:"mode"`
+	Link   string `json:"link,omitempty"`
+}
+
+// MountsOf records a plan's runtime mounts.
+func MountsOf(ms []spec.Mount) []Mount {
+	var out []Mount
+	for _, m := range ms {
+		em := Mount{Method: m.Method, Target: m.Target, Sources: m.Sources}
+		for _, f := range m.Files {
+			em.Files = append(em.Files, MountFile{Path: f.Path, Source: f.Source, Mode: f.Mode, Link: f.Link})
+		}
+		out = append(out, em)
 	}
-	mirror := os.Getenv("STRATA_DEBIAN_MIRROR")
-	if mirror == "" {
-		mirror = "http://deb.debian.org/debian"
-	}
-	return &Engine{
-		Store:   s,
-		Secrets: secrets.Open(filepath.Join(home, "secrets")),
-		Runtime: os.Getenv("STRATA_RUNTIME"),
-		Mirror:  mirror,
-	}, nil
+	return out
+}
+
+// Inspect is what an engine tells about an image.
+type Inspect struct {
+	Name     string         `json:"name"`
+	Manifest string         `json:"manifest"`
+	Config   *v1.ConfigFile `json:"config"`
+	Layers   []LayerInfo    `json:"layers"`
+	Mounts   []Mount        `json:"mounts,omitempty"`
+}
+
+// LayerInfo is one chain step of an image with the OCI layers it added.
+type LayerInfo struct {
+	Method string `json:"method"`
+	Key    string `json:"key"`
+	Blobs  []Blob `json:"blobs"`
+}
+
+// Blob is one OCI layer.
+type Blob struct {
+	Digest    string `json:"digest"`
+	DiffID    string `json:"diff_id"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"media_type"`
 }
 
 // Status is the state of a layer in a build.
@@ -65,37 +178,18 @@ const (
 
 // Event is one step of a build's progress.
 type Event struct {
-	Time   time.Time `json:"time"`
-	Index  int       `json:"layer"`
-	Total  int       `json:"total"`
-	Method string    `json:"method"`
-	Key    string    `json:"key"`
-	Status Status    `json:"status"`
+	Time   time.Time
+	Index  int
+	Total  int
+	Method string
+	Key    string
+	Status Status
 	// Size is the compressed size of the layer's blobs (done, cached).
-	Size int64 `json:"size,omitempty"`
+	Size int64
 	// Seconds is how long the layer took (done, failed).
-	Seconds float64 `json:"seconds,omitempty"`
+	Seconds float64
 	// Line is a line of build output (log).
-	Line string `json:"line,omitempty"`
-}
-
-func (e *Engine) emit(ev Event) {
-	if e.Progress != nil {
-		ev.Time = time.Now()
-		e.Progress(ev)
-	}
-}
-
-// BuildOptions change how a build uses the cache.
-type BuildOptions struct {
-	// Name tags the result in the store ("" leaves it unnamed).
-	Name string
-	// ForceBuild rebuilds every layer and replaces their cache entries.
-	ForceBuild bool
-	// IgnoreCache rebuilds every layer without reading or writing cache entries.
-	IgnoreCache bool
-	// Mounts are the image's runtime mounts, recorded with the image for strata run.
-	Mounts []spec.Mount
+	Line string
 }
 
 // BuildError is a failed build step.
@@ -108,7 +202,7 @@ type BuildError struct {
 	ExitCode int
 	// Tail is the last lines of the step's log.
 	Tail []string
-	// Log is the full log file.
+	// Log is where the full log is, for the user to read.
 	Log string
 	Err error
 }
@@ -138,247 +232,57 @@ func (e *BuildError) Error() string {
 
 func (e *BuildError) Unwrap() error { return e.Err }
 
-// state is the image as built so far.
-type state struct {
-	layers  []store.LayerDesc
-	config  v1.ConfigFile
-	history []v1.History
-	created time.Time
+// ExitError is a process that ran in a container and exited non-zero, or was killed by a
+// signal (Code is then 128 + the signal).
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit code %d", e.Code) }
+
+// RunOptions say what to run in a container of an image.
+type RunOptions struct {
+	// Args replace the image's CMD (after its entrypoint); empty runs the CMD.
+	Args []string
+	// Env are extra KEY=VALUE variables.
+	Env []string
+	// Secrets name local secrets given to the process as environment.
+	Secrets []string
+	// Binds mount local files or folders into the container.
+	Binds []Bind
+	// Workdir overrides the image's working folder.
+	Workdir string
+	// Terminal gives the process a pseudo-terminal.
+	Terminal bool
+	Stdin    io.Reader
+	Stdout   io.Writer
+	Stderr   io.Writer
+	// Signals are forwarded to the process.
+	Signals <-chan os.Signal
 }
 
-func (st *state) apply(r *store.Record) {
-	st.layers = append(st.layers, r.Layers...)
-	st.config.Architecture, st.config.OS = r.Config.Architecture, r.Config.OS
-	st.config.Config = r.Config.Config
-	st.history = append(st.history, r.History...)
-	if r.Created.After(st.created) {
-		st.created = r.Created
-	}
+// Bind mounts a local file or folder into a container.
+type Bind struct {
+	// Source is the local path, absolute.
+	Source string
+	// Target is the absolute path in the container.
+	Target   string
+	ReadOnly bool
 }
 
-// Build builds the layers (a resolved plan) and returns the image record. Cached layers are
-// skipped entirely.
-func (e *Engine) Build(ctx context.Context, layers []*spec.Layer, o BuildOptions) (*store.Image, error) {
-	if len(layers) == 0 {
-		return nil, errors.New("nothing to build: the plan has no layers")
-	}
-	use, err := e.Store.Use()
-	if err != nil {
-		return nil, err
-	}
-	defer use.Unlock()
-	st := &state{config: v1.ConfigFile{Architecture: "amd64", OS: "linux"}}
-	for i, l := range layers {
-		ev := Event{Index: i, Total: len(layers), Method: l.Method, Key: l.Key}
-		rec, err := e.layer(ctx, st, l, ev, o)
-		if err != nil {
-			return nil, err
-		}
-		st.apply(rec)
-	}
-	return e.commitImage(st, layers, o)
+// ExportOptions say how to write an image out.
+type ExportOptions struct {
+	// Format is "oci" (an image layout folder) or "docker" (a docker-archive tarball).
+	Format string
+	// Path is where to write; it must not exist.
+	Path string
+	// IncludeMounts adds the image's runtime-mounted files, as they are now, as a last layer.
+	// Without it the export holds what was built, and not those files.
+	IncludeMounts bool
 }
 
-// layer returns the cache entry of one layer, building it on a miss.
-func (e *Engine) layer(ctx context.Context, st *state, l *spec.Layer, ev Event, o BuildOptions) (*store.Record, error) {
-	force := o.ForceBuild || l.ForceBuild
-	if !force && !o.IgnoreCache {
-		if rec, err := e.Store.Record(l.Key); err == nil {
-			ev.Status, ev.Size = StatusCached, size(rec)
-			e.emit(ev)
-			return rec, nil
-		}
-	}
-	lock, err := e.Store.LockKey(l.Key)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
-	// Another build may have made it while we waited.
-	if !force && !o.IgnoreCache {
-		if rec, err := e.Store.Record(l.Key); err == nil {
-			ev.Status, ev.Size = StatusCached, size(rec)
-			e.emit(ev)
-			return rec, nil
-		}
-	}
-	ev.Status = StatusBuilding
-	e.emit(ev)
-	start := time.Now()
-	rec, err := e.buildLayer(ctx, st, l, ev)
-	if err != nil {
-		var be *BuildError
-		if !errors.As(err, &be) {
-			be = &BuildError{Err: err}
-		}
-		be.Index, be.Method, be.Key = ev.Index, l.Method, l.Key
-		if be.Log == "" {
-			be.Log = e.Store.LogPath(l.Key)
-		}
-		ev.Status, ev.Seconds = StatusFailed, time.Since(start).Seconds()
-		e.emit(ev)
-		return nil, be
-	}
-	rec.Seconds = time.Since(start).Seconds()
-	if !o.IgnoreCache {
-		if err := e.Store.PutRecord(rec); err != nil {
-			return nil, err
-		}
-	}
-	ev.Status, ev.Size, ev.Seconds = StatusDone, size(rec), rec.Seconds
-	e.emit(ev)
-	return rec, nil
-}
-
-func size(r *store.Record) int64 {
-	var n int64
-	for _, l := range r.Layers {
-		n += l.Size
-	}
-	return n
-}
-
-// buildLayer builds one layer on top of st.
-func (e *Engine) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev Event) (*store.Record, error) {
-	logf, err := os.Create(e.Store.LogPath(l.Key))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	env, err := e.secretEnv(l.Secrets)
-	if err != nil {
-		return nil, err
-	}
-	var values []string
-	for _, kv := range env {
-		_, v, _ := strings.Cut(kv, "=")
-		values = append(values, v)
-	}
-	log := newRedactor(io.MultiWriter(logf, lineWriter(func(line string) {
-		ev := ev
-		ev.Status, ev.Line = StatusLog, line
-		e.emit(ev)
-	})), values)
-	defer log.Flush()
-
-	rec := &store.Record{Key: l.Key, Method: l.Method, Created: time.Now().UTC().Truncate(time.Second)}
-	// Start from the parent's state; a root layer starts from its base.
-	cur := &state{config: st.config, layers: append([]store.LayerDesc(nil), st.layers...)}
-	cur.config.Config = copyConfig(st.config.Config)
-	if l.Base != nil {
-		base, err := e.base(ctx, l, log)
-		if err != nil {
-			return nil, err
-		}
-		cur = base
-		rec.Layers = append(rec.Layers, base.layers...)
-		rec.History = append(rec.History, base.history...)
-	}
-	x := &executor{e: e, st: cur, layer: l, log: log, secretEnv: env, key: l.Key}
-	desc, err := x.run(ctx)
-	if err != nil {
-		log.Flush()
-		var be *BuildError
-		if errors.As(err, &be) {
-			be.Tail = tail(e.Store.LogPath(l.Key), 10)
-		}
-		return nil, err
-	}
-	if desc != nil {
-		rec.Layers = append(rec.Layers, *desc)
-	}
-	rec.Config = cur.config
-	rec.History = append(rec.History, v1.History{
-		Created:    v1.Time{Time: rec.Created},
-		CreatedBy:  "strata " + l.Method + ": " + summary(l),
-		Comment:    l.Key,
-		EmptyLayer: desc == nil,
-	})
-	return rec, nil
-}
-
-func (e *Engine) secretEnv(names []string) ([]string, error) {
-	var env []string
-	for _, n := range names {
-		vals, err := e.Secrets.Get(n)
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range vals {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env, nil
-}
-
-func summary(l *spec.Layer) string {
-	var parts []string
-	for _, in := range l.Instructions {
-		parts = append(parts, in.String())
-	}
-	s := strings.Join(parts, "; ")
-	if len(s) > 400 {
-		s = s[:400] + "..."
-	}
-	return s
-}
-
-func copyConfig(c v1.Config) v1.Config {
-	c.Env = append([]string(nil), c.Env...)
-	c.Cmd = append([]string(nil), c.Cmd...)
-	c.Entrypoint = append([]string(nil), c.Entrypoint...)
-	c.Shell = append([]string(nil), c.Shell...)
-	c.Labels = copyMap(c.Labels)
-	if c.ExposedPorts != nil {
-		p := map[string]struct{}{}
-		for k := range c.ExposedPorts {
-			p[k] = struct{}{}
-		}
-		c.ExposedPorts = p
-	}
-	if c.Volumes != nil {
-		v := map[string]struct{}{}
-		for k := range c.Volumes {
-			v[k] = struct{}{}
-		}
-		c.Volumes = v
-	}
-	return c
-}
-
-func copyMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) []string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines
-}
-
-// snapshots returns the extracted folders of the layers, top first, extracting any that
-// are missing (after a prune) from their blobs.
-func (e *Engine) snapshots(layers []store.LayerDesc) ([]string, error) {
-	out := make([]string, len(layers))
-	for i, l := range layers {
-		if err := e.ensureSnapshot(layers[:i], l); err != nil {
-			return nil, err
-		}
-		out[len(layers)-1-i] = e.Store.SnapshotPath(l.DiffID)
-	}
-	return out, nil
+// PruneReport says what prune removed.
+type PruneReport struct {
+	Records   int
+	Blobs     int
+	Snapshots int
+	Bytes     int64
 }

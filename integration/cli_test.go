@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-build/strata"
 )
 
 func spec(t *testing.T, body string) string {
@@ -53,45 +57,118 @@ func TestConcurrentBuildsOfOneSpec(t *testing.T) {
 	}
 }
 
+// buildEvents starts strata build with JSON progress and sends each event it prints.
+func buildEvents(t *testing.T, file string) (*exec.Cmd, <-chan strata.Event) {
+	t.Helper()
+	cmd := exec.Command(strataBin, "build", "-f", file, "-t", "it-kill", "--progress", "json")
+	cmd.Env = append(os.Environ(), "STRATA_HOME="+home)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan strata.Event, 1000)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var ev strata.Event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				events <- ev
+			}
+		}
+	}()
+	return cmd, events
+}
+
+// blobInProgress reports whether a layer blob is being written in the store.
+func blobInProgress() bool {
+	tmp, _ := os.ReadDir(filepath.Join(home, "tmp"))
+	for _, e := range tmp {
+		if info, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), "blob-") && info.Size() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func TestSIGKILLedBuildLeavesAUsableStore(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
 	u := unique(t)
 	file := spec(t, fmt.Sprintf(`image:
   - debian_slim: {python_version: "3.13"}
-  - run_commands: {commands: ["echo %s > /a; sleep 1; head -c 20000000 /dev/urandom > /big"]}
+  - run_commands: {commands: ["echo %s > /a; sleep 1; head -c 40000000 /dev/urandom > /big"]}
   - run_commands: {commands: ["sleep 1; echo second > /b"]}
 `, u))
-	// Kill at several points: starting, mid-step, while committing a layer.
-	for _, d := range []time.Duration{50 * time.Millisecond, 400 * time.Millisecond, 1200 * time.Millisecond, 1700 * time.Millisecond, 2500 * time.Millisecond} {
-		cmd := exec.Command(strataBin, "build", "-f", file, "-t", "it-kill", "--progress", "plain")
-		cmd.Env = append(os.Environ(), "STRATA_HOME="+home)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+	// Each kill waits for its moment, seen in the build's progress or in the store, and the
+	// test checks that it came: before the first step, inside it, while its layer blob is
+	// being written, and inside the second step.
+	type point struct {
+		name  string
+		until func(seen map[string]bool) bool
+	}
+	points := []point{
+		{"at start", func(map[string]bool) bool { return true }},
+		{"mid-step", func(seen map[string]bool) bool { return seen["1 building"] }},
+		{"writing the layer blob", func(seen map[string]bool) bool { return seen["1 building"] && blobInProgress() }},
+		{"in the second step", func(seen map[string]bool) bool { return seen["2 building"] }},
+	}
+	for _, p := range points {
+		cmd, events := buildEvents(t, file)
+		seen := map[string]bool{}
+		deadline := time.Now().Add(2 * time.Minute)
+	wait:
+		for !p.until(seen) {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					break wait
+				}
+				seen[fmt.Sprintf("%d %s", ev.Index, ev.Status)] = true
+			case <-time.After(2 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				break
+			}
 		}
-		time.Sleep(d)
+		if p.name == "mid-step" || p.name == "in the second step" {
+			time.Sleep(300 * time.Millisecond) // into the step's sleep
+		}
+		reached := p.until(seen)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
+		for ev := range events { // what the build printed before it died
+			seen[fmt.Sprintf("%d %s", ev.Index, ev.Status)] = true
+		}
+		landed := reached && !seen["2 done"]
+		if p.name != "in the second step" {
+			landed = landed && !seen["1 done"]
+		}
+		if !landed {
+			t.Fatalf("the kill %s did not land there: events %v", p.name, seen)
+		}
 	}
 	out, err := cli(t, "build", "-f", file, "-t", "it-kill", "--progress", "plain")
 	if err != nil {
 		t.Fatalf("build after kills: %v\n%s", err, out)
 	}
 	got, err := cli(t, "run", "it-kill", "--", "sh", "-c", "cat /a /b; wc -c < /big")
-	if err != nil || got != u+"\nsecond\n20000000\n" {
+	if err != nil || got != u+"\nsecond\n40000000\n" {
 		t.Errorf("run: %v %q", err, got)
 	}
-	// Recovery removed what the killed builds left: no work folders, no mounts.
+	// Recovery (every command opens the store with it) removed what the killed builds left:
+	// no work folders, no half-written blobs or records, no mounts.
 	if _, err := cli(t, "images"); err != nil {
 		t.Fatal(err)
 	}
 	left, _ := os.ReadDir(filepath.Join(home, "tmp"))
 	for _, e := range left {
-		if e.IsDir() {
-			t.Errorf("work folder left after recovery: %s", e.Name())
-		}
+		t.Errorf("left in the store's tmp after recovery: %s", e.Name())
 	}
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mounts), filepath.Join(home, "tmp")) {
+	if strings.Contains(string(mounts), strings.ReplaceAll(filepath.Join(home, "tmp"), " ", `\040`)) {
 		t.Error("a mount from a killed build is still there")
 	}
 }
@@ -120,16 +197,32 @@ func TestCLIImagesInspectLogsRmPrune(t *testing.T) {
 	} else if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 42 {
 		t.Errorf("run exit: %v", err)
 	}
+	// An image that stays: after the prune it runs, and rebuilds from the cache alone.
+	keep := spec(t, fmt.Sprintf("image:\n  - debian_slim: {python_version: \"3.13\"}\n  - run_commands: {commands: [\"echo %s-kept > /kept\"]}\n  - env: {vars: {KEPT: \"1\"}}\n", u))
+	if out, err := cli(t, "build", "-f", keep, "-t", "it-cli-keep", "--progress", "plain"); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
 	if out, err := cli(t, "rm", "it-cli"); err != nil {
 		t.Fatalf("rm: %v %s", err, out)
 	}
 	out, err = cli(t, "prune")
-	if err != nil || !strings.Contains(out, "freed") {
+	if err != nil || !strings.Contains(out, "freed") || strings.HasPrefix(out, "removed 0 cache entries") {
 		t.Fatalf("prune: %v %s", err, out)
 	}
-	// After prune, images that remain still run and rebuild from cache.
-	if out, err := cli(t, "images"); err != nil || strings.Contains(out, "it-cli") {
-		t.Errorf("images after rm: %v %s", err, out)
+	if out, err := cli(t, "images"); err != nil || strings.Contains(out, "it-cli ") || !strings.Contains(out, "it-cli-keep") {
+		t.Errorf("images after rm and prune: %v %s", err, out)
+	}
+	if out, err := cli(t, "run", "it-cli-keep", "--", "cat", "/kept"); err != nil || out != u+"-kept\n" {
+		t.Errorf("run after prune: %v %q", err, out)
+	}
+	out, err = cli(t, "build", "-f", keep, "-t", "it-cli-keep", "--progress", "plain")
+	if err != nil || strings.Count(out, " cached ") != 3 || strings.Contains(out, "building") {
+		t.Errorf("the kept image did not rebuild from the cache alone: %v\n%s", err, out)
+	}
+	// The pruned image's own layer is gone: building it again runs its step.
+	out, err = cli(t, "build", "-f", file, "-t", "it-cli", "--progress", "plain")
+	if err != nil || !strings.Contains(out, "run_commands building") {
+		t.Errorf("the pruned layer was still cached: %v\n%s", err, out)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,14 +18,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/strata-build/strata"
-	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/internal/pyindex"
 	"github.com/strata-build/strata/secrets"
+	"github.com/strata-build/strata/store"
 )
 
 func base() strata.Image { return strata.DebianSlim("3.13") }
@@ -94,22 +96,35 @@ func TestCopiedAndMountedLocalFiles(t *testing.T) {
 	}
 }
 
+// ociImage exports a built image as an OCI layout and opens it with go-containerregistry.
+func ociImage(t *testing.T, b *strata.Built) v1.Image {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "oci")
+	if err := b.Export(ctx(t), dir, strata.ExportOptions{Format: "oci"}); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil || len(m.Manifests) != 1 {
+		t.Fatalf("index: %v %v", m, err)
+	}
+	img, err := idx.Image(m.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // layerFiles lists the paths in all layers of an image.
 func layerFiles(t *testing.T, b *strata.Built) map[string]bool {
 	t.Helper()
-	eng, err := engine.Open(home)
+	layers, err := ociImage(t, b).Layers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	si, err := eng.Store.Image(b.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := eng.Image(si)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layers, _ := img.Layers()
 	out := map[string]bool{}
 	for _, l := range layers {
 		rc, err := l.Uncompressed()
@@ -153,26 +168,48 @@ func TestSecretsReachTheStepAndNothingElse(t *testing.T) {
 	if o, err := cli(t, "export", "it-secret", "--format", "oci", "-o", out); err != nil {
 		t.Fatalf("%v: %s", err, o)
 	}
-	_ = filepath.Walk(out, func(p string, info os.FileInfo, err error) error {
+	// Every file is read, every gzip blob decompressed whole: a file that cannot be read is
+	// a failure, not a clean file.
+	scanned, layers := 0, 0
+	err := filepath.Walk(out, func(p string, info os.FileInfo, err error) error {
 		if err != nil || !info.Mode().IsRegular() {
 			return err
 		}
-		data, _ := os.ReadFile(p)
-		if zr, err := gzip.NewReader(bytes.NewReader(data)); err == nil {
-			if plain, err := io.ReadAll(zr); err == nil {
-				data = plain
-			}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
 		}
+		if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
+			zr, err := gzip.NewReader(bytes.NewReader(data))
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if data, err = io.ReadAll(zr); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			layers++
+		}
+		scanned++
 		if bytes.Contains(data, []byte(value)) {
 			t.Errorf("the secret's value is in %s", p)
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatalf("scanning the export: %v", err)
+	}
+	// The index, the layout file, a manifest, a config and both layers at least.
+	if scanned < 6 || layers != 2 {
+		t.Errorf("scanned %d files, %d of them layers: the export is not what the scan expects", scanned, layers)
+	}
 	// Nor in any log; the step's echo was masked.
 	logs, _ := filepath.Glob(filepath.Join(home, "logs", "*"))
 	masked := false
 	for _, l := range logs {
-		data, _ := os.ReadFile(l)
+		data, err := os.ReadFile(l)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if bytes.Contains(data, []byte(value)) {
 			t.Errorf("the secret's value is in the log %s", l)
 		}
@@ -182,7 +219,7 @@ func TestSecretsReachTheStepAndNothingElse(t *testing.T) {
 		t.Error("no log shows the masked echo")
 	}
 	// A missing secret is an error that names it.
-	_, err := base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"true"}, LayerOptions: strata.LayerOptions{Secrets: []string{"no-such-secret"}}}).
+	_, err = base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"true"}, LayerOptions: strata.LayerOptions{Secrets: []string{"no-such-secret"}}}).
 		Build(ctx(t), strata.WithHome(home))
 	if err == nil || !strings.Contains(err.Error(), `secret "no-such-secret"`) {
 		t.Errorf("missing secret: %v", err)
@@ -214,12 +251,7 @@ func TestChangingTheLastLayerReusesEarlierLayers(t *testing.T) {
 // manifestLayers lists the layer digests of a build (by its manifest: names move).
 func manifestLayers(t *testing.T, b *strata.Built) []string {
 	t.Helper()
-	eng, _ := engine.Open(home)
-	raw, err := eng.Store.ReadBlob(b.Manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	m, err := ociImage(t, b).Manifest()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +267,7 @@ func TestFailedStepCachesNothingAndSaysWhy(t *testing.T) {
 	u := unique(t)
 	img := base().RunCommands("echo "+u, "echo about to fail; echo detail-line >&2; exit 7")
 	_, err := img.Build(ctx(t), strata.WithHome(home), strata.WithName("it-fail"))
-	var be *engine.BuildError
+	var be *strata.BuildError
 	if !errors.As(err, &be) {
 		t.Fatalf("got %v, want a BuildError", err)
 	}
@@ -245,14 +277,17 @@ func TestFailedStepCachesNothingAndSaysWhy(t *testing.T) {
 			t.Errorf("error does not mention %q:\n%s", want, msg)
 		}
 	}
-	eng, _ := engine.Open(home)
-	if _, err := eng.Store.Record(be.Key); err == nil {
+	s, err := store.Open(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Record(be.Key); err == nil {
 		t.Error("the failed step was cached")
 	}
 	if data, err := os.ReadFile(be.Log); err != nil || !strings.Contains(string(data), u) {
 		t.Errorf("log %s: %v %q", be.Log, err, data)
 	}
-	if _, err := eng.Store.Image("it-fail"); err == nil {
+	if _, err := s.Image("it-fail"); err == nil {
 		t.Error("a failed build named an image")
 	}
 }
@@ -284,8 +319,15 @@ func TestForceBuildReplacesAndIgnoreCacheKeeps(t *testing.T) {
 	if id := run(t, build(t, img, "it-force"), "cat", "/id"); id != id2 {
 		t.Error("--force-build did not replace the cached entry")
 	}
+	// The environment takes Go's booleans: true as well as 1.
+	t.Setenv("STRATA_FORCE_BUILD", "true")
+	id3 := run(t, build(t, img, "it-force"), "cat", "/id")
+	if id3 == id2 {
+		t.Error("STRATA_FORCE_BUILD=true reused the cached layer")
+	}
+	t.Setenv("STRATA_FORCE_BUILD", "")
 	t.Setenv("STRATA_IGNORE_CACHE", "1")
-	if id := run(t, build(t, img, "it-force"), "cat", "/id"); id == id2 {
+	if id := run(t, build(t, img, "it-force"), "cat", "/id"); id == id3 {
 		t.Error("STRATA_IGNORE_CACHE=1 reused the cached layer")
 	}
 }
@@ -329,12 +371,7 @@ func TestExportedImagesWorkWithOtherTools(t *testing.T) {
 // pushImage pushes a stored image to a registry with go-containerregistry.
 func pushImage(t *testing.T, b *strata.Built, ref string) {
 	t.Helper()
-	eng, _ := engine.Open(home)
-	si, _ := eng.Store.Image(b.Name)
-	img, err := eng.Image(si)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := ociImage(t, b)
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		t.Fatal(err)

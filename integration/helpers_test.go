@@ -32,7 +32,9 @@ func TestMain(m *testing.M) {
 	home = os.Getenv("STRATA_TEST_HOME")
 	cleanup := func() {}
 	if home == "" {
-		d, err := os.MkdirTemp("/var/tmp", "strata-it-")
+		// A space in the path, as users have: mount points in /proc/self/mountinfo are then
+		// escaped, and every test checks that strata still finds and removes its mounts.
+		d, err := os.MkdirTemp("/var/tmp", "strata it-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -82,9 +84,9 @@ func ctx(t *testing.T) context.Context {
 }
 
 // build builds img into the shared store.
-func build(t *testing.T, img strata.Image, name string, opts ...strata.BuildOption) *strata.Built {
+func build(t *testing.T, img strata.Image, name string, opts ...strata.Option) *strata.Built {
 	t.Helper()
-	b, err := img.Build(ctx(t), append([]strata.BuildOption{strata.WithHome(home), strata.WithName(name), strata.WithResolveOptions(strata.WithHashCache(""))}, opts...)...)
+	b, err := img.Build(ctx(t), append([]strata.Option{strata.WithHome(home), strata.WithName(name), strata.WithResolveOptions(strata.WithHashCache(""))}, opts...)...)
 	if err != nil {
 		t.Fatalf("build %s: %v", name, err)
 	}
@@ -161,4 +163,10 @@ func write(t *testing.T, dir, name, content string) {
 // unique makes build steps that no other test (or earlier run) has cached.
 func unique(t *testing.T) string {
 	return fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
+}
+
+// execOut runs a tool and returns its combined output.
+func execOut(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
 }

@@ -19,8 +19,6 @@ import (
 
 	"github.com/klauspost/pgzip"
 	"golang.org/x/sys/unix"
-
-	"github.com/strata-build/strata/store"
 )
 
 // MediaTypeGzip is the media type of the layers strata writes.
@@ -157,6 +155,39 @@ func WriteTar(dir string, w io.Writer, o Options) error {
 	return tw.Close()
 }
 
+// ClampTimes sets the modification time of every file in dir that is later than epoch to
+// epoch, so that a snapshot shows the times its layer tar holds.
+func ClampTimes(dir string, epoch time.Time) error {
+	ts := []unix.Timespec{unix.NsecToTimespec(epoch.UnixNano()), unix.NsecToTimespec(epoch.UnixNano())}
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !info.ModTime().After(epoch) {
+			return nil
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p) // after their contents, whose changes would move them again
+			return nil
+		}
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, dirs[i], ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func isOpaque(p string) bool {
 	buf := make([]byte, 4)
 	n, err := unix.Lgetxattr(p, opaqueXattr, buf)
@@ -204,37 +235,22 @@ func Empty(dir string) (bool, error) {
 	return false, err
 }
 
-// Commit writes dir as a gzip-compressed layer blob into the store, computing the diff ID
-// and the digest while writing, with the compression spread over all cores.
-func Commit(s *store.Store, dir string, o Options) (store.LayerDesc, error) {
-	return CommitStream(s, func(w io.Writer) error { return WriteTar(dir, w, o) })
-}
-
-// CommitStream compresses the tar that write produces into a layer blob.
-func CommitStream(s *store.Store, write func(io.Writer) error) (store.LayerDesc, error) {
-	blob, err := s.NewBlob()
+// Gzip writes the tar that write produces to w, gzip-compressed on all cores, and returns
+// the digest of the uncompressed tar: the layer's diff ID.
+func Gzip(w io.Writer, write func(io.Writer) error) (diffID string, err error) {
+	gz, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
 	if err != nil {
-		return store.LayerDesc{}, err
-	}
-	defer blob.Close()
-	gz, err := pgzip.NewWriterLevel(blob, pgzip.DefaultCompression)
-	if err != nil {
-		return store.LayerDesc{}, err
+		return "", err
 	}
 	if err := gz.SetConcurrency(1<<20, runtime.GOMAXPROCS(0)); err != nil {
-		return store.LayerDesc{}, err
+		return "", err
 	}
 	diff := sha256.New()
 	if err := write(io.MultiWriter(gz, diff)); err != nil {
-		return store.LayerDesc{}, err
+		return "", err
 	}
 	if err := gz.Close(); err != nil {
-		return store.LayerDesc{}, err
+		return "", err
 	}
-	size := blob.Size()
-	digest, err := blob.Commit("")
-	if err != nil {
-		return store.LayerDesc{}, err
-	}
-	return store.LayerDesc{Digest: digest, DiffID: "sha256:" + hex.EncodeToString(diff.Sum(nil)), Size: size, MediaType: MediaTypeGzip}, nil
+	return "sha256:" + hex.EncodeToString(diff.Sum(nil)), nil
 }

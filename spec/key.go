@@ -20,8 +20,11 @@ type keyInput struct {
 	Env          []KV          `json:"env,omitempty"`
 	Secrets      []string      `json:"secrets,omitempty"`
 	BuildArgs    []KV          `json:"build_args,omitempty"`
+	GlobalArgs   []KV          `json:"global_args,omitempty"`
+	Images       []ImageRef    `json:"images,omitempty"`
 	GPU          *GPU          `json:"gpu,omitempty"`
 	Volumes      []VolumeMount `json:"volumes,omitempty"`
+	Epoch        *int64        `json:"source_date_epoch,omitempty"`
 }
 
 // ComputeKey returns the layer's cache key: the sha256 of a canonical encoding of the builder
@@ -32,18 +35,35 @@ func (l *Layer) ComputeKey(builder, parent string) string {
 	sort.Slice(ctx, func(i, j int) bool { return ctx[i].Path < ctx[j].Path })
 	secrets := append([]string(nil), l.Secrets...)
 	sort.Strings(secrets)
+	base := l.Base
+	if base != nil && base.Digest != "" {
+		// As BuildKit: a resolved image is keyed by its content, not by the name it was found by.
+		b := *base
+		b.Ref = ""
+		base = &b
+	}
+	images := make([]ImageRef, len(l.Images))
+	for i, im := range l.Images {
+		images[i] = im
+		if im.Digest != "" {
+			images[i].Ref = ""
+		}
+	}
 	in := keyInput{
 		Builder:      builder,
 		Parent:       parent,
-		Base:         l.Base,
+		Base:         base,
 		Instructions: l.Instructions,
 		Context:      ctx,
 		Artifacts:    l.Artifacts,
 		Env:          l.Env,
 		Secrets:      secrets,
 		BuildArgs:    l.BuildArgs,
+		GlobalArgs:   l.GlobalArgs,
+		Images:       images,
 		GPU:          l.GPU,
 		Volumes:      l.Volumes,
+		Epoch:        l.SourceDateEpoch,
 	}
 	b, err := json.Marshal(in)
 	if err != nil {

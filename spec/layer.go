@@ -76,6 +76,18 @@ type Base struct {
 	Packages []string `json:"packages,omitempty"`
 	// Python is the Python series the base provides, when known.
 	Python string `json:"python,omitempty"`
+	// Digest is the manifest digest Ref was resolved to. When set, the cache key holds it
+	// instead of Ref, and the engine builds from exactly that content.
+	Digest string `json:"digest,omitempty"`
+	// Platform is what the image is built for, "linux/amd64": the host's.
+	Platform string `json:"platform,omitempty"`
+}
+
+// ImageRef is an image a layer reads from (COPY --from=IMAGE): as written, and the manifest
+// digest it was resolved to.
+type ImageRef struct {
+	Ref    string `json:"ref"`
+	Digest string `json:"digest,omitempty"`
 }
 
 // RegistryAuth says how to log in to a registry: Type is "static", "aws" or "gcp", and
@@ -144,7 +156,15 @@ type Layer struct {
 	Secrets []string `json:"secrets,omitempty"`
 	// BuildArgs fill ARG declarations.
 	BuildArgs []KV `json:"build_args,omitempty"`
-	GPU       *GPU `json:"gpu,omitempty"`
+	// GlobalArgs are the values of the ARGs a Dockerfile declares before its FROM; an ARG
+	// declared again without a value in the stage takes its value from here, as in Docker.
+	GlobalArgs []KV `json:"global_args,omitempty"`
+	// Images are the images the layer's COPY --from instructions read, with their digests.
+	Images []ImageRef `json:"images,omitempty"`
+	// SourceDateEpoch, when set, clamps the times of the layer's files and of its config and
+	// history entries (Unix seconds), and is given to its RUN steps as SOURCE_DATE_EPOCH.
+	SourceDateEpoch *int64 `json:"source_date_epoch,omitempty"`
+	GPU             *GPU   `json:"gpu,omitempty"`
 	// Volumes are mounted during the RUN steps and are not part of the layer.
 	Volumes []VolumeMount `json:"volumes,omitempty"`
 	// ForceBuild rebuilds the layer even on a cache hit and replaces the cached entry.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
@@ -14,6 +15,8 @@ type Stage struct {
 	From string
 	// Name is the stage's "AS" name, if any.
 	Name string
+	// Platform is FROM's --platform value as written (it may hold $VARIABLES).
+	Platform string
 	// Instructions follow the FROM line.
 	Instructions []Instruction
 }
@@ -55,9 +58,11 @@ func ParseDockerfile(r io.Reader, stages bool) (*ParsedDockerfile, error) {
 				return nil, fmt.Errorf("line %d: FROM wants an image and an optional \"AS name\", got %q", n.StartLine, strings.Join(words, " "))
 			}
 			for _, f := range n.Flags {
-				if !strings.HasPrefix(f, "--platform=") {
+				v, ok := strings.CutPrefix(f, "--platform=")
+				if !ok {
 					return nil, fmt.Errorf("line %d: FROM flag %s is not supported", n.StartLine, f)
 				}
+				st.Platform = v
 			}
 			out.Stages = append(out.Stages, st)
 			cur = &out.Stages[len(out.Stages)-1]
@@ -65,6 +70,10 @@ func ParseDockerfile(r io.Reader, stages bool) (*ParsedDockerfile, error) {
 		}
 		in, err := nodeInstruction(n)
 		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.StartLine, err)
+		}
+		// BuildKit's own reading of the line checks its flags and arguments as docker build does.
+		if _, err := instructions.ParseInstruction(n); err != nil {
 			return nil, fmt.Errorf("line %d: %w", n.StartLine, err)
 		}
 		if cur == nil {

@@ -132,6 +132,37 @@ func decodeStrict(node *yaml.Node, out any, where string) error {
 		if err := v.Decode(f.Addr().Interface()); err != nil || !scalarTypeOK(v, f) {
 			return fmt.Errorf("%d: %s.%s: want %s, got %s", v.Line, where, k.Value, describe(f.Type()), got(v))
 		}
+		if err := checkItems(v, f, where+"."+k.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkItems refuses items of a list or values of a map of strings that YAML would turn into
+// strings although they are not: null would become "" (an env entry A: null is a mistake,
+// and Modal refuses it too), true would become "true".
+func checkItems(v *yaml.Node, f reflect.Value, where string) error {
+	if f.Kind() != reflect.Map && f.Kind() != reflect.Slice {
+		return nil
+	}
+	if f.Type().Elem().Kind() != reflect.String {
+		return nil
+	}
+	step, first := 1, 0
+	if v.Kind == yaml.MappingNode {
+		step, first = 2, 1
+	}
+	for i := first; i < len(v.Content); i += step {
+		item := v.Content[i]
+		if item.Kind == yaml.ScalarNode && (item.Tag == "!!str" || item.Tag == "!!int" || item.Tag == "!!float") {
+			continue
+		}
+		name := fmt.Sprintf("%s[%d]", where, i)
+		if step == 2 {
+			name = where + "." + v.Content[i-1].Value
+		}
+		return fmt.Errorf("%d: %s: want a string (write \"\" for an empty one, or leave the entry out), got %s", item.Line, name, got(item))
 	}
 	return nil
 }

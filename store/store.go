@@ -21,9 +21,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-
-	"github.com/strata-build/strata/container"
-	"github.com/strata-build/strata/spec"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,18 +29,31 @@ var ErrNotFound = errors.New("not found")
 
 // Store is a strata home folder.
 type Store struct {
-	root string
+	root    string
+	release func(dir string)
 }
 
-// Open opens (creating if needed) the store at root and cleans what crashed builds left.
-func Open(root string) (*Store, error) {
-	s := &Store{root: root}
-	for _, d := range []string{"blobs/sha256", "snapshots", "cache", "images", "logs", "tmp", "locks"} {
+// Option configures Open.
+type Option func(*Store)
+
+// WithRelease sets what frees the resources a process placed in one of its work folders
+// (mounts, containers) before the folder is removed: by WorkDir.Remove, or by recovery when
+// the process died. The store itself knows only files.
+func WithRelease(f func(dir string)) Option { return func(s *Store) { s.release = f } }
+
+// Open opens (creating if needed) the store at root and removes what dead processes left in
+// it (see Recover).
+func Open(root string, opts ...Option) (*Store, error) {
+	s := &Store{root: root, release: func(string) {}}
+	for _, o := range opts {
+		o(s)
+	}
+	for _, d := range []string{"blobs/sha256", "snapshots/l", "cache", "images", "refs", "logs", "tmp", "locks"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("store %s: %w", root, err)
 		}
 	}
-	if err := s.recover(); err != nil {
+	if err := s.Recover(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -77,13 +87,28 @@ type BlobWriter struct {
 	done bool
 }
 
-// NewBlob starts writing a blob.
+// NewBlob starts writing a blob. Its temp file is locked while the writer lives, so recovery
+// removes it if the writer's process dies, as containerd cleans its ingest folder.
 func (s *Store) NewBlob() (*BlobWriter, error) {
-	f, err := os.CreateTemp(s.Path("tmp"), "blob-")
+	f, err := s.tempFile("blob-")
 	if err != nil {
 		return nil, err
 	}
 	return &BlobWriter{s: s, f: f, h: sha256.New()}, nil
+}
+
+// tempFile creates a file in tmp that holds an exclusive lock until it is closed.
+func (s *Store) tempFile(prefix string) (*os.File, error) {
+	f, err := os.CreateTemp(s.Path("tmp"), prefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := flockFile(f, syscall.LOCK_EX); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
 }
 
 func (w *BlobWriter) Write(p []byte) (int, error) {
@@ -110,13 +135,14 @@ func (w *BlobWriter) Commit(want string) (string, error) {
 	if err := w.f.Sync(); err != nil {
 		return "", err
 	}
-	if err := w.f.Close(); err != nil {
-		return "", err
-	}
+	// Renamed while still open, so its lock keeps recovery away until it is in place.
 	if err := os.Rename(w.f.Name(), w.s.BlobPath(d)); err != nil {
 		return "", err
 	}
 	w.done = true
+	if err := w.f.Close(); err != nil {
+		return "", err
+	}
 	return d, syncDir(w.s.Path("blobs", "sha256"))
 }
 
@@ -178,7 +204,71 @@ func (s *Store) CommitSnapshot(dir, diffID string) error {
 	if err != nil {
 		return err
 	}
+	if _, err := s.SnapshotLink(diffID); err != nil {
+		return err
+	}
 	return syncDir(s.Path("snapshots"))
+}
+
+// SnapshotLink returns a short path to the snapshot of diffID: snapshots/l/ID, a symlink to
+// it with ID the shortest prefix of its hex (12 characters at least) that no other snapshot
+// uses. Overlay mounts name their lowers by these links, as Docker's overlay2 driver does,
+// so that an image of many layers fits in one mount's options.
+func (s *Store) SnapshotLink(diffID string) (string, error) {
+	h := hexOf(diffID)
+	if len(h) < 12 {
+		return "", fmt.Errorf("snapshot %q: not a digest", diffID)
+	}
+	target := filepath.Join("..", h)
+	for n := 12; n <= len(h); n += 4 {
+		link := s.Path("snapshots", "l", h[:n])
+		for {
+			got, err := os.Readlink(link)
+			if err == nil {
+				if got == target {
+					return link, nil
+				}
+				break // another snapshot has this prefix: try a longer one
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return "", err
+			}
+			if err := os.Symlink(target, link); err != nil && !errors.Is(err, fs.ErrExist) {
+				return "", err
+			}
+			// Created, or created by another process at the same time: read it again.
+		}
+	}
+	return "", fmt.Errorf("snapshot %s: no free short link", diffID)
+}
+
+// Snapshots lists the diff IDs of the extracted layers.
+func (s *Store) Snapshots() ([]string, error) {
+	entries, err := os.ReadDir(s.Path("snapshots"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && len(e.Name()) == 64 {
+			out = append(out, "sha256:"+e.Name())
+		}
+	}
+	return out, nil
+}
+
+// DeleteSnapshot removes the snapshot of diffID and its short link.
+func (s *Store) DeleteSnapshot(diffID string) error {
+	h := hexOf(diffID)
+	links, _ := os.ReadDir(s.Path("snapshots", "l"))
+	for _, l := range links {
+		if strings.HasPrefix(h, l.Name()) {
+			if t, err := os.Readlink(s.Path("snapshots", "l", l.Name())); err == nil && t == filepath.Join("..", h) {
+				os.Remove(s.Path("snapshots", "l", l.Name()))
+			}
+		}
+	}
+	return RemoveAll(s.SnapshotPath(diffID))
 }
 
 // LayerDesc describes one OCI layer blob.
@@ -220,7 +310,7 @@ func (s *Store) Record(key string) (*Record, error) {
 }
 
 // PutRecord writes a cache entry atomically, replacing any entry for the same key.
-func (s *Store) PutRecord(r *Record) error { return writeJSON(s.recordPath(r.Key), r) }
+func (s *Store) PutRecord(r *Record) error { return s.writeJSON(s.recordPath(r.Key), r) }
 
 // Records lists every cache entry.
 func (s *Store) Records() ([]*Record, error) {
@@ -253,33 +343,17 @@ func (s *Store) DeleteRecord(key string) error {
 // LogPath is where the build log of a step lives.
 func (s *Store) LogPath(key string) string { return s.Path("logs", hexOf(key)+".log") }
 
-// MountFile is one local file placed into containers at start.
-type MountFile struct {
-	Path   string `json:"path"`
-	Source string `json:"source"`
-	Mode   uint32 `json:"mode"`
-	Link   string `json:"link,omitempty"`
-}
-
-// Mount is a runtime mount of an image (add_local_* without copy).
-type Mount struct {
-	Method string      `json:"method"`
-	Target string      `json:"target"`
-	Files  []MountFile `json:"files"`
-	// Sources, when set, are listed again when a container starts.
-	Sources []spec.LocalSource `json:"sources,omitempty"`
-}
-
 // Image is a named, built image.
 type Image struct {
-	Name     string    `json:"name"`
-	Manifest string    `json:"manifest"`
-	Config   string    `json:"config"`
-	Size     int64     `json:"size"`
-	Keys     []string  `json:"keys"`
-	Methods  []string  `json:"methods"`
-	Mounts   []Mount   `json:"mounts,omitempty"`
-	Created  time.Time `json:"created"`
+	Name     string   `json:"name"`
+	Manifest string   `json:"manifest"`
+	Config   string   `json:"config"`
+	Size     int64    `json:"size"`
+	Keys     []string `json:"keys"`
+	Methods  []string `json:"methods"`
+	// Mounts is the digest of a blob that lists the image's runtime mounts, if it has any.
+	Mounts  string    `json:"mounts,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 func (s *Store) imagePath(name string) string {
@@ -299,7 +373,7 @@ func (s *Store) Image(name string) (*Image, error) {
 }
 
 // PutImage names an image, replacing any image of that name.
-func (s *Store) PutImage(img *Image) error { return writeJSON(s.imagePath(img.Name), img) }
+func (s *Store) PutImage(img *Image) error { return s.writeJSON(s.imagePath(img.Name), img) }
 
 // DeleteImage removes an image's name. Its blobs stay until prune.
 func (s *Store) DeleteImage(name string) error {
@@ -327,6 +401,35 @@ func (s *Store) Images() ([]*Image, error) {
 	return out, nil
 }
 
+// Pin records the manifest digest a registry reference was resolved to, so that later builds
+// use the same content (and cache keys) until the reference is resolved again.
+type Pin struct {
+	Ref      string    `json:"ref"`
+	Platform string    `json:"platform"`
+	Digest   string    `json:"digest"`
+	Resolved time.Time `json:"resolved"`
+}
+
+func (s *Store) pinPath(ref, platform string) string {
+	sum := sha256.Sum256([]byte(platform + " " + ref))
+	return s.Path("refs", hex.EncodeToString(sum[:16])+".json")
+}
+
+// Pin returns the pin of ref for platform, or ErrNotFound.
+func (s *Store) Pin(ref, platform string) (*Pin, error) {
+	var p Pin
+	if err := readJSON(s.pinPath(ref, platform), &p); err != nil {
+		return nil, err
+	}
+	if p.Ref != ref || p.Platform != platform {
+		return nil, ErrNotFound
+	}
+	return &p, nil
+}
+
+// PutPin records a pin, replacing the reference's previous one.
+func (s *Store) PutPin(p *Pin) error { return s.writeJSON(s.pinPath(p.Ref, p.Platform), p) }
+
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -342,13 +445,17 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// writeJSON writes v to path atomically and durably.
-func writeJSON(path string, v any) error {
+// writeJSON writes v to path atomically and durably, through a locked temp file in tmp.
+func (s *Store) writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, b, 0o644)
+	f, err := s.tempFile("record-")
+	if err != nil {
+		return err
+	}
+	return commitFile(f, path, b, 0o644)
 }
 
 // WriteFileAtomic writes data to a temp file beside path, syncs it and renames it over path.
@@ -357,23 +464,29 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	return commitFile(f, path, data, perm)
+}
+
+// commitFile writes data to the temp file f, syncs it and renames it over path.
+// It renames before closing, so that a lock on f lasts until the file is in place.
+func commitFile(f *os.File, path string, data []byte, perm os.FileMode) error {
+	err := func() error {
+		if _, err := f.Write(data); err != nil {
+			return err
+		}
+		if err := f.Chmod(perm); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		return os.Rename(f.Name(), path)
+	}()
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err != nil {
+		os.Remove(f.Name())
 		return err
 	}
 	return syncDir(filepath.Dir(path))
@@ -413,17 +526,30 @@ func (s *Store) flock(path string, how int) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := flockFile(f, how); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return &Lock{f}, nil
+}
+
+func flockFile(f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// unlocked reports whether nobody holds a lock on the file at path: its writer is gone.
+func unlocked(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
 }
 
 // LockKey serialises builds of one cache key across processes: the second builder waits and
@@ -438,32 +564,40 @@ func (s *Store) Use() (*Lock, error) { return s.flock(s.Path("lock"), syscall.LO
 // Exclusive takes the store's lock exclusively: no build or run is under way while held.
 func (s *Store) Exclusive() (*Lock, error) { return s.flock(s.Path("lock"), syscall.LOCK_EX) }
 
-// recover removes what dead processes left in tmp: unmounts stale mounts and deletes work
-// folders whose owner no longer holds their lock.
-func (s *Store) recover() error {
+// Recover removes what dead processes left in tmp: work folders whose owner no longer holds
+// their lock (after the release hook has freed their mounts and containers), and temp files
+// (blobs, records) whose writer no longer holds theirs. Open calls it; Prune, which holds
+// the store exclusively, calls it again.
+func (s *Store) Recover() error {
 	entries, err := os.ReadDir(s.Path("tmp"))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
 		p := s.Path("tmp", e.Name())
-		if e.IsDir() {
-			lock := filepath.Join(p, ".lock")
-			if f, err := os.Open(lock); err == nil {
-				busy := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
-				f.Close()
-				if busy {
-					continue
-				}
-			} else if time.Since(dirTime(p)) < time.Minute {
-				continue // being set up right now by another process
+		if !e.IsDir() {
+			// An empty file may be one another process has created and not yet locked.
+			if info, err := e.Info(); err == nil && (info.Size() > 0 || time.Since(info.ModTime()) > time.Minute) && unlocked(p) {
+				os.Remove(p)
 			}
-			if _, err := os.Stat(filepath.Join(p, "runc")); err == nil {
-				(&container.Runner{Runtime: os.Getenv("STRATA_RUNTIME"), Root: filepath.Join(p, "runc")}).Cleanup()
+			continue
+		}
+		lock := filepath.Join(p, ".lock")
+		if _, err := os.Stat(lock); err == nil {
+			if !unlocked(lock) {
+				continue
 			}
-			UnmountAll(p)
-			_ = RemoveAll(p)
-		} else if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+		} else if time.Since(dirTime(p)) < time.Minute {
+			continue // being set up right now by another process
+		}
+		s.release(p)
+		_ = RemoveAll(p)
+	}
+	// Short links whose snapshot is gone (a crash between the two).
+	links, _ := os.ReadDir(s.Path("snapshots", "l"))
+	for _, l := range links {
+		p := s.Path("snapshots", "l", l.Name())
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 			os.Remove(p)
 		}
 	}
@@ -481,6 +615,7 @@ func dirTime(p string) time.Time {
 type WorkDir struct {
 	Path string
 	lock *Lock
+	s    *Store
 }
 
 // NewWorkDir makes a locked work folder.
@@ -494,34 +629,15 @@ func (s *Store) NewWorkDir(prefix string) (*WorkDir, error) {
 		os.RemoveAll(p)
 		return nil, err
 	}
-	return &WorkDir{Path: p, lock: l}, nil
+	return &WorkDir{Path: p, lock: l, s: s}, nil
 }
 
-// Remove unmounts anything below the folder and removes it.
+// Remove releases what was placed in the folder (see WithRelease) and removes it.
 func (w *WorkDir) Remove() error {
-	UnmountAll(w.Path)
+	w.s.release(w.Path)
 	err := RemoveAll(w.Path)
 	w.lock.Unlock()
 	return err
-}
-
-// UnmountAll detaches every mount at or below dir, deepest first.
-func UnmountAll(dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mounts = append(mounts, f[4])
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(mounts)))
-	for _, m := range mounts {
-		_ = unix.Unmount(m, unix.MNT_DETACH)
-	}
 }
 
 // RemoveAll removes a tree, first making read-only folders writable (images contain them).

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,5 +94,77 @@ func TestImagesByName(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.Root(), "images", "b.json")); err == nil {
 		t.Error("image not removed")
+	}
+}
+
+// TestRecoveryRemovesWhatDeadWritersLeft: a blob or record being written holds a lock on
+// its temp file; when its process dies the lock goes, and recovery removes the file, as
+// containerd cleans its ingest folder. A live writer's file stays.
+func TestRecoveryRemovesWhatDeadWritersLeft(t *testing.T) {
+	root := t.TempDir()
+	s, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := s.NewBlob()
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.Write([]byte("still writing"))
+	dead, err := s.NewBlob()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Write([]byte("half a layer"))
+	deadPath := dead.f.Name()
+	dead.f.Close() // as if its process died: the lock goes with the file descriptor
+	var released []string
+	if _, err := Open(root, WithRelease(func(dir string) { released = append(released, dir) })); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(deadPath); err == nil {
+		t.Error("recovery kept a dead writer's temp file")
+	}
+	if _, err := os.Stat(live.f.Name()); err != nil {
+		t.Error("recovery removed a live writer's temp file")
+	}
+	if d, err := live.Commit(""); err != nil || !s.HasBlob(d) {
+		t.Errorf("the live writer could not commit: %v", err)
+	}
+	left, _ := os.ReadDir(filepath.Join(root, "tmp"))
+	if len(left) != 0 {
+		t.Errorf("left in tmp: %v", left)
+	}
+}
+
+// TestSnapshotLinksAreShortAndUnique: two snapshots whose digests share the first 12 hex
+// characters get different links.
+func TestSnapshotLinksAreShortAndUnique(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	a := "sha256:" + strings.Repeat("a", 12) + strings.Repeat("1", 52)
+	b := "sha256:" + strings.Repeat("a", 12) + strings.Repeat("2", 52)
+	for _, d := range []string{a, b} {
+		dir := filepath.Join(t.TempDir(), "snap")
+		os.Mkdir(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "f"), []byte(d), 0o644)
+		if err := s.CommitSnapshot(dir, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	la, _ := s.SnapshotLink(a)
+	lb, _ := s.SnapshotLink(b)
+	if filepath.Base(la) != strings.Repeat("a", 12) || filepath.Base(lb) != strings.Repeat("a", 12)+"2222" {
+		t.Errorf("links %s %s", la, lb)
+	}
+	for d, l := range map[string]string{a: la, b: lb} {
+		if got, err := os.ReadFile(filepath.Join(l, "f")); err != nil || string(got) != d {
+			t.Errorf("%s leads to %q (%v)", l, got, err)
+		}
+	}
+	if err := s.DeleteSnapshot(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(la); err == nil {
+		t.Error("the link of a deleted snapshot is still there")
 	}
 }

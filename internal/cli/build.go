@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,11 +17,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/strata-build/strata"
-	"github.com/strata-build/strata/container"
-	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/specfile"
-	"github.com/strata-build/strata/store"
 )
 
 // ExitCode is an error that carries the exit code of a process run in a container.
@@ -28,21 +26,20 @@ type ExitCode struct{ Code int }
 
 func (e *ExitCode) Error() string { return fmt.Sprintf("exit code %d", e.Code) }
 
-func openEngine() (*engine.Engine, error) { return engine.Open(strata.Home()) }
+func open() (*strata.Client, error) { return strata.Open() }
 
-// openImage opens the store and finds a named image in it.
-func openImage(name string) (*engine.Engine, *store.Image, error) {
-	eng, err := openEngine()
+// openImage opens the store and finds an image in it by name or digest.
+func openImage(ctx context.Context, ref string) (*strata.Built, error) {
+	c, err := open()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	img, err := eng.Store.Image(name)
-	return eng, img, err
+	return c.Image(ctx, ref)
 }
 
 func buildCmd() *cobra.Command {
 	var file, name, progressMode string
-	var force, ignore bool
+	var force, ignore, pull bool
 	cmd := &cobra.Command{
 		Use:   "build -f FILE [-t NAME]",
 		Short: "Build a spec file into an OCI image in the local store",
@@ -50,7 +47,9 @@ func buildCmd() *cobra.Command {
 A cached layer is skipped entirely. Needs root, runc and overlayfs (and mmdebstrap for
 debian_slim).
 
-STRATA_FORCE_BUILD=1 and STRATA_IGNORE_CACHE=1 act as --force-build and --ignore-cache.`,
+STRATA_FORCE_BUILD=true and STRATA_IGNORE_CACHE=true act as --force-build and
+--ignore-cache. With SOURCE_DATE_EPOCH set, file times in every layer and the times in the
+image config are clamped to it, for reproducible images.`,
 		Example: `  strata build -f image.yaml -t myapp
   strata build -f image.yaml -t myapp --progress plain
   STRATA_FORCE_BUILD=1 strata build -f image.yaml -t myapp`,
@@ -64,19 +63,32 @@ STRATA_FORCE_BUILD=1 and STRATA_IGNORE_CACHE=1 act as --force-build and --ignore
 				name = strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
 			}
 			mode := progressMode
-			if mode == "auto" {
-				mode = "plain"
-				if fd, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(fd.Fd())) {
+			var size func() (int, int)
+			if fd, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(fd.Fd())) {
+				size = func() (int, int) {
+					c, r, _ := term.GetSize(int(fd.Fd()))
+					return c, r
+				}
+				if mode == "auto" {
 					mode = "tty"
 				}
 			}
-			pr := newProgress(cmd.ErrOrStderr(), mode)
-			opts := []strata.BuildOption{strata.WithName(name), strata.WithProgress(pr.event), strata.WithResolveOptions(strata.WithDir(f.Dir))}
+			if mode == "auto" {
+				mode = "plain"
+			}
+			if mode != "tty" && mode != "plain" && mode != "json" {
+				return fmt.Errorf("--progress %q: use auto, tty, plain or json", progressMode)
+			}
+			pr := newProgress(cmd.ErrOrStderr(), mode, size)
+			opts := []strata.Option{strata.WithName(name), strata.WithProgress(pr.event), strata.WithResolveOptions(strata.WithDir(f.Dir))}
 			if force {
 				opts = append(opts, strata.WithForceBuild())
 			}
 			if ignore {
 				opts = append(opts, strata.WithIgnoreCache())
+			}
+			if pull {
+				opts = append(opts, strata.WithPull())
 			}
 			built, err := f.Image.Build(cmd.Context(), opts...)
 			pr.close()
@@ -91,6 +103,7 @@ STRATA_FORCE_BUILD=1 and STRATA_IGNORE_CACHE=1 act as --force-build and --ignore
 	cmd.Flags().StringVarP(&name, "tag", "t", "", "name of the image in the store (default: the spec file's name)")
 	cmd.Flags().BoolVar(&force, "force-build", false, "rebuild every layer and replace the cached entries")
 	cmd.Flags().BoolVar(&ignore, "ignore-cache", false, "rebuild every layer without reading or replacing cached entries")
+	cmd.Flags().BoolVar(&pull, "pull", false, "resolve registry images again instead of using the digests they were first pulled at")
 	cmd.Flags().StringVar(&progressMode, "progress", "auto", "progress output: auto, tty, plain or json")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
@@ -110,7 +123,7 @@ the exit code is strata's, Ctrl-C reaches the process, and the container is remo
   strata run myapp --mount ./data:/data -- ls /data`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, img, err := openImage(args[0])
+			img, err := openImage(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -119,16 +132,24 @@ the exit code is strata's, Ctrl-C reaches the process, and the container is remo
 					return fmt.Errorf("-e %q: want KEY=VALUE", e)
 				}
 			}
+			var mounts []strata.Bind
+			for _, b := range binds {
+				local, remote, ok := strings.Cut(b, ":")
+				if !ok || local == "" || !strings.HasPrefix(remote, "/") {
+					return fmt.Errorf("--mount %q: want LOCAL:REMOTE with an absolute REMOTE, such as ./data:/data", b)
+				}
+				mounts = append(mounts, strata.Bind{Source: local, Target: remote})
+			}
 			sig := make(chan os.Signal, 4)
 			signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 			defer signal.Stop(sig)
 			tty := term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
 			// Ctrl-C is forwarded to the process rather than cancelling the run.
-			err = eng.Run(context.WithoutCancel(cmd.Context()), img, engine.RunOptions{
-				Args: args[1:], Env: env, Secrets: secretNames, Binds: binds, Workdir: workdir,
+			err = img.Run(context.WithoutCancel(cmd.Context()), strata.RunOptions{
+				Args: args[1:], Env: env, Secrets: secretNames, Binds: mounts, Workdir: workdir,
 				Terminal: tty, Stdin: os.Stdin, Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(), Signals: sig,
 			})
-			var ee *container.ExitError
+			var ee *strata.ExitError
 			if errors.As(err, &ee) {
 				return &ExitCode{Code: ee.Code}
 			}
@@ -149,18 +170,18 @@ func imagesCmd() *cobra.Command {
 		Example: "  strata images",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			eng, err := openEngine()
+			c, err := open()
 			if err != nil {
 				return err
 			}
-			imgs, err := eng.Store.Images()
+			imgs, err := c.Images(cmd.Context())
 			if err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tMANIFEST\tLAYERS\tSIZE\tCREATED")
 			for _, img := range imgs {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", img.Name, short(img.Manifest), len(img.Keys), human(img.Size), img.Created.Format("2006-01-02 15:04:05"))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", img.Name, short(img.Manifest), len(img.Layers), human(img.Size), img.Created.Format("2006-01-02 15:04:05"))
 			}
 			return tw.Flush()
 		},
@@ -175,11 +196,11 @@ func inspectCmd() *cobra.Command {
 		Example: "  strata inspect myapp\n  strata inspect myapp --json | jq .config.config.Env",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, img, err := openImage(args[0])
+			img, err := openImage(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			in, err := eng.Inspect(img)
+			in, err := img.Inspect(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -202,7 +223,7 @@ func inspectCmd() *cobra.Command {
 				}
 			}
 			for _, m := range in.Mounts {
-				fmt.Fprintf(out, "mount %s: %d files at %s at start\n", m.Method, len(m.Files), m.Target)
+				fmt.Fprintf(out, "mount %s: %d files at %s at start\n", m.Method, m.Files, m.Target)
 			}
 			return nil
 		},
@@ -218,12 +239,12 @@ func rmCmd() *cobra.Command {
 		Example: "  strata rm myapp",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := openEngine()
+			c, err := open()
 			if err != nil {
 				return err
 			}
 			for _, n := range args {
-				if err := eng.Store.DeleteImage(n); err != nil {
+				if err := c.Remove(cmd.Context(), n); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", n)
@@ -242,11 +263,11 @@ nothing references, and say how much was freed. Builds and runs under way finish
 		Example: "  strata rm old-image && strata prune",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			eng, err := openEngine()
+			c, err := open()
 			if err != nil {
 				return err
 			}
-			r, err := eng.Prune()
+			r, err := c.Prune(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -258,22 +279,35 @@ nothing references, and say how much was freed. Builds and runs under way finish
 
 func exportCmd() *cobra.Command {
 	var format, out string
+	var includeMounts bool
 	cmd := &cobra.Command{
-		Use:   "export NAME --format oci|docker -o PATH",
+		Use:   "export NAME --format oci|docker -o PATH [--include-mounts]",
 		Short: "Write an image as an OCI layout folder or a docker-archive tarball",
+		Long: `Write an image as an OCI layout folder or a docker-archive tarball.
+
+Files that the image mounts when a container starts (add_local_* without copy) are not part
+of the image, so they are not exported: strata says so. --include-mounts adds them, as they
+are now, as a last layer.`,
 		Example: `  strata export myapp --format oci -o ./myapp-oci && skopeo inspect oci:./myapp-oci
-  strata export myapp --format docker -o myapp.tar && podman load -i myapp.tar`,
+  strata export myapp --format docker -o myapp.tar && podman load -i myapp.tar
+  strata export myapp --format docker -o myapp.tar --include-mounts`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, img, err := openImage(args[0])
+			img, err := openImage(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			return eng.Export(img, format, out)
+			if len(img.Mounts) > 0 && !includeMounts {
+				for _, m := range img.Mounts {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s mounts %d local file(s) at %s when a container starts; they are not in the export (add them with --include-mounts)\n", m.Method, m.Files, m.Target)
+				}
+			}
+			return img.Export(cmd.Context(), out, strata.ExportOptions{Format: format, IncludeMounts: includeMounts})
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "oci", "oci (an OCI image layout folder) or docker (a docker-archive tarball)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write")
+	cmd.Flags().BoolVar(&includeMounts, "include-mounts", false, "add the runtime-mounted local files (add_local_* without copy) as a last layer")
 	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
@@ -288,28 +322,37 @@ cache by the last build), or the log of one layer by its cache key (a failed bui
 		Example: "  strata logs myapp\n  strata logs myapp --layer 2\n  strata logs sha256:4f2a...",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eng, err := openEngine()
+			c, err := open()
 			if err != nil {
 				return err
 			}
-			var keys, methods []string
-			if img, err := eng.Store.Image(args[0]); err == nil {
-				keys, methods = img.Keys, img.Methods
+			var layers []strata.LayerRef
+			if img, err := c.Image(cmd.Context(), args[0]); err == nil {
+				layers = img.Layers
 			} else if strings.HasPrefix(args[0], "sha256:") {
-				keys, methods = []string{args[0]}, []string{""}
+				layers = []strata.LayerRef{{Key: args[0]}}
 			} else {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			for i, k := range keys {
+			for i, l := range layers {
 				if layerIndex >= 0 && i != layerIndex {
 					continue
 				}
-				b, err := os.ReadFile(eng.Store.LogPath(k))
-				if err != nil {
-					b = []byte("(no log: the layer has no build steps, or its log was pruned)\n")
+				fmt.Fprintf(out, "==> layer %d %s %s\n", i, l.Method, l.Key)
+				rc, err := c.Log(cmd.Context(), l.Key)
+				if errors.Is(err, strata.ErrNotFound) {
+					fmt.Fprintln(out, "(no log: the layer has no build steps, or its log was pruned)")
+					continue
 				}
-				fmt.Fprintf(out, "==> layer %d %s %s\n%s", i, methods[i], k, b)
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(out, rc)
+				rc.Close()
+				if err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -346,7 +389,11 @@ as environment; their values never enter an image, a cache key or a log.`,
 					vals[k] = v
 				}
 			}
-			if err := secretStore().Create(args[0], vals); err != nil {
+			c, err := open()
+			if err != nil {
+				return err
+			}
+			if err := c.CreateSecret(args[0], vals); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "secret %s: %d keys\n", args[0], len(vals))
@@ -360,7 +407,11 @@ as environment; their values never enter an image, a cache key or a log.`,
 		Example: "  strata secret ls",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			all, err := secretStore().List()
+			c, err := open()
+			if err != nil {
+				return err
+			}
+			all, err := c.Secrets()
 			if err != nil {
 				return err
 			}
@@ -378,8 +429,12 @@ as environment; their values never enter an image, a cache key or a log.`,
 		Example: "  strata secret rm huggingface",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := open()
+			if err != nil {
+				return err
+			}
 			for _, n := range args {
-				if err := secretStore().Remove(n); err != nil {
+				if err := c.RemoveSecret(n); err != nil {
 					return err
 				}
 			}
@@ -389,5 +444,3 @@ as environment; their values never enter an image, a cache key or a log.`,
 	root.AddCommand(create, ls, rm)
 	return root
 }
-
-func secretStore() *secrets.Store { return secrets.Open(filepath.Join(strata.Home(), "secrets")) }

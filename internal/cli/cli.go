@@ -102,12 +102,19 @@ func versionCmd() *cobra.Command {
 	}
 }
 
+// resolve resolves a spec file with the registry references it uses keyed by the digests
+// they were pinned to when first pulled, as a build would key them; nothing is pulled.
 func resolve(ctx context.Context, file string) (*strata.Plan, error) {
 	f, err := specfile.Load(file)
 	if err != nil {
 		return nil, err
 	}
-	return f.Resolve(ctx)
+	c, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Resolve(ctx, f.Image, strata.WithResolveOptions(strata.WithDir(f.Dir)))
 }
 
 func writePlanJSON(w io.Writer, plan *strata.Plan) error {

@@ -4,29 +4,48 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
-	"github.com/strata-build/strata/engine"
+	"golang.org/x/text/width"
+
+	"github.com/strata-build/strata"
 )
 
-// progress renders build events: a live per-layer display on a terminal, plain lines
-// otherwise, or JSON lines for machines.
+// progress renders build events: on a terminal, a live display in the look of docker
+// buildx's (one line per layer, the running layers' last log lines under them, fitted to the
+// terminal's height and width); otherwise plain lines, or JSON lines for machines.
 type progress struct {
-	mu      sync.Mutex
-	w       io.Writer
-	mode    string // "tty", "plain", "json"
-	layers  []engine.Event
-	start   map[int]time.Time
-	last    map[int]string
+	mu   sync.Mutex
+	w    io.Writer
+	mode string // "tty", "plain", "json"
+
+	// The tty display.
+	size    func() (cols, rows int)
+	start   time.Time
+	layers  []*layerRow
 	drawn   int
 	stop    chan struct{}
 	stopped chan struct{}
 }
 
-func newProgress(w io.Writer, mode string) *progress {
-	p := &progress{w: w, mode: mode, start: map[int]time.Time{}, last: map[int]string{}}
+// layerRow is a layer as the tty display shows it.
+type layerRow struct {
+	name    string
+	status  strata.Status
+	started time.Time
+	seconds float64
+	logs    []string
+}
+
+// logLines is how many of a running layer's last log lines the display shows, as buildx.
+const logLines = 6
+
+func newProgress(w io.Writer, mode string, size func() (cols, rows int)) *progress {
+	p := &progress{w: w, mode: mode, size: size, start: time.Now()}
 	if mode == "tty" {
 		p.stop, p.stopped = make(chan struct{}), make(chan struct{})
 		go p.tick()
@@ -34,52 +53,56 @@ func newProgress(w io.Writer, mode string) *progress {
 	return p
 }
 
-func (p *progress) event(ev engine.Event) {
+func (p *progress) event(ev strata.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch p.mode {
 	case "json":
 		b, _ := json.Marshal(ev)
 		fmt.Fprintln(p.w, string(b))
-		return
 	case "plain":
 		switch ev.Status {
-		case engine.StatusLog:
+		case strata.StatusLog:
 			fmt.Fprintf(p.w, "#%d %s\n", ev.Index, ev.Line)
-		case engine.StatusBuilding:
+		case strata.StatusBuilding:
 			fmt.Fprintf(p.w, "#%d %s building %s\n", ev.Index, ev.Method, short(ev.Key))
-		case engine.StatusCached:
+		case strata.StatusCached:
 			fmt.Fprintf(p.w, "#%d %s cached %s\n", ev.Index, ev.Method, short(ev.Key))
-		case engine.StatusDone:
+		case strata.StatusDone:
 			fmt.Fprintf(p.w, "#%d %s done in %.1fs, %s\n", ev.Index, ev.Method, ev.Seconds, human(ev.Size))
-		case engine.StatusFailed:
+		case strata.StatusFailed:
 			fmt.Fprintf(p.w, "#%d %s failed after %.1fs\n", ev.Index, ev.Method, ev.Seconds)
 		}
-		return
-	}
-	for len(p.layers) < ev.Total {
-		p.layers = append(p.layers, engine.Event{Index: len(p.layers)})
-	}
-	if ev.Status == engine.StatusLog {
-		p.last[ev.Index] = ev.Line
-	} else {
-		p.layers[ev.Index] = ev
-		if ev.Status == engine.StatusBuilding {
-			p.start[ev.Index] = ev.Time
+	case "tty":
+		for len(p.layers) < ev.Total {
+			p.layers = append(p.layers, nil)
 		}
+		r := p.layers[ev.Index]
+		if r == nil {
+			r = &layerRow{name: fmt.Sprintf("[%d/%d] %s", ev.Index+1, ev.Total, ev.Method), started: ev.Time}
+			p.layers[ev.Index] = r
+		}
+		if ev.Status == strata.StatusLog {
+			r.logs = append(r.logs, ev.Line)
+			if len(r.logs) > logLines {
+				r.logs = r.logs[len(r.logs)-logLines:]
+			}
+		} else {
+			r.status, r.seconds = ev.Status, ev.Seconds
+		}
+		p.draw(false)
 	}
-	p.draw()
 }
 
 func (p *progress) tick() {
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(150 * time.Millisecond)
 	defer t.Stop()
 	defer close(p.stopped)
 	for {
 		select {
 		case <-t.C:
 			p.mu.Lock()
-			p.draw()
+			p.draw(false)
 			p.mu.Unlock()
 		case <-p.stop:
 			return
@@ -87,31 +110,73 @@ func (p *progress) tick() {
 	}
 }
 
-// draw redraws the layer table in place.
-func (p *progress) draw() {
-	if p.drawn > 0 {
-		fmt.Fprintf(p.w, "\x1b[%dA", p.drawn)
-	}
-	for i, ev := range p.layers {
-		var state string
-		switch ev.Status {
-		case engine.StatusCached:
-			state = "cached " + human(ev.Size)
-		case engine.StatusBuilding:
-			state = fmt.Sprintf("building %.1fs", time.Since(p.start[i]).Seconds())
-			if l := p.last[i]; l != "" {
-				state += "  " + clip(l, 60)
-			}
-		case engine.StatusDone:
-			state = fmt.Sprintf("done %.1fs %s", ev.Seconds, human(ev.Size))
-		case engine.StatusFailed:
-			state = fmt.Sprintf("FAILED after %.1fs", ev.Seconds)
-		default:
-			state = "waiting"
+// frame is the display's text, one entry per line, at most rows lines of at most cols
+// columns. When it does not fit, the layers shown are the running ones and those last done.
+func (p *progress) frame(cols, rows int, final bool) []string {
+	done := 0
+	for _, r := range p.layers {
+		if r != nil && r.status != strata.StatusBuilding {
+			done++
 		}
-		fmt.Fprintf(p.w, "\x1b[2K#%-2d %-28s %s\n", i, ev.Method, state)
 	}
-	p.drawn = len(p.layers)
+	head := fmt.Sprintf("[+] Building %.1fs (%d/%d)", time.Since(p.start).Seconds(), done, len(p.layers))
+	if final {
+		head += " FINISHED"
+	}
+	var body []string
+	for _, r := range p.layers {
+		if r == nil {
+			continue
+		}
+		var prefix, right string
+		switch r.status {
+		case strata.StatusCached:
+			prefix, right = "CACHED ", "0.0s"
+		case strata.StatusBuilding:
+			right = fmt.Sprintf("%.1fs", time.Since(r.started).Seconds())
+		case strata.StatusFailed:
+			prefix, right = "ERROR ", fmt.Sprintf("%.1fs", r.seconds)
+		default:
+			right = fmt.Sprintf("%.1fs", r.seconds)
+		}
+		body = append(body, align(" => "+prefix+r.name, right, cols))
+		if r.status == strata.StatusBuilding || (r.status == strata.StatusFailed && final) {
+			for _, l := range r.logs {
+				body = append(body, clip(" => => # "+l, cols))
+			}
+		}
+	}
+	if rows > 1 && len(body) > rows-1 {
+		body = body[len(body)-(rows-1):]
+	}
+	return append([]string{clip(head, cols)}, body...)
+}
+
+// draw redraws the display in place, over the lines drawn last time.
+func (p *progress) draw(final bool) {
+	cols, rows := 80, 25
+	if p.size != nil {
+		if c, r := p.size(); c > 0 && r > 0 {
+			cols, rows = c, r
+		}
+	}
+	lines := p.frame(cols, rows, final)
+	var b strings.Builder
+	if p.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", p.drawn)
+	}
+	for _, l := range lines {
+		b.WriteString("\x1b[2K" + l + "\n")
+	}
+	// Clear what the last frame had below this one.
+	for i := len(lines); i < p.drawn; i++ {
+		b.WriteString("\x1b[2K\n")
+	}
+	if extra := p.drawn - len(lines); extra > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", extra)
+	}
+	p.drawn = len(lines)
+	io.WriteString(p.w, b.String())
 }
 
 func (p *progress) close() {
@@ -119,9 +184,69 @@ func (p *progress) close() {
 		close(p.stop)
 		<-p.stopped
 		p.mu.Lock()
-		p.draw()
+		p.draw(true)
 		p.mu.Unlock()
 	}
+}
+
+// cellWidth is how many terminal columns a rune takes: two for East Asian wide and
+// full-width characters, none for combining marks and controls.
+func cellWidth(r rune) int {
+	switch {
+	case unicode.Is(unicode.Mn, r) || unicode.Is(unicode.Me, r) || unicode.IsControl(r):
+		return 0
+	}
+	switch width.LookupRune(r).Kind() {
+	case width.EastAsianWide, width.EastAsianFullwidth:
+		return 2
+	}
+	return 1
+}
+
+// ansiEscape matches the terminal escape sequences (colours, cursor moves) of tools' output.
+var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`)
+
+// clip cuts s to at most cols terminal columns, marking the cut with "…". Of a line that a
+// tool redrew with carriage returns (a progress bar) it keeps what was drawn last; escape
+// sequences go, and a tab is a space.
+func clip(s string, cols int) string {
+	if i := strings.LastIndex(strings.TrimRight(s, "\r"), "\r"); i >= 0 {
+		s = s[i+1:]
+	}
+	s = ansiEscape.ReplaceAllString(s, "")
+	s = strings.NewReplacer("\r", "", "\t", " ").Replace(s)
+	if textWidth(s) <= cols {
+		return s
+	}
+	var b strings.Builder
+	w := 0
+	for _, r := range s {
+		cw := cellWidth(r)
+		if w+cw > cols-1 {
+			break
+		}
+		b.WriteRune(r)
+		w += cw
+	}
+	return b.String() + "…"
+}
+
+func textWidth(s string) int {
+	n := 0
+	for _, r := range s {
+		n += cellWidth(r)
+	}
+	return n
+}
+
+// align writes left and right on one line of cols columns, clipping left to make room.
+func align(left, right string, cols int) string {
+	room := cols - textWidth(right) - 1
+	if room < 10 {
+		return clip(left, cols)
+	}
+	left = clip(left, room)
+	return left + strings.Repeat(" ", room-textWidth(left)+1) + right
 }
 
 func short(key string) string {
@@ -130,14 +255,6 @@ func short(key string) string {
 		k = k[:12]
 	}
 	return k
-}
-
-func clip(s string, n int) string {
-	s = strings.ReplaceAll(s, "\r", "")
-	if len(s) > n {
-		return s[:n-3] + "..."
-	}
-	return s
 }
 
 func human(n int64) string {

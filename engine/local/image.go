@@ -1,4 +1,4 @@
-package engine
+package local
 
 import (
 	"bytes"
@@ -12,12 +12,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/strata-build/strata/spec"
+	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/store"
 )
 
-// commitImage writes the config and manifest of a built state and names the image.
-func (e *Engine) commitImage(st *state, layers []*spec.Layer, o BuildOptions) (*store.Image, error) {
+// commitImage writes the config and manifest of a built state, with the plan's runtime
+// mounts, and names the image.
+func (e *Engine) commitImage(st *state, p engine.Plan, name string) (*store.Image, error) {
 	cfg := st.config
 	cfg.Created = v1.Time{Time: st.created}
 	cfg.History = st.history
@@ -41,7 +42,7 @@ func (e *Engine) commitImage(st *state, layers []*spec.Layer, o BuildOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	cd, err := e.Store.PutBlob(cb)
+	cd, err := e.store.PutBlob(cb)
 	if err != nil {
 		return nil, err
 	}
@@ -51,28 +52,30 @@ func (e *Engine) commitImage(st *state, layers []*spec.Layer, o BuildOptions) (*
 	if err != nil {
 		return nil, err
 	}
-	md, err := e.Store.PutBlob(mb)
+	md, err := e.store.PutBlob(mb)
 	if err != nil {
 		return nil, err
 	}
-	img := &store.Image{Name: o.Name, Manifest: md, Config: cd, Size: total + int64(len(cb)), Created: time.Now().UTC()}
-	for _, l := range layers {
+	img := &store.Image{Name: name, Manifest: md, Config: cd, Size: total + int64(len(cb)), Created: time.Now().UTC()}
+	for _, l := range p.Layers {
 		img.Keys = append(img.Keys, l.Key)
 		img.Methods = append(img.Methods, l.Method)
 	}
-	for _, m := range o.Mounts {
-		sm := store.Mount{Method: m.Method, Target: m.Target, Sources: m.Sources}
-		for _, f := range m.Files {
-			sm.Files = append(sm.Files, store.MountFile{Path: f.Path, Source: f.Source, Mode: f.Mode, Link: f.Link})
+	if len(p.Mounts) > 0 {
+		b, err := json.Marshal(engine.MountsOf(p.Mounts))
+		if err != nil {
+			return nil, err
 		}
-		img.Mounts = append(img.Mounts, sm)
+		if img.Mounts, err = e.store.PutBlob(b); err != nil {
+			return nil, err
+		}
 	}
-	if o.Name != "" {
+	if name != "" {
 		// A rebuild that changed nothing keeps the record (and its time) as it is.
-		if old, err := e.Store.Image(o.Name); err == nil && sameImage(old, img) {
+		if old, err := e.store.Image(name); err == nil && sameImage(old, img) {
 			return old, nil
 		}
-		if err := e.Store.PutImage(img); err != nil {
+		if err := e.store.PutImage(img); err != nil {
 			return nil, err
 		}
 	}
@@ -87,46 +90,43 @@ func sameImage(a, b *store.Image) bool {
 	return bytes.Equal(ja, jb)
 }
 
-// manifest returns an image's layers as recorded in its manifest and config.
-func (e *Engine) manifest(img *store.Image) ([]store.LayerDesc, error) {
+// manifest returns the layers of the image whose manifest has the given digest, as its
+// manifest and config record them.
+func (e *Engine) manifest(digest string) ([]store.LayerDesc, error) {
 	var m v1.Manifest
-	b, err := e.Store.ReadBlob(img.Manifest)
-	if err != nil {
+	if err := e.readJSONBlob(digest, &m); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
+	if m.Config.Digest.Hex == "" {
+		return nil, fmt.Errorf("%s is not an image manifest", digest)
 	}
 	var cfg v1.ConfigFile
-	if b, err = e.Store.ReadBlob(m.Config.Digest.String()); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
+	if err := e.readJSONBlob(m.Config.Digest.String(), &cfg); err != nil {
 		return nil, err
 	}
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
-		return nil, fmt.Errorf("image %s: config and manifest disagree on the layers", img.Name)
+		return nil, fmt.Errorf("image %s: config and manifest disagree on the layers", digest)
 	}
 	out := make([]store.LayerDesc, len(m.Layers))
 	for i, l := range m.Layers {
-		out[i] = store.LayerDesc{Digest: l.Digest.String(), DiffID: cfg.RootFS.DiffIDs[i].String(), Size: l.Size, MediaType: string(l.MediaType)}
+		out[i] = store.LayerDesc{Digest: l.Digest.String(), DiffID: cfg.RootFS.DiffIDs[i].String(), Size: l.Size, MediaType: ociMediaType(l.MediaType)}
 	}
 	return out, nil
 }
 
-// Config returns an image's config file.
-func (e *Engine) Config(img *store.Image) (*v1.ConfigFile, error) {
-	b, err := e.Store.ReadBlob(img.Config)
-	if err != nil {
+// config returns the config file of the image whose manifest has the given digest.
+func (e *Engine) config(digest string) (*v1.ConfigFile, error) {
+	var m v1.Manifest
+	if err := e.readJSONBlob(digest, &m); err != nil {
 		return nil, err
 	}
 	var cfg v1.ConfigFile
-	return &cfg, json.Unmarshal(b, &cfg)
+	return &cfg, e.readJSONBlob(m.Config.Digest.String(), &cfg)
 }
 
-// Image returns a stored image as a go-containerregistry image, for export and push.
-func (e *Engine) Image(img *store.Image) (v1.Image, error) {
-	return partial.CompressedToImage(&storeImage{s: e.Store, manifest: img.Manifest})
+// v1Image returns a stored image as a go-containerregistry image, for export and push.
+func (e *Engine) v1Image(manifest string) (v1.Image, error) {
+	return partial.CompressedToImage(&storeImage{s: e.store, manifest: manifest})
 }
 
 // storeImage reads an image straight from the store's blobs.

@@ -1,4 +1,4 @@
-package engine
+package local
 
 import (
 	"archive/tar"
@@ -12,14 +12,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 
+	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/internal/shell"
 	"github.com/strata-build/strata/layer"
 	"github.com/strata-build/strata/spec"
@@ -32,7 +29,7 @@ var BaseEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // base produces a root layer's starting state: the bootstrap, the pull, or nothing.
 func (e *Engine) base(ctx context.Context, l *spec.Layer, log io.Writer) (*state, error) {
-	st := &state{config: v1.ConfigFile{Architecture: "amd64", OS: "linux"}}
+	st := &state{config: e.emptyConfig()}
 	switch l.Base.Kind {
 	case spec.BaseScratch:
 		return st, nil
@@ -49,7 +46,7 @@ func (e *Engine) base(ctx context.Context, l *spec.Layer, log io.Writer) (*state
 		}}
 		return st, nil
 	case spec.BaseRegistry:
-		return e.pull(ctx, l.Base, log)
+		return e.imageState(ctx, l.Base.Ref, l.Base.Digest, l.Base.Auth, log)
 	}
 	return nil, fmt.Errorf("unknown base kind %q", l.Base.Kind)
 }
@@ -76,7 +73,7 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 			args = append(args, `--customize-hook=chroot "$1" /bin/sh -c `+shell.Quote(in.Args[0]))
 		}
 	}
-	args = append(args, l.Base.Suite, "-", e.Mirror)
+	args = append(args, l.Base.Suite, "-", e.mirror)
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", BaseEpoch.Unix()))
 	cmd.Stderr = log
@@ -89,7 +86,7 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 	if err := cmd.Start(); err != nil {
 		return store.LayerDesc{}, err
 	}
-	snap, err := e.Store.NewWorkDir("snap-")
+	snap, err := e.store.NewWorkDir("snap-")
 	if err != nil {
 		return store.LayerDesc{}, err
 	}
@@ -98,18 +95,18 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return store.LayerDesc{}, err
 	}
-	desc, err := layer.CommitStream(e.Store, func(w io.Writer) error {
+	desc, err := e.commitLayer(func(w io.Writer) error {
 		return rewriteBootstrap(out, w, root)
 	})
 	// Drain so mmdebstrap can finish even when we stopped reading on an error.
 	_, _ = io.Copy(io.Discard, out)
 	if werr := cmd.Wait(); werr != nil {
-		return store.LayerDesc{}, &BuildError{Command: "mmdebstrap " + l.Base.Suite, ExitCode: exitCode(werr), Err: werr}
+		return store.LayerDesc{}, &engine.BuildError{Command: "mmdebstrap " + l.Base.Suite, ExitCode: exitCode(werr), Err: werr}
 	}
 	if err != nil {
 		return store.LayerDesc{}, err
 	}
-	if err := e.Store.CommitSnapshot(root, desc.DiffID); err != nil {
+	if err := e.store.CommitSnapshot(root, desc.DiffID); err != nil {
 		return store.LayerDesc{}, err
 	}
 	return desc, nil
@@ -166,137 +163,13 @@ func rewriteBootstrap(in io.Reader, out io.Writer, root string) error {
 	return err
 }
 
-// pull fetches a registry image's layers into the store and extracts them.
-func (e *Engine) pull(ctx context.Context, base *spec.Base, log io.Writer) (*state, error) {
-	opts := []name.Option{}
-	if insecureRegistry(base.Ref) {
-		opts = append(opts, name.Insecure)
-	}
-	ref, err := name.ParseReference(base.Ref, opts...)
-	if err != nil {
-		return nil, err
-	}
-	auth, err := e.registryAuth(base)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(log, "pulling %s\n", ref)
-	img, err := remote.Image(ref, remote.WithContext(ctx), auth, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}))
-	if err != nil {
-		return nil, fmt.Errorf("pulling %s: %w", base.Ref, err)
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("pulling %s: config: %w", base.Ref, err)
-	}
-	ls, err := img.Layers()
-	if err != nil {
-		return nil, err
-	}
-	st := &state{config: v1.ConfigFile{Architecture: cfg.Architecture, OS: cfg.OS, Config: cfg.Config}, history: cfg.History}
-	for i, l := range ls {
-		digest, err := l.Digest()
-		if err != nil {
-			return nil, err
-		}
-		diffID, err := l.DiffID()
-		if err != nil {
-			return nil, err
-		}
-		mt, err := l.MediaType()
-		if err != nil {
-			return nil, err
-		}
-		size, err := l.Size()
-		if err != nil {
-			return nil, err
-		}
-		desc := store.LayerDesc{Digest: digest.String(), DiffID: diffID.String(), Size: size, MediaType: ociMediaType(mt)}
-		if !e.Store.HasBlob(desc.Digest) {
-			fmt.Fprintf(log, "layer %d/%d %s (%d bytes)\n", i+1, len(ls), desc.Digest, size)
-			rc, err := l.Compressed()
-			if err != nil {
-				return nil, err
-			}
-			w, err := e.Store.NewBlob()
-			if err != nil {
-				rc.Close()
-				return nil, err
-			}
-			_, err = io.Copy(w, rc)
-			rc.Close()
-			if err == nil {
-				_, err = w.Commit(desc.Digest)
-			}
-			w.Close()
-			if err != nil {
-				return nil, fmt.Errorf("pulling %s layer %s: %w", base.Ref, desc.Digest, err)
-			}
-		}
-		if err := e.ensureSnapshot(st.layers, desc); err != nil {
-			return nil, fmt.Errorf("%s layer %d (%s): %w", base.Ref, i+1, desc.Digest, err)
-		}
-		st.layers = append(st.layers, desc)
-	}
-	return st, nil
-}
-
-func ociMediaType(mt types.MediaType) string {
-	switch mt {
-	case types.DockerLayer:
-		return string(types.OCILayer)
-	case types.DockerUncompressedLayer:
-		return string(types.OCIUncompressedLayer)
-	}
-	return string(mt)
-}
-
-// insecureRegistry reports whether a reference's registry is reached over plain http:
-// loopback addresses, and those in STRATA_INSECURE_REGISTRIES (comma-separated hosts).
-func insecureRegistry(ref string) bool {
-	host := strings.SplitN(ref, "/", 2)[0]
-	h := host
-	if i := strings.LastIndex(h, ":"); i > 0 && !strings.HasSuffix(h, "]") {
-		h = h[:i]
-	}
-	if h == "localhost" || strings.HasPrefix(h, "127.") || h == "[::1]" {
-		return true
-	}
-	for _, r := range strings.Split(os.Getenv("STRATA_INSECURE_REGISTRIES"), ",") {
-		if r != "" && (r == host || r == h) {
-			return true
-		}
-	}
-	return false
-}
-
-// registryAuth returns the credentials for a base's registry.
-func (e *Engine) registryAuth(base *spec.Base) (remote.Option, error) {
-	if base.Auth == nil {
-		return remote.WithAuthFromKeychain(authn.DefaultKeychain), nil
-	}
-	vals, err := e.Secrets.Get(base.Auth.Secret)
-	if err != nil {
-		return nil, err
-	}
-	switch base.Auth.Type {
-	case "static":
-		user, pass := vals["REGISTRY_USERNAME"], vals["REGISTRY_PASSWORD"]
-		if user == "" || pass == "" {
-			return nil, fmt.Errorf("secret %q needs REGISTRY_USERNAME and REGISTRY_PASSWORD for %s", base.Auth.Secret, base.Ref)
-		}
-		return remote.WithAuth(&authn.Basic{Username: user, Password: pass}), nil
-	}
-	return nil, fmt.Errorf("%s registry login for %s is not available in the local engine; pull with from_registry and static credentials (REGISTRY_USERNAME, REGISTRY_PASSWORD) instead", base.Auth.Type, base.Ref)
-}
-
 // ensureSnapshot extracts a layer from its blob if its snapshot is missing. below are the
 // layers under it, bottom first.
 func (e *Engine) ensureSnapshot(below []store.LayerDesc, l store.LayerDesc) error {
-	if e.Store.HasSnapshot(l.DiffID) {
+	if e.store.HasSnapshot(l.DiffID) {
 		return nil
 	}
-	f, err := os.Open(e.Store.BlobPath(l.Digest))
+	f, err := os.Open(e.store.BlobPath(l.Digest))
 	if err != nil {
 		return err
 	}
@@ -319,9 +192,9 @@ func (e *Engine) ensureSnapshot(below []store.LayerDesc, l store.LayerDesc) erro
 	}
 	var lowers []string
 	for i := len(below) - 1; i >= 0; i-- {
-		lowers = append(lowers, e.Store.SnapshotPath(below[i].DiffID))
+		lowers = append(lowers, e.store.SnapshotPath(below[i].DiffID))
 	}
-	work, err := e.Store.NewWorkDir("snap-")
+	work, err := e.store.NewWorkDir("snap-")
 	if err != nil {
 		return err
 	}
@@ -333,5 +206,5 @@ func (e *Engine) ensureSnapshot(below []store.LayerDesc, l store.LayerDesc) erro
 	if err := layer.Extract(r, root, lowers); err != nil {
 		return err
 	}
-	return e.Store.CommitSnapshot(root, l.DiffID)
+	return e.store.CommitSnapshot(root, l.DiffID)
 }

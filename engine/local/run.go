@@ -1,54 +1,34 @@
-package engine
+package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/strata-build/strata/container"
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/engine/imageconfig"
 	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/spec"
-	"github.com/strata-build/strata/store"
 )
 
-// RunOptions say what to run in a container of an image.
-type RunOptions struct {
-	// Args replace the image's CMD (after its entrypoint); empty runs the CMD.
-	Args []string
-	// Env are extra KEY=VALUE variables.
-	Env []string
-	// Secrets name local secrets given to the process as environment.
-	Secrets []string
-	// Binds are LOCAL:REMOTE folders or files mounted read-write.
-	Binds []string
-	// Workdir overrides the image's working folder.
-	Workdir string
-	// Terminal gives the process a pseudo-terminal.
-	Terminal bool
-	Stdin    io.Reader
-	Stdout   io.Writer
-	Stderr   io.Writer
-	// Signals are forwarded to the process.
-	Signals <-chan os.Signal
-}
-
 // Run runs a process in a fresh container of the image, with its runtime mounts in place,
-// and removes the container afterwards. A non-zero exit is a *container.ExitError.
-func (e *Engine) Run(ctx context.Context, img *store.Image, o RunOptions) error {
-	use, err := e.Store.Use()
+// and removes the container afterwards. A non-zero exit is an *engine.ExitError.
+func (e *Engine) Run(ctx context.Context, img *engine.Image, o engine.RunOptions) error {
+	use, err := e.store.Use()
 	if err != nil {
 		return err
 	}
 	defer use.Unlock()
-	layers, err := e.manifest(img)
+	layers, err := e.manifest(img.Manifest)
 	if err != nil {
 		return err
 	}
-	cfg, err := e.Config(img)
+	cfg, err := e.config(img.Manifest)
 	if err != nil {
 		return err
 	}
@@ -56,7 +36,7 @@ func (e *Engine) Run(ctx context.Context, img *store.Image, o RunOptions) error 
 	if err != nil {
 		return err
 	}
-	w, err := e.Store.NewWorkDir("run-")
+	w, err := e.store.NewWorkDir("run-")
 	if err != nil {
 		return err
 	}
@@ -83,37 +63,29 @@ func (e *Engine) Run(ctx context.Context, img *store.Image, o RunOptions) error 
 		return err
 	}
 	for _, b := range o.Binds {
-		local, remote, ok := strings.Cut(b, ":")
-		if !ok || !filepath.IsAbs(remote) {
-			return fmt.Errorf("--mount %q: want LOCAL:REMOTE with an absolute REMOTE", b)
+		if !filepath.IsAbs(b.Source) || !filepath.IsAbs(b.Target) {
+			return fmt.Errorf("bind mount %s to %s: both paths must be absolute", b.Source, b.Target)
 		}
-		abs, err := filepath.Abs(local)
-		if err != nil {
-			return err
+		if _, err := os.Stat(b.Source); err != nil {
+			return fmt.Errorf("bind mount %s: %w", b.Source, err)
 		}
-		if _, err := os.Stat(abs); err != nil {
-			return fmt.Errorf("--mount %q: %w", b, err)
-		}
-		mounts = append(mounts, container.Mount{Source: abs, Target: remote})
+		mounts = append(mounts, container.Mount{Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
 	}
 	args := append(append([]string{}, cfg.Config.Entrypoint...), cfg.Config.Cmd...)
 	if len(o.Args) > 0 {
 		args = append(append([]string{}, cfg.Config.Entrypoint...), o.Args...)
 	}
 	if len(args) == 0 {
-		return fmt.Errorf("image %s has no entrypoint or command: give one after --", img.Name)
+		return fmt.Errorf("image %s has no entrypoint or command: give the command to run", img.Name)
 	}
-	env := append([]string{}, cfg.Config.Env...)
-	if !hasKey(env, "PATH") {
-		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-	}
+	env := imageconfig.Fill(append([]string{}, cfg.Config.Env...), "PATH="+imageconfig.DefaultPath)
 	sec, err := e.secretEnv(o.Secrets)
 	if err != nil {
 		return err
 	}
 	for _, kv := range append(sec, o.Env...) {
 		k, v, _ := strings.Cut(kv, "=")
-		env = setEnv(env, k, v)
+		env = imageconfig.SetEnv(env, k, v)
 	}
 	cwd := cfg.Config.WorkingDir
 	if o.Workdir != "" {
@@ -123,7 +95,7 @@ func (e *Engine) Run(ctx context.Context, img *store.Image, o RunOptions) error 
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return err
 	}
-	return (&container.Runner{Runtime: e.Runtime, Root: filepath.Join(w.Path, "runc")}).Run(ctx, "strata-run-"+randomID(), bundle, container.Spec{
+	err = e.runner(w.Path).Run(ctx, "strata-run-"+randomID(), bundle, container.Spec{
 		Rootfs:   rootfs,
 		Args:     args,
 		Env:      env,
@@ -136,12 +108,17 @@ func (e *Engine) Run(ctx context.Context, img *store.Image, o RunOptions) error 
 		Stderr:   o.Stderr,
 		Signals:  o.Signals,
 	})
+	var ee *container.ExitError
+	if errors.As(err, &ee) {
+		return &engine.ExitError{Code: ee.Code}
+	}
+	return err
 }
 
 // stageMounts lays out runtime-mounted files under dir at their container paths, hard-linked
 // to the local files where possible (no copy), copied otherwise. Mounts that know their
 // sources list them again, so a container sees the local files as they are now.
-func stageMounts(dir string, mounts []store.Mount) error {
+func stageMounts(dir string, mounts []engine.Mount) error {
 	for _, m := range mounts {
 		files := m.Files
 		if len(m.Sources) > 0 {
@@ -152,7 +129,7 @@ func stageMounts(dir string, mounts []store.Mount) error {
 					return fmt.Errorf("%s: listing %s: %w", m.Method, src.Local, err)
 				}
 				for _, f := range fs {
-					files = append(files, store.MountFile{Path: f.Path, Source: f.Source, Mode: f.Mode, Link: f.Link})
+					files = append(files, engine.MountFile{Path: f.Path, Source: f.Source, Mode: f.Mode, Link: f.Link})
 				}
 			}
 		}

@@ -1,0 +1,283 @@
+package strata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/engine/local"
+	"github.com/strata-build/strata/secrets"
+	"github.com/strata-build/strata/spec"
+)
+
+// Option configures Open, Build and the other calls that reach an engine. Options that do
+// not concern a call are ignored by it.
+type Option func(*options)
+
+type options struct {
+	home        string
+	name        string
+	forceBuild  bool
+	ignoreCache bool
+	pull        bool
+	progress    func(Event)
+	resolve     []ResolveOption
+}
+
+func newOptions(opts []Option) options {
+	o := options{home: Home()}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// WithHome uses the store in dir instead of Home().
+func WithHome(dir string) Option { return func(o *options) { o.home = dir } }
+
+// WithName names the built image in the store, for strata run, export and inspect.
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithForceBuild rebuilds every layer and replaces the cached entries (STRATA_FORCE_BUILD).
+func WithForceBuild() Option { return func(o *options) { o.forceBuild = true } }
+
+// WithIgnoreCache rebuilds every layer without reading or replacing cached entries
+// (STRATA_IGNORE_CACHE).
+func WithIgnoreCache() Option { return func(o *options) { o.ignoreCache = true } }
+
+// WithPull resolves every registry reference (from_registry, COPY --from) at its registry
+// again, instead of using the digest it was resolved to when first pulled. A tag that has
+// moved then gives new cache keys from that layer on.
+func WithPull() Option { return func(o *options) { o.pull = true } }
+
+// WithProgress receives the build's progress events.
+func WithProgress(f func(Event)) Option { return func(o *options) { o.progress = f } }
+
+// WithResolveOptions passes options to the resolve step (WithDir, WithHashCache...).
+func WithResolveOptions(opts ...ResolveOption) Option {
+	return func(o *options) { o.resolve = append(o.resolve, opts...) }
+}
+
+// Client is an open engine and its store: the local engine, by default on the store in
+// Home(). Its methods are safe for concurrent use.
+type Client struct {
+	eng     engine.Engine
+	secrets *secrets.Store
+}
+
+// Open opens the engine the options name (the local engine on Home(), unless WithHome says
+// otherwise). The local engine reads STRATA_RUNTIME (the OCI runtime, default runc),
+// STRATA_DEBIAN_MIRROR and STRATA_INSECURE_REGISTRIES (comma-separated hosts reached over
+// plain http, beyond loopback ones).
+func Open(opts ...Option) (*Client, error) {
+	o := newOptions(opts)
+	var insecure []string
+	for _, h := range strings.Split(os.Getenv("STRATA_INSECURE_REGISTRIES"), ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			insecure = append(insecure, h)
+		}
+	}
+	eng, err := local.Open(local.Options{
+		Home:               o.home,
+		Runtime:            os.Getenv("STRATA_RUNTIME"),
+		Mirror:             os.Getenv("STRATA_DEBIAN_MIRROR"),
+		InsecureRegistries: insecure,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Client{eng: eng, secrets: secrets.Open(filepath.Join(o.home, "secrets"))}, nil
+}
+
+// Close releases the engine. Images it returned cannot be used after.
+func (c *Client) Close() error { return c.eng.Close() }
+
+// Resolve resolves the image as Image.Resolve does, with its registry references keyed by
+// the digests they were pinned to when first pulled; a reference not pulled yet keeps its
+// name in the key, and Build resolves it.
+func (c *Client) Resolve(ctx context.Context, img Image, opts ...Option) (*Plan, error) {
+	o := newOptions(opts)
+	resolve := append([]ResolveOption{WithImageResolver(c.resolver(false, true))}, o.resolve...)
+	return img.Resolve(ctx, resolve...)
+}
+
+// resolver resolves image references through the engine. Offline, a reference that was
+// never pulled stays unresolved.
+func (c *Client) resolver(pull, offline bool) ImageResolver {
+	return func(ctx context.Context, ref string, auth *spec.RegistryAuth, platform string) (string, error) {
+		d, err := c.eng.ResolveImage(ctx, ref, engine.ResolveOptions{Platform: platform, Pull: pull, Offline: offline, Auth: auth})
+		if offline && errors.Is(err, engine.ErrNotFound) {
+			return "", nil
+		}
+		return d, err
+	}
+}
+
+// Build resolves the image and builds it, reusing every cached layer. The local engine needs
+// root, runc and overlayfs (and mmdebstrap for DebianSlim).
+func (c *Client) Build(ctx context.Context, img Image, opts ...Option) (*Built, error) {
+	o := newOptions(opts)
+	for _, env := range []struct {
+		name string
+		set  *bool
+	}{{"STRATA_FORCE_BUILD", &o.forceBuild}, {"STRATA_IGNORE_CACHE", &o.ignoreCache}} {
+		if v := os.Getenv(env.name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s=%q: want a boolean: 1, t, true, 0, f or false", env.name, v)
+			}
+			*env.set = *env.set || b
+		}
+	}
+	resolve := append([]ResolveOption{WithImageResolver(c.resolver(o.pull, false))}, o.resolve...)
+	plan, err := img.Resolve(ctx, resolve...)
+	if err != nil {
+		return nil, err
+	}
+	bo := engine.BuildOptions{Name: o.name, ForceBuild: o.forceBuild, IgnoreCache: o.ignoreCache}
+	if o.progress != nil {
+		bo.Progress = func(ev engine.Event) { o.progress(eventOf(ev)) }
+	}
+	ei, err := c.eng.Build(ctx, engine.Plan{Layers: plan.Layers, Mounts: plan.Mounts}, bo)
+	if err != nil {
+		return nil, fromEngine(err)
+	}
+	b := c.built(ei)
+	b.Plan = plan
+	return b, nil
+}
+
+// Image finds an image in the store by name or manifest digest.
+func (c *Client) Image(ctx context.Context, ref string) (*Built, error) {
+	ei, err := c.eng.Image(ctx, ref)
+	if err != nil {
+		return nil, fromEngine(err)
+	}
+	return c.built(ei), nil
+}
+
+// Images lists the named images, by name.
+func (c *Client) Images(ctx context.Context) ([]*Built, error) {
+	all, err := c.eng.Images(ctx)
+	if err != nil {
+		return nil, fromEngine(err)
+	}
+	out := make([]*Built, len(all))
+	for i, ei := range all {
+		out[i] = c.built(ei)
+	}
+	return out, nil
+}
+
+// Remove removes image names; their layers stay cached until Prune.
+func (c *Client) Remove(ctx context.Context, names ...string) error {
+	for _, n := range names {
+		if err := c.eng.Remove(ctx, n); err != nil {
+			return fromEngine(err)
+		}
+	}
+	return nil
+}
+
+// PruneReport says what Prune removed.
+type PruneReport struct {
+	Records   int
+	Blobs     int
+	Snapshots int
+	Bytes     int64
+}
+
+// Prune removes the cache entries, blobs and snapshots that no named image uses. Builds and
+// runs under way finish first.
+func (c *Client) Prune(ctx context.Context) (*PruneReport, error) {
+	r, err := c.eng.Prune(ctx)
+	if err != nil {
+		return nil, fromEngine(err)
+	}
+	return (*PruneReport)(r), nil
+}
+
+// Log opens the build log of the layer with the given cache key.
+func (c *Client) Log(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := c.eng.Log(ctx, key)
+	return rc, fromEngine(err)
+}
+
+// CreateSecret stores (or replaces) a named secret: KEY=VALUE pairs that build steps and
+// runs naming it receive as environment, and that never enter an image, a key or a log.
+func (c *Client) CreateSecret(name string, values map[string]string) error {
+	return c.secrets.Create(name, values)
+}
+
+// Secrets lists the secrets by name, with their keys (never their values).
+func (c *Client) Secrets() (map[string][]string, error) { return c.secrets.List() }
+
+// RemoveSecret removes a secret.
+func (c *Client) RemoveSecret(name string) error { return c.secrets.Remove(name) }
+
+func (c *Client) built(ei *engine.Image) *Built {
+	b := &Built{Name: ei.Name, Manifest: ei.Manifest, Size: ei.Size, Created: ei.Created, c: c, img: ei}
+	for i, k := range ei.Keys {
+		b.Layers = append(b.Layers, LayerRef{Method: ei.Methods[i], Key: k})
+	}
+	for _, m := range ei.Mounts {
+		mi := MountInfo{Method: m.Method, Target: m.Target}
+		for _, f := range m.Files {
+			if !fs.FileMode(f.Mode).IsDir() {
+				mi.Files++
+			}
+		}
+		b.Mounts = append(b.Mounts, mi)
+	}
+	return b
+}
+
+// Built is an image in the store.
+type Built struct {
+	// Name is the image's name ("" if unnamed).
+	Name string
+	// Manifest is the digest of its OCI manifest.
+	Manifest string
+	// Size is the compressed size of its config and layers.
+	Size    int64
+	Created time.Time
+	// Layers are the layers of its definition, with their cache keys.
+	Layers []LayerRef
+	// Mounts are its runtime mounts: local files placed into its containers when they start.
+	Mounts []MountInfo
+	// Plan is the resolved definition it was built from (nil for an image looked up by name).
+	Plan *Plan
+
+	c   *Client
+	img *engine.Image
+}
+
+// LayerRef is one layer of an image's definition.
+type LayerRef struct {
+	Method string `json:"method"`
+	Key    string `json:"key"`
+}
+
+// MountInfo is a runtime mount of an image.
+type MountInfo struct {
+	Method string `json:"method"`
+	Target string `json:"target"`
+	// Files is how many files (not folders) it placed when the image was built.
+	Files int `json:"files"`
+}
+
+// Ref is how to refer to the image: its name, or its manifest digest.
+func (b *Built) Ref() string {
+	if b.Name != "" {
+		return b.Name
+	}
+	return b.Manifest
+}

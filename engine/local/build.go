@@ -1,0 +1,257 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/spec"
+	"github.com/strata-build/strata/store"
+)
+
+// state is the image as built so far.
+type state struct {
+	layers  []store.LayerDesc
+	config  v1.ConfigFile
+	history []v1.History
+	created time.Time
+}
+
+func (st *state) apply(r *store.Record) {
+	st.layers = append(st.layers, r.Layers...)
+	st.config.Architecture, st.config.OS, st.config.Variant = r.Config.Architecture, r.Config.OS, r.Config.Variant
+	st.config.Config = r.Config.Config
+	st.history = append(st.history, r.History...)
+	if r.Created.After(st.created) {
+		st.created = r.Created
+	}
+}
+
+// build is one Build call: its options and progress.
+type build struct {
+	e *Engine
+	o engine.BuildOptions
+}
+
+func (b *build) emit(ev engine.Event) {
+	if b.o.Progress != nil {
+		ev.Time = time.Now()
+		b.o.Progress(ev)
+	}
+}
+
+// Build builds the plan's layers and names the image. Cached layers are skipped entirely.
+func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions) (*engine.Image, error) {
+	if len(p.Layers) == 0 {
+		return nil, errors.New("nothing to build: the plan has no layers")
+	}
+	use, err := e.store.Use()
+	if err != nil {
+		return nil, err
+	}
+	defer use.Unlock()
+	b := &build{e: e, o: o}
+	st := &state{config: e.emptyConfig()}
+	for i, l := range p.Layers {
+		ev := engine.Event{Index: i, Total: len(p.Layers), Method: l.Method, Key: l.Key}
+		rec, err := b.layer(ctx, st, l, ev)
+		if err != nil {
+			return nil, err
+		}
+		st.apply(rec)
+	}
+	si, err := e.commitImage(st, p, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	return e.describe(si)
+}
+
+func (e *Engine) emptyConfig() v1.ConfigFile {
+	return v1.ConfigFile{Architecture: e.platform.Architecture, OS: e.platform.OS, Variant: e.platform.Variant}
+}
+
+// layer returns the cache entry of one layer, building it on a miss.
+func (b *build) layer(ctx context.Context, st *state, l *spec.Layer, ev engine.Event) (*store.Record, error) {
+	s := b.e.store
+	force := b.o.ForceBuild || l.ForceBuild
+	cached := func() *store.Record {
+		if force || b.o.IgnoreCache {
+			return nil
+		}
+		rec, err := s.Record(l.Key)
+		if err != nil {
+			return nil
+		}
+		ev.Status, ev.Size = engine.StatusCached, size(rec)
+		b.emit(ev)
+		return rec
+	}
+	if rec := cached(); rec != nil {
+		return rec, nil
+	}
+	lock, err := s.LockKey(l.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	// Another build may have made it while we waited.
+	if rec := cached(); rec != nil {
+		return rec, nil
+	}
+	ev.Status = engine.StatusBuilding
+	b.emit(ev)
+	start := time.Now()
+	rec, err := b.buildLayer(ctx, st, l, ev)
+	if err != nil {
+		var be *engine.BuildError
+		if !errors.As(err, &be) {
+			be = &engine.BuildError{Err: err}
+		}
+		be.Index, be.Method, be.Key = ev.Index, l.Method, l.Key
+		if be.Log == "" {
+			be.Log = s.LogPath(l.Key)
+		}
+		ev.Status, ev.Seconds = engine.StatusFailed, time.Since(start).Seconds()
+		b.emit(ev)
+		return nil, be
+	}
+	rec.Seconds = time.Since(start).Seconds()
+	if !b.o.IgnoreCache {
+		if err := s.PutRecord(rec); err != nil {
+			return nil, err
+		}
+	}
+	ev.Status, ev.Size, ev.Seconds = engine.StatusDone, size(rec), rec.Seconds
+	b.emit(ev)
+	return rec, nil
+}
+
+func size(r *store.Record) int64 {
+	var n int64
+	for _, l := range r.Layers {
+		n += l.Size
+	}
+	return n
+}
+
+// buildLayer builds one layer on top of st.
+func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev engine.Event) (*store.Record, error) {
+	e := b.e
+	logf, err := os.Create(e.store.LogPath(l.Key))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	env, err := e.secretEnv(l.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	var values []string
+	for _, kv := range env {
+		_, v, _ := strings.Cut(kv, "=")
+		values = append(values, v)
+	}
+	log := newRedactor(io.MultiWriter(logf, lineWriter(func(line string) {
+		ev := ev
+		ev.Status, ev.Line = engine.StatusLog, line
+		b.emit(ev)
+	})), values)
+	defer log.Flush()
+
+	rec := &store.Record{Key: l.Key, Method: l.Method, Created: clamp(time.Now().UTC().Truncate(time.Second), l.SourceDateEpoch)}
+	// Start from the parent's state; a root layer starts from its base.
+	cur := &state{config: st.config, layers: append([]store.LayerDesc(nil), st.layers...)}
+	if l.Base != nil {
+		base, err := e.base(ctx, l, log)
+		if err != nil {
+			return nil, err
+		}
+		cur = base
+		rec.Layers = append(rec.Layers, base.layers...)
+		rec.History = append(rec.History, base.history...)
+	}
+	x := newExecutor(e, cur, l, log, env)
+	desc, err := x.run(ctx)
+	if err != nil {
+		log.Flush()
+		var be *engine.BuildError
+		if errors.As(err, &be) {
+			be.Tail = tail(e.store.LogPath(l.Key), 10)
+		}
+		return nil, err
+	}
+	if desc != nil {
+		rec.Layers = append(rec.Layers, *desc)
+	}
+	rec.Config = cur.config
+	rec.Config.Config = x.cfg.Config
+	for i := range rec.History {
+		rec.History[i].Created.Time = clamp(rec.History[i].Created.Time, l.SourceDateEpoch)
+	}
+	rec.History = append(rec.History, v1.History{
+		Created:    v1.Time{Time: rec.Created},
+		CreatedBy:  "strata " + l.Method + ": " + summary(l),
+		Comment:    l.Key,
+		EmptyLayer: desc == nil,
+	})
+	return rec, nil
+}
+
+// clamp limits t to the layer's SOURCE_DATE_EPOCH, if it has one.
+func clamp(t time.Time, epoch *int64) time.Time {
+	if epoch != nil {
+		if e := time.Unix(*epoch, 0).UTC(); t.After(e) {
+			return e
+		}
+	}
+	return t
+}
+
+func summary(l *spec.Layer) string {
+	var parts []string
+	for _, in := range l.Instructions {
+		parts = append(parts, in.String())
+	}
+	s := strings.Join(parts, "; ")
+	if len(s) > 400 {
+		s = s[:400] + "..."
+	}
+	return s
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// snapshots returns the short paths of the layers' extracted folders, top first, extracting
+// any that are missing (after a prune) from their blobs.
+func (e *Engine) snapshots(layers []store.LayerDesc) ([]string, error) {
+	out := make([]string, len(layers))
+	for i, l := range layers {
+		if err := e.ensureSnapshot(layers[:i], l); err != nil {
+			return nil, err
+		}
+		p, err := e.store.SnapshotLink(l.DiffID)
+		if err != nil {
+			return nil, err
+		}
+		out[len(layers)-1-i] = p
+	}
+	return out, nil
+}

@@ -1,0 +1,171 @@
+// Package local is strata's default engine: it builds resolved plans into OCI images in a
+// local store, with no daemon. Each layer runs on an overlayfs snapshot of its parent chain
+// inside an OCI runtime (runc); the upper folder becomes the layer.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/strata-build/strata/container"
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/secrets"
+	"github.com/strata-build/strata/store"
+)
+
+// Options configure the local engine.
+type Options struct {
+	// Home is the store's folder.
+	Home string
+	// Runtime is the OCI runtime binary ("" is runc).
+	Runtime string
+	// Mirror is the Debian mirror debian_slim bootstraps from ("" is deb.debian.org).
+	Mirror string
+	// InsecureRegistries are reached over plain http, as loopback registries always are.
+	InsecureRegistries []string
+}
+
+// Engine is the local engine.
+type Engine struct {
+	store    *store.Store
+	secrets  *secrets.Store
+	runtime  string
+	mirror   string
+	insecure []string
+	platform v1.Platform
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// Open opens the engine on the store at o.Home, removing what dead processes left there:
+// their containers, mounts and temp files.
+func Open(o Options) (*Engine, error) {
+	e := &Engine{
+		secrets:  secrets.Open(filepath.Join(o.Home, "secrets")),
+		runtime:  o.Runtime,
+		mirror:   o.Mirror,
+		insecure: o.InsecureRegistries,
+		platform: HostPlatform(),
+	}
+	if e.mirror == "" {
+		e.mirror = "http://deb.debian.org/debian"
+	}
+	s, err := store.Open(o.Home, store.WithRelease(e.release))
+	if err != nil {
+		return nil, err
+	}
+	e.store = s
+	return e, nil
+}
+
+// HostPlatform is the platform this machine runs: what the local engine builds for.
+func HostPlatform() v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if p.Architecture == "arm64" {
+		p.Variant = "v8"
+	}
+	return p
+}
+
+// release frees what a process placed in one of its work folders: the containers in its
+// runtime state folder, then its mounts.
+func (e *Engine) release(dir string) {
+	if _, err := os.Stat(filepath.Join(dir, "runc")); err == nil {
+		e.runner(dir).Cleanup()
+	}
+	container.UnmountAll(dir)
+}
+
+func (e *Engine) runner(work string) *container.Runner {
+	return &container.Runner{Runtime: e.runtime, Root: filepath.Join(work, "runc")}
+}
+
+// Close releases the engine.
+func (e *Engine) Close() error { return nil }
+
+// Image finds a named image, or one by its manifest digest.
+func (e *Engine) Image(ctx context.Context, ref string) (*engine.Image, error) {
+	si, err := e.store.Image(ref)
+	if err == nil {
+		return e.describe(si)
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if strings.HasPrefix(ref, "sha256:") && e.store.HasBlob(ref) {
+		if _, err := e.manifest(ref); err == nil {
+			return &engine.Image{Manifest: ref}, nil
+		}
+	}
+	return nil, fmt.Errorf("image %q: %w (list images with strata images)", ref, engine.ErrNotFound)
+}
+
+// Images lists the named images.
+func (e *Engine) Images(ctx context.Context) ([]*engine.Image, error) {
+	all, err := e.store.Images()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*engine.Image, 0, len(all))
+	for _, si := range all {
+		img, err := e.describe(si)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, img)
+	}
+	return out, nil
+}
+
+// describe turns a store record into the engine's description of an image.
+func (e *Engine) describe(si *store.Image) (*engine.Image, error) {
+	img := &engine.Image{Name: si.Name, Manifest: si.Manifest, Size: si.Size, Keys: si.Keys, Methods: si.Methods, Created: si.Created}
+	if si.Mounts != "" {
+		if err := e.readJSONBlob(si.Mounts, &img.Mounts); err != nil {
+			return nil, fmt.Errorf("image %s: its runtime mounts: %w", si.Name, err)
+		}
+	}
+	return img, nil
+}
+
+// Remove removes an image's name.
+func (e *Engine) Remove(ctx context.Context, name string) error {
+	err := e.store.DeleteImage(name)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("image %q: %w", name, engine.ErrNotFound)
+	}
+	return err
+}
+
+// Log opens a layer's build log.
+func (e *Engine) Log(ctx context.Context, key string) (io.ReadCloser, error) {
+	f, err := os.Open(e.store.LogPath(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no log for layer %s (it has no build steps, or its log was pruned): %w", key, engine.ErrNotFound)
+	}
+	return f, err
+}
+
+// secretEnv returns the named secrets' pairs as KEY=VALUE.
+func (e *Engine) secretEnv(names []string) ([]string, error) {
+	var env []string
+	for _, n := range names {
+		vals, err := e.secrets.Get(n)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range vals {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env, nil
+}

@@ -1,0 +1,211 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/layer"
+)
+
+// Prune removes cache entries that no named image uses, then the blobs, snapshots and logs
+// that nothing references any more, and what dead processes left. It waits for builds and
+// runs under way to finish.
+func (e *Engine) Prune(ctx context.Context) (*engine.PruneReport, error) {
+	lock, err := e.store.Exclusive()
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	if err := e.store.Recover(); err != nil {
+		return nil, err
+	}
+	rep := &engine.PruneReport{}
+	images, err := e.store.Images()
+	if err != nil {
+		return nil, err
+	}
+	keys := map[string]bool{}
+	blobs := map[string]bool{}
+	diffs := map[string]bool{}
+	for _, img := range images {
+		for _, k := range img.Keys {
+			keys[k] = true
+		}
+		blobs[img.Manifest], blobs[img.Config] = true, true
+		if img.Mounts != "" {
+			blobs[img.Mounts] = true
+		}
+		layers, err := e.manifest(img.Manifest)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w; remove it with strata rm before pruning", img.Name, err)
+		}
+		for _, l := range layers {
+			blobs[l.Digest], diffs[l.DiffID] = true, true
+		}
+	}
+	records, err := e.store.Records()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range records {
+		if !keys[r.Key] {
+			if err := e.store.DeleteRecord(r.Key); err != nil {
+				return nil, err
+			}
+			os.Remove(e.store.LogPath(r.Key))
+			rep.Records++
+			continue
+		}
+		for _, l := range r.Layers {
+			blobs[l.Digest], diffs[l.DiffID] = true, true
+		}
+	}
+	entries, err := os.ReadDir(e.store.Path("blobs", "sha256"))
+	if err != nil {
+		return nil, err
+	}
+	for _, ent := range entries {
+		d := "sha256:" + ent.Name()
+		if blobs[d] {
+			continue
+		}
+		if info, err := ent.Info(); err == nil {
+			rep.Bytes += info.Size()
+		}
+		if err := os.Remove(e.store.BlobPath(d)); err != nil {
+			return nil, err
+		}
+		rep.Blobs++
+	}
+	snaps, err := e.store.Snapshots()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range snaps {
+		if diffs[d] {
+			continue
+		}
+		rep.Bytes += duBytes(e.store.SnapshotPath(d))
+		if err := e.store.DeleteSnapshot(d); err != nil {
+			return nil, err
+		}
+		rep.Snapshots++
+	}
+	return rep, nil
+}
+
+func duBytes(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// Export writes an image as an OCI image layout folder ("oci") or a docker-archive tarball
+// that docker load and podman load read ("docker").
+func (e *Engine) Export(ctx context.Context, img *engine.Image, o engine.ExportOptions) error {
+	if o.Format != "oci" && o.Format != "docker" {
+		return fmt.Errorf("unknown export format %q: use oci or docker", o.Format)
+	}
+	if _, err := os.Stat(o.Path); err == nil {
+		return fmt.Errorf("%s exists: export to a new path", o.Path)
+	}
+	vimg, err := e.v1Image(img.Manifest)
+	if err != nil {
+		return err
+	}
+	if o.IncludeMounts && len(img.Mounts) > 0 {
+		w, err := e.store.NewWorkDir("export-")
+		if err != nil {
+			return err
+		}
+		defer w.Remove()
+		if vimg, err = appendMounts(vimg, img.Mounts, w.Path); err != nil {
+			return err
+		}
+	}
+	tag := img.Name
+	if tag == "" {
+		tag = "strata/image"
+	}
+	if !strings.Contains(tag[strings.LastIndex(tag, "/")+1:], ":") {
+		tag += ":latest"
+	}
+	if o.Format == "oci" {
+		p, err := layout.Write(o.Path, empty.Index)
+		if err != nil {
+			return err
+		}
+		return p.AppendImage(vimg, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag}))
+	}
+	ref, err := name.NewTag(tag)
+	if err != nil {
+		return fmt.Errorf("image name %q is not a valid tag for a docker archive: %w", tag, err)
+	}
+	return tarball.WriteToFile(o.Path, ref, vimg)
+}
+
+// appendMounts adds an image's runtime-mounted files, listed and read now, as a last layer.
+func appendMounts(img v1.Image, mounts []engine.Mount, work string) (v1.Image, error) {
+	staged := filepath.Join(work, "mounts")
+	if err := stageMounts(staged, mounts); err != nil {
+		return nil, err
+	}
+	blob := filepath.Join(work, "mounts.tar.gz")
+	f, err := os.Create(blob)
+	if err != nil {
+		return nil, err
+	}
+	_, err = layer.Gzip(f, func(w io.Writer) error { return layer.WriteTar(staged, w, layer.Options{}) })
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	l, err := tarball.LayerFromFile(blob, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, err
+	}
+	var targets []string
+	for _, m := range mounts {
+		targets = append(targets, m.Target)
+	}
+	return mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "strata export --include-mounts: " + strings.Join(targets, " ")}})
+}
+
+// Inspect describes an image.
+func (e *Engine) Inspect(ctx context.Context, img *engine.Image) (*engine.Inspect, error) {
+	cfg, err := e.config(img.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	out := &engine.Inspect{Name: img.Name, Manifest: img.Manifest, Config: cfg, Mounts: img.Mounts}
+	for i, k := range img.Keys {
+		il := engine.LayerInfo{Key: k, Method: img.Methods[i]}
+		if r, err := e.store.Record(k); err == nil {
+			for _, l := range r.Layers {
+				il.Blobs = append(il.Blobs, engine.Blob(l))
+			}
+		}
+		out.Layers = append(out.Layers, il)
+	}
+	return out, nil
+}

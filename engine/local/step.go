@@ -1,0 +1,345 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/strata-build/strata/container"
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/engine/imageconfig"
+	"github.com/strata-build/strata/layer"
+	"github.com/strata-build/strata/spec"
+	"github.com/strata-build/strata/store"
+)
+
+// hostCABundle is the host's CA bundle, offered to build steps for HTTPS through proxies
+// whose CA only the host trusts. It is mounted, never copied into a layer.
+const hostCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// caEnv points common tools at the mounted bundle, where the image or the step has not
+// chosen a bundle of its own.
+var caEnv = []string{
+	"SSL_CERT_FILE=/.strata/ca-certificates.crt", "REQUESTS_CA_BUNDLE=/.strata/ca-certificates.crt",
+	"PIP_CERT=/.strata/ca-certificates.crt", "CURL_CA_BUNDLE=/.strata/ca-certificates.crt",
+	"GIT_SSL_CAINFO=/.strata/ca-certificates.crt", "NODE_EXTRA_CA_CERTS=/.strata/ca-certificates.crt",
+}
+
+// executor runs one layer's instructions on top of the state below it.
+type executor struct {
+	e         *Engine
+	below     *state
+	layer     *spec.Layer
+	cfg       *imageconfig.State
+	log       io.Writer
+	secretEnv []string
+
+	work   *store.WorkDir
+	rootfs string
+	upper  string
+}
+
+func newExecutor(e *Engine, below *state, l *spec.Layer, log io.Writer, secretEnv []string) *executor {
+	return &executor{e: e, below: below, layer: l, cfg: imageconfig.New(below.config.Config, l), log: log, secretEnv: secretEnv}
+}
+
+// run executes the layer and commits what it changed as a layer blob and snapshot; nil if
+// it changed no file.
+func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
+	defer func() {
+		if x.work != nil {
+			x.work.Remove()
+		}
+	}()
+	if x.layer.GPU != nil {
+		if _, err := os.Stat("/dev/nvidiactl"); err != nil {
+			return nil, fmt.Errorf("the layer asks for GPU %s:%d, and this machine has none (no /dev/nvidiactl); remove gpu or build on a machine with one", x.layer.GPU.Type, x.layer.GPU.Count)
+		}
+		return nil, fmt.Errorf("the layer asks for GPU %s:%d: passing GPUs into build steps needs the NVIDIA container toolkit, which strata's local engine does not configure", x.layer.GPU.Type, x.layer.GPU.Count)
+	}
+	if len(x.layer.Artifacts) > 0 {
+		a := x.layer.Artifacts[0]
+		return nil, fmt.Errorf("add_python needs the %s %s release, which the local engine does not fetch; use debian_slim, or a registry image that has Python", a.Name, a.Version)
+	}
+	bootstrapped := x.layer.Base != nil && x.layer.Base.Kind == spec.BaseDebian
+	for _, in := range x.layer.Instructions {
+		if bootstrapped && in.Op == spec.OpRun {
+			continue // ran as mmdebstrap hooks
+		}
+		if err := x.do(ctx, in); err != nil {
+			var be *engine.BuildError
+			if !errors.As(err, &be) {
+				be = &engine.BuildError{Command: in.String(), Err: err}
+			}
+			return nil, be
+		}
+	}
+	if x.work == nil {
+		return nil, nil
+	}
+	container.UnmountAll(x.rootfs)
+	if empty, err := layer.Empty(x.upper); err != nil || empty {
+		return nil, err
+	}
+	epoch := epochTime(x.layer.SourceDateEpoch)
+	if epoch != nil {
+		// The snapshot is what containers of the image see: the same times as the layer.
+		if err := layer.ClampTimes(x.upper, *epoch); err != nil {
+			return nil, err
+		}
+	}
+	desc, err := x.e.commitLayer(func(w io.Writer) error {
+		return layer.WriteTar(x.upper, w, layer.Options{Epoch: epoch})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := x.e.store.CommitSnapshot(x.upper, desc.DiffID); err != nil {
+		return nil, err
+	}
+	return &desc, nil
+}
+
+func epochTime(epoch *int64) *time.Time {
+	if epoch == nil {
+		return nil
+	}
+	t := time.Unix(*epoch, 0).UTC()
+	return &t
+}
+
+// commitLayer writes the tar that write produces as a gzip layer blob in the store.
+func (e *Engine) commitLayer(write func(io.Writer) error) (store.LayerDesc, error) {
+	blob, err := e.store.NewBlob()
+	if err != nil {
+		return store.LayerDesc{}, err
+	}
+	defer blob.Close()
+	diffID, err := layer.Gzip(blob, write)
+	if err != nil {
+		return store.LayerDesc{}, err
+	}
+	size := blob.Size()
+	digest, err := blob.Commit("")
+	if err != nil {
+		return store.LayerDesc{}, err
+	}
+	return store.LayerDesc{Digest: digest, DiffID: diffID, Size: size, MediaType: layer.MediaTypeGzip}, nil
+}
+
+// do executes one instruction: the config applier takes those that change only the config.
+func (x *executor) do(ctx context.Context, in spec.Instruction) error {
+	handled, err := x.cfg.Apply(in)
+	if err != nil || handled {
+		if err == nil && in.Op == spec.OpWorkdir {
+			return x.workdir()
+		}
+		return err
+	}
+	switch in.Op {
+	case spec.OpRun:
+		return x.runStep(ctx, in)
+	case spec.OpCopy, spec.OpAdd:
+		return x.copyStep(ctx, in)
+	}
+	return fmt.Errorf("%s is not supported", in.Op)
+}
+
+// workdir creates the working folder; as in BuildKit, the folders it creates belong to the
+// current USER.
+func (x *executor) workdir() error {
+	if err := x.mount(); err != nil {
+		return err
+	}
+	p, err := securejoin.SecureJoin(x.rootfs, x.cfg.Config.WorkingDir)
+	if err != nil {
+		return err
+	}
+	uid, gid := -1, -1
+	if u := x.cfg.Config.User; u != "" {
+		ui, gi, err := container.LookupUser(x.rootfs, u)
+		if err != nil {
+			return err
+		}
+		uid, gid = int(ui), int(gi)
+	}
+	return mkdirAllOwned(p, uid, gid)
+}
+
+// mount assembles the rootfs on first use: the parent chain's snapshots under a fresh upper.
+func (x *executor) mount() error {
+	if x.work != nil {
+		return nil
+	}
+	lowers, err := x.e.snapshots(x.below.layers)
+	if err != nil {
+		return err
+	}
+	w, err := x.e.store.NewWorkDir("build-")
+	if err != nil {
+		return err
+	}
+	x.work = w
+	x.upper, x.rootfs = filepath.Join(w.Path, "upper"), filepath.Join(w.Path, "rootfs")
+	for _, d := range []string{x.upper, x.rootfs, filepath.Join(w.Path, "work")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	return container.MountOverlay(lowers, x.upper, filepath.Join(w.Path, "work"), x.rootfs)
+}
+
+// stepEnv is a RUN step's environment: the image's ARG and ENV values, the layer's build
+// env, its secrets and SOURCE_DATE_EPOCH; then, only where none of these set them, the
+// pointers to the host's CA bundle and a default PATH.
+func stepEnv(image []string, layerEnv []spec.KV, secretEnv []string, epoch *int64, hostCA bool) []string {
+	env := append([]string(nil), image...)
+	for _, kv := range layerEnv {
+		env = imageconfig.SetEnv(env, kv.Key, kv.Value)
+	}
+	for _, kv := range secretEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env = imageconfig.SetEnv(env, k, v)
+	}
+	if epoch != nil {
+		env = imageconfig.SetEnv(env, "SOURCE_DATE_EPOCH", strconv.FormatInt(*epoch, 10))
+	}
+	if hostCA {
+		env = imageconfig.Fill(env, caEnv...)
+	}
+	return imageconfig.Fill(env, "PATH="+imageconfig.DefaultPath)
+}
+
+func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {
+	if err := x.mount(); err != nil {
+		return err
+	}
+	flags, err := in.RunFlags()
+	if err != nil {
+		return err
+	}
+	if err := flags.Expand(x.cfg.Expand); err != nil {
+		return err
+	}
+	cs := container.Spec{
+		Rootfs:  x.rootfs,
+		Args:    x.cfg.Argv(in),
+		Cwd:     x.cfg.Config.WorkingDir,
+		User:    x.cfg.Config.User,
+		Stdout:  x.log,
+		Stderr:  x.log,
+		Cleanup: true,
+	}
+	switch n := instructions.GetNetwork(flags); n {
+	case instructions.NetworkDefault, instructions.NetworkHost:
+	case instructions.NetworkNone:
+		cs.NoNetwork = true
+	default:
+		return fmt.Errorf("RUN --network=%s is not supported: use host (the default) or none", n)
+	}
+	if s := instructions.GetSecurity(flags); s != instructions.SecuritySandbox {
+		return fmt.Errorf("RUN --security=%s is not supported: steps run with Docker's default capabilities", s)
+	}
+	cs.Mounts, err = supportMounts(x.work.Path)
+	if err != nil {
+		return err
+	}
+	for _, m := range instructions.GetMounts(flags) {
+		cm, err := x.runMount(m)
+		if err != nil {
+			return err
+		}
+		cs.Mounts = append(cs.Mounts, cm)
+	}
+	for _, v := range x.layer.Volumes {
+		dir := x.e.store.Path("volumes", v.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		cs.Mounts = append(cs.Mounts, container.Mount{Source: dir, Target: v.Path})
+	}
+	_, hostCA := os.Stat(hostCABundle)
+	cs.Env = stepEnv(x.cfg.Env(), x.layer.Env, x.secretEnv, x.layer.SourceDateEpoch, hostCA == nil)
+	fmt.Fprintf(x.log, "+ %s\n", in.String())
+	bundle, err := os.MkdirTemp(x.work.Path, "bundle-")
+	if err != nil {
+		return err
+	}
+	err = x.e.runner(x.work.Path).Run(ctx, "strata-"+randomID(), bundle, cs)
+	var ee *container.ExitError
+	if errors.As(err, &ee) {
+		return &engine.BuildError{Command: in.String(), ExitCode: ee.Code, Err: err}
+	}
+	return err
+}
+
+// supportMounts are what every container gets and no layer keeps: copies of the host's DNS
+// settings and hosts file, and its CA bundle. They are made in the work folder.
+func supportMounts(work string) ([]container.Mount, error) {
+	dir := filepath.Join(work, "support")
+	if err := os.MkdirAll(filepath.Join(dir, "ca"), 0o755); err != nil {
+		return nil, err
+	}
+	var mounts []container.Mount
+	for _, f := range []struct{ host, name, target string }{
+		{"/etc/resolv.conf", "resolv.conf", "/etc/resolv.conf"},
+		{"/etc/hosts", "hosts", "/etc/hosts"},
+	} {
+		b, err := os.ReadFile(f.host)
+		if err != nil {
+			continue
+		}
+		p := filepath.Join(dir, f.name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, container.Mount{Source: p, Target: f.target})
+	}
+	if b, err := os.ReadFile(hostCABundle); err == nil {
+		if err := os.WriteFile(filepath.Join(dir, "ca", "ca-certificates.crt"), b, 0o644); err != nil {
+			return nil, err
+		}
+		mounts = append(mounts, container.Mount{Source: filepath.Join(dir, "ca"), Target: "/.strata", ReadOnly: true})
+	}
+	return mounts, nil
+}
+
+// runMount makes the folder of a RUN --mount=type=cache: a persistent folder shared by the
+// builds that name the same id. Other mount types are refused with the alternative.
+func (x *executor) runMount(m *instructions.Mount) (container.Mount, error) {
+	if m.Type != instructions.MountTypeCache {
+		return container.Mount{}, fmt.Errorf("RUN --mount=type=%s is not supported (only type=cache); use secrets= or a volume instead", m.Type)
+	}
+	if !path.IsAbs(m.Target) {
+		return container.Mount{}, fmt.Errorf("RUN --mount=type=cache needs an absolute target=, got %q", m.Target)
+	}
+	id := m.CacheID
+	if id == "" {
+		id = m.Target
+	}
+	sum := sha256.Sum256([]byte(id))
+	dir := x.e.store.Path("cachemounts", hex.EncodeToString(sum[:8]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return container.Mount{}, err
+	}
+	return container.Mount{Source: dir, Target: m.Target, ReadOnly: m.ReadOnly}, nil
+}
+
+func randomID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
