@@ -109,6 +109,48 @@ func (b *Built) Export(ctx context.Context, path string, o ExportOptions) error 
 	return fromEngine(b.c.eng.Export(ctx, b.img, engine.ExportOptions{Format: o.Format, Path: path, IncludeMounts: o.IncludeMounts}))
 }
 
+// PushOptions say how to push an image.
+type PushOptions struct {
+	// Compression of the layers: "gzip" (the default), "zstd", or "estargz" (gzip with a
+	// table of contents, which lazy-pulling runtimes use to start before the whole image is
+	// there). Each layer is recompressed once and kept, so pushing again compresses nothing.
+	Compression string
+	// MediaTypes are "oci" (the default) or "docker", for registries that predate OCI.
+	MediaTypes string
+	// Progress receives each layer's transfer.
+	Progress func(Transfer)
+}
+
+// Push writes the image to a registry reference and returns the pushed manifest's digest.
+// Layers the registry already has are not sent; layers it has in another repository are
+// mounted from there.
+func (b *Built) Push(ctx context.Context, ref string, o PushOptions) (string, error) {
+	d, err := b.c.eng.Push(ctx, b.img, ref, engine.PushOptions{Compression: o.Compression, MediaTypes: o.MediaTypes, Progress: transferFunc(o.Progress)})
+	return d, fromEngine(err)
+}
+
+// Tag gives the image another name in the store.
+func (b *Built) Tag(ctx context.Context, name string) error {
+	return fromEngine(b.c.eng.Tag(ctx, b.img, name))
+}
+
+// Transfer is the progress of one layer going to or coming from a registry.
+type Transfer struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+	// Done is how many bytes have gone so far.
+	Done int64 `json:"done"`
+	// Status is "pushing", "pulling", "exists" (the registry or the store had it), or "done".
+	Status string `json:"status"`
+}
+
+func transferFunc(f func(Transfer)) func(engine.Transfer) {
+	if f == nil {
+		return nil
+	}
+	return func(t engine.Transfer) { f(Transfer(t)) }
+}
+
 // Inspect is what strata inspect shows of an image.
 type Inspect struct {
 	Name     string         `json:"name"`
@@ -155,7 +197,9 @@ type Status string
 
 // The statuses a layer goes through.
 const (
-	StatusCached   Status = "cached"
+	StatusCached Status = "cached"
+	// StatusFetched is a layer taken from a registry cache (WithCacheFrom).
+	StatusFetched  Status = "fetched"
 	StatusBuilding Status = "building"
 	StatusDone     Status = "done"
 	StatusFailed   Status = "failed"

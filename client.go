@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/engine/local"
+	"github.com/strata-build/strata/registry"
 	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/spec"
 )
@@ -30,6 +31,9 @@ type options struct {
 	pull        bool
 	progress    func(Event)
 	resolve     []ResolveOption
+	cacheFrom   []string
+	cacheTo     string
+	transfer    func(Transfer)
 }
 
 func newOptions(opts []Option) options {
@@ -58,6 +62,20 @@ func WithIgnoreCache() Option { return func(o *options) { o.ignoreCache = true }
 // moved then gives new cache keys from that layer on.
 func WithPull() Option { return func(o *options) { o.pull = true } }
 
+// WithCacheFrom looks up the build's layers in registry repositories ("registry/name")
+// where other builds stored them (WithCacheTo): a layer found there is fetched instead of
+// built. STRATA_CACHE_REPO names one repository for both.
+func WithCacheFrom(repos ...string) Option {
+	return func(o *options) { o.cacheFrom = append(o.cacheFrom, repos...) }
+}
+
+// WithCacheTo stores every layer of the build in a registry repository by its cache key,
+// for other machines' builds (WithCacheFrom).
+func WithCacheTo(repo string) Option { return func(o *options) { o.cacheTo = repo } }
+
+// WithTransferProgress receives the progress of each layer a pull fetches.
+func WithTransferProgress(f func(Transfer)) Option { return func(o *options) { o.transfer = f } }
+
 // WithProgress receives the build's progress events.
 func WithProgress(f func(Event)) Option { return func(o *options) { o.progress = f } }
 
@@ -71,6 +89,7 @@ func WithResolveOptions(opts ...ResolveOption) Option {
 type Client struct {
 	eng     engine.Engine
 	secrets *secrets.Store
+	reg     *registry.Client
 }
 
 // Open opens the engine the options name (the local engine on Home(), unless WithHome says
@@ -85,16 +104,22 @@ func Open(opts ...Option) (*Client, error) {
 			insecure = append(insecure, h)
 		}
 	}
+	certs := registry.DefaultCertDirs(o.home)
 	eng, err := local.Open(local.Options{
 		Home:               o.home,
 		Runtime:            os.Getenv("STRATA_RUNTIME"),
 		Mirror:             os.Getenv("STRATA_DEBIAN_MIRROR"),
 		InsecureRegistries: insecure,
+		CertDirs:           certs,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Client{eng: eng, secrets: secrets.Open(filepath.Join(o.home, "secrets"))}, nil
+	return &Client{
+		eng:     eng,
+		secrets: secrets.Open(filepath.Join(o.home, "secrets")),
+		reg:     registry.New(registry.Options{Insecure: insecure, CertDirs: certs}),
+	}, nil
 }
 
 // Close releases the engine. Images it returned cannot be used after.
@@ -142,7 +167,13 @@ func (c *Client) Build(ctx context.Context, img Image, opts ...Option) (*Built, 
 	if err != nil {
 		return nil, err
 	}
-	bo := engine.BuildOptions{Name: o.name, ForceBuild: o.forceBuild, IgnoreCache: o.ignoreCache}
+	bo := engine.BuildOptions{Name: o.name, ForceBuild: o.forceBuild, IgnoreCache: o.ignoreCache, CacheFrom: o.cacheFrom, CacheTo: o.cacheTo}
+	if repo := os.Getenv("STRATA_CACHE_REPO"); repo != "" {
+		bo.CacheFrom = append(bo.CacheFrom, repo)
+		if bo.CacheTo == "" {
+			bo.CacheTo = repo
+		}
+	}
 	if o.progress != nil {
 		bo.Progress = func(ev engine.Event) { o.progress(eventOf(ev)) }
 	}
@@ -210,6 +241,26 @@ func (c *Client) Log(ctx context.Context, key string) (io.ReadCloser, error) {
 	rc, err := c.eng.Log(ctx, key)
 	return rc, fromEngine(err)
 }
+
+// Pull fetches an image from a registry into the store and names it (WithName; by default
+// the reference). A tag is resolved at the registry now, and its digest recorded.
+func (c *Client) Pull(ctx context.Context, ref string, opts ...Option) (*Built, error) {
+	o := newOptions(opts)
+	ei, err := c.eng.Pull(ctx, ref, engine.PullOptions{Name: o.name, Pull: true, Progress: transferFunc(o.transfer)})
+	if err != nil {
+		return nil, fromEngine(err)
+	}
+	return c.built(ei), nil
+}
+
+// Login checks a username and password (or token) with a registry and stores them in the
+// user's docker config, where docker, podman and strata find them.
+func (c *Client) Login(ctx context.Context, registry, username, password string) error {
+	return c.reg.Login(ctx, registry, username, password)
+}
+
+// Logout removes a registry's credentials from the user's docker config.
+func (c *Client) Logout(registry string) error { return c.reg.Logout(registry) }
 
 // CreateSecret stores (or replaces) a named secret: KEY=VALUE pairs that build steps and
 // runs naming it receive as environment, and that never enter an image, a key or a log.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -126,30 +125,21 @@ func FromGCPArtifactRegistryWith(o FromRegistryOptions) Image {
 	return fromRegistry("from_gcp_artifact_registry", "gcp", o)
 }
 
-var ecrHostRE = regexp.MustCompile(`^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
+// cloudSecretKeys are what the secret of a cloud registry login holds.
+var cloudSecretKeys = map[string]string{
+	"aws": "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION",
+	"gcp": "SERVICE_ACCOUNT_JSON",
+}
 
 func fromRegistry(method, authType string, o FromRegistryOptions) Image {
 	return newRoot(method, o.ForceBuild, func(r *resolver) ([]*spec.Layer, error) {
-		ref, err := checkRef(o.Tag)
-		if err != nil {
+		if _, err := checkRef(o.Tag); err != nil {
 			return nil, err
 		}
-		host := ref.Context().RegistryStr()
-		switch authType {
-		case "aws":
-			if !ecrHostRE.MatchString(host) {
-				return nil, fmt.Errorf("tag %q: registry %q is not an ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com); use from_registry for other registries", o.Tag, host)
-			}
-			if o.Secret == "" {
-				return nil, fmt.Errorf("from_aws_ecr needs a secret with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION")
-			}
-		case "gcp":
-			if !strings.HasSuffix(host, "-docker.pkg.dev") && !strings.HasSuffix(host, "gcr.io") {
-				return nil, fmt.Errorf("tag %q: registry %q is not Google Artifact Registry (REGION-docker.pkg.dev) or gcr.io; use from_registry for other registries", o.Tag, host)
-			}
-			if o.Secret == "" {
-				return nil, fmt.Errorf("from_gcp_artifact_registry needs a secret with SERVICE_ACCOUNT_JSON")
-			}
+		// Whether the host is the cloud's is checked when the credentials are read: an
+		// ECR- or GCP-compatible endpoint named in the secret may serve any host.
+		if needs := cloudSecretKeys[authType]; needs != "" && o.Secret == "" {
+			return nil, fmt.Errorf("%s needs a secret with %s", method, needs)
 		}
 		base := &spec.Base{Kind: spec.BaseRegistry, Ref: o.Tag}
 		if o.Secret != "" {

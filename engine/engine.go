@@ -49,6 +49,15 @@ type Engine interface {
 	// Export writes the image as an OCI layout folder or a docker-archive tarball.
 	Export(ctx context.Context, img *Image, o ExportOptions) error
 
+	// Push writes the image to a registry reference, its layers in the compression asked
+	// for, and returns the pushed manifest's digest. Blobs the registry has are not sent.
+	Push(ctx context.Context, img *Image, ref string, o PushOptions) (string, error)
+	// Pull fetches an image from a registry into the store, pinning a tag to the digest
+	// it has now, and names it.
+	Pull(ctx context.Context, ref string, o PullOptions) (*Image, error)
+	// Tag gives an image another name.
+	Tag(ctx context.Context, img *Image, name string) error
+
 	// Log opens the build log of the layer with the given cache key.
 	Log(ctx context.Context, key string) (io.ReadCloser, error)
 
@@ -89,6 +98,42 @@ type BuildOptions struct {
 	IgnoreCache bool
 	// Progress receives build events; nil discards them.
 	Progress func(Event)
+	// CacheFrom are repositories ("registry/name") holding layers other builds stored by
+	// cache key: a layer found there is fetched instead of built.
+	CacheFrom []string
+	// CacheTo is a repository where every layer of the build is stored by its cache key.
+	CacheTo string
+}
+
+// PushOptions say how to push an image.
+type PushOptions struct {
+	// Compression of the pushed layers: "gzip" (the default), "zstd" or "estargz".
+	Compression string
+	// MediaTypes are "oci" (the default) or "docker", for registries that predate OCI.
+	MediaTypes string
+	// Progress receives each layer's transfer.
+	Progress func(Transfer)
+}
+
+// PullOptions say how to pull an image.
+type PullOptions struct {
+	// Name names the pulled image (default: the reference as given).
+	Name string
+	// Pull resolves a tag again even if it was pinned (default: the pinned digest).
+	Pull bool
+	// Progress receives each layer's transfer.
+	Progress func(Transfer)
+}
+
+// Transfer is the progress of one blob going to or coming from a registry.
+type Transfer struct {
+	Digest string
+	Size   int64
+	// Done is how many bytes have gone so far.
+	Done int64
+	// Status is "pushing", "pulling", "exists" (the registry or the store had it), or
+	// "done".
+	Status string
 }
 
 // Image is a built image as an engine describes it.
@@ -169,7 +214,9 @@ type Status string
 
 // The statuses a layer goes through.
 const (
-	StatusCached   Status = "cached"
+	StatusCached Status = "cached"
+	// StatusFetched is a layer taken from a registry cache (BuildOptions.CacheFrom).
+	StatusFetched  Status = "fetched"
 	StatusBuilding Status = "building"
 	StatusDone     Status = "done"
 	StatusFailed   Status = "failed"

@@ -7,6 +7,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -106,8 +107,16 @@ func run(t *testing.T, b *strata.Built, args ...string) string {
 // cli runs the strata binary against the shared store.
 func cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	return cliEnv(t, nil, "", args...)
+}
+
+// cliEnv runs the strata binary with more environment (STRATA_HOME=... to use another
+// store, DOCKER_CONFIG=...) and standard input.
+func cliEnv(t *testing.T, env []string, stdin string, args ...string) (string, error) {
+	t.Helper()
 	cmd := exec.Command(strataBin, args...)
-	cmd.Env = append(os.Environ(), "STRATA_HOME="+home)
+	cmd.Env = append(append(os.Environ(), "STRATA_HOME="+home), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -121,33 +130,61 @@ func packageIndex(t *testing.T, wheels map[string][]byte) string {
 }
 
 // registry starts Debian's docker-registry (distribution) on a free loopback port.
-func registry(t *testing.T) string {
+func registry(t *testing.T) string { return startRegistry(t, regOpts{}) }
+
+// regOpts configure a docker-registry: basic auth from an htpasswd file, TLS, an address.
+type regOpts struct {
+	htpasswd string // the file's content
+	cert     string // PEM files
+	key      string
+	host     string // default 127.0.0.1
+}
+
+// startRegistry starts Debian's docker-registry with the options and returns host:port.
+func startRegistry(t *testing.T, o regOpts) string {
 	t.Helper()
 	need(t, "docker-registry")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	host := o.host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	l, err := net.Listen("tcp", host+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", dir, addr)), 0o644)
-	cmd := exec.Command("docker-registry", "serve", cfg)
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s/data\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", dir, addr)
+	scheme := "http"
+	if o.cert != "" {
+		write(t, dir, "cert.pem", o.cert)
+		write(t, dir, "key.pem", o.key)
+		cfg += fmt.Sprintf("  tls:\n    certificate: %s/cert.pem\n    key: %s/key.pem\n", dir, dir)
+		scheme = "https"
+	}
+	if o.htpasswd != "" {
+		write(t, dir, "htpasswd", o.htpasswd)
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: strata-test\n    path: %s/htpasswd\n", dir)
+	}
+	write(t, dir, "config.yml", cfg)
+	cmd := exec.Command("docker-registry", "serve", filepath.Join(dir, "config.yml"))
 	logf, _ := os.Create(filepath.Join(dir, "registry.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	for i := 0; i < 100; i++ {
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
+		if resp, err := client.Get(scheme + "://" + addr + "/v2/"); err == nil {
 			resp.Body.Close()
 			return addr
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatal("docker-registry did not start")
+	log, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
+	t.Fatalf("docker-registry did not start:\n%s", log)
 	return ""
 }
 

@@ -17,13 +17,22 @@ import (
 // ErrUnsafe marks a layer entry that would write outside the layer's root.
 var ErrUnsafe = errors.New("unsafe layer entry")
 
+// ExtractOptions tune Extract.
+type ExtractOptions struct {
+	// Lowers returns the snapshots below the layer, top first. It is called only for a hard
+	// link to a file of an earlier layer, so it may wait for those to be extracted.
+	Lowers func() ([]string, error)
+	// Skip leaves out top-level entries of these names (an eStargz layer's table of contents
+	// and landmark files, which are the format's, not the image's).
+	Skip map[string]bool
+}
+
 // Extract unpacks a layer tar into dir (a fresh snapshot folder) in overlayfs form: OCI
 // whiteouts become 0/0 character devices, opaque markers the trusted.overlay.opaque xattr.
 // It refuses any entry that could escape dir: absolute or "../" names, paths through
 // symlinks, symlinks whose relative target climbs above the root, and hard links outside.
-// lowers are the snapshots below this layer, top first, where hard links to files of
-// earlier layers are found.
-func Extract(r io.Reader, dir string, lowers []string) error {
+// Hard links to files of earlier layers are found in o.Lowers.
+func Extract(r io.Reader, dir string, o ExtractOptions) error {
 	tr := tar.NewReader(r)
 	type dirTime struct {
 		path string
@@ -42,8 +51,8 @@ func Extract(r io.Reader, dir string, lowers []string) error {
 		if err != nil {
 			return err
 		}
-		if rel == "" {
-			continue // the root itself
+		if rel == "" || o.Skip[rel] {
+			continue // the root itself, or the format's own entries
 		}
 		parent, base := path.Split(rel)
 		if err := mkParents(dir, parent); err != nil {
@@ -108,6 +117,12 @@ func Extract(r io.Reader, dir string, lowers []string) error {
 			src := filepath.Join(dir, lrel)
 			if _, err := os.Lstat(src); err != nil {
 				// A link to a file of an earlier layer: copy it up, as overlay would.
+				var lowers []string
+				if o.Lowers != nil {
+					if lowers, err = o.Lowers(); err != nil {
+						return err
+					}
+				}
 				if src, err = findLower(lowers, lrel); err != nil {
 					return fmt.Errorf("hard link %s -> %s: target not found in this or earlier layers", rel, hdr.Linkname)
 				}

@@ -52,7 +52,7 @@ func TestExtractRefusesEscapes(t *testing.T) {
 			outer := t.TempDir()
 			dir := filepath.Join(outer, "root")
 			os.Mkdir(dir, 0o755)
-			err := Extract(mkTar(t, entries...), dir, nil)
+			err := Extract(mkTar(t, entries...), dir, ExtractOptions{})
 			if !errors.Is(err, ErrUnsafe) {
 				t.Fatalf("got %v, want ErrUnsafe", err)
 			}
@@ -64,7 +64,7 @@ func TestExtractRefusesEscapes(t *testing.T) {
 	// Absolute symlinks and in-root relative ones are normal in images.
 	dir := t.TempDir()
 	ok := mkTar(t, entry{name: "bin", link: "usr/bin", typ: tar.TypeSymlink}, entry{name: "usr/lib/x", link: "/usr/bin/python3", typ: tar.TypeSymlink}, entry{name: "usr/lib/y", link: "../../bin", typ: tar.TypeSymlink})
-	if err := Extract(ok, dir, nil); err != nil {
+	if err := Extract(ok, dir, ExtractOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -103,7 +103,7 @@ func TestWhiteoutsRoundTrip(t *testing.T) {
 	}
 	// And extracts back to overlay form.
 	dir := t.TempDir()
-	if err := Extract(bytes.NewReader(buf.Bytes()), dir, nil); err != nil {
+	if err := Extract(bytes.NewReader(buf.Bytes()), dir, ExtractOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// The same tree gives the same bytes: the extracted copy has other inodes, was made in

@@ -48,7 +48,7 @@ func Open(root string, opts ...Option) (*Store, error) {
 	for _, o := range opts {
 		o(s)
 	}
-	for _, d := range []string{"blobs/sha256", "snapshots/l", "cache", "images", "refs", "logs", "tmp", "locks"} {
+	for _, d := range []string{"blobs/sha256", "snapshots/l", "cache", "images", "refs", "variants", "sources", "logs", "tmp", "locks"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("store %s: %w", root, err)
 		}
@@ -277,6 +277,8 @@ type LayerDesc struct {
 	DiffID    string `json:"diff_id"`
 	Size      int64  `json:"size"`
 	MediaType string `json:"media_type"`
+	// Annotations go into the manifest with the layer (an eStargz layer's TOC digest).
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Record is the cache entry of one chain step: the OCI layers it added (none for a step
@@ -352,7 +354,9 @@ type Image struct {
 	Keys     []string `json:"keys"`
 	Methods  []string `json:"methods"`
 	// Mounts is the digest of a blob that lists the image's runtime mounts, if it has any.
-	Mounts  string    `json:"mounts,omitempty"`
+	Mounts string `json:"mounts,omitempty"`
+	// Source is the registry reference a pulled image came from.
+	Source  string    `json:"source,omitempty"`
 	Created time.Time `json:"created"`
 }
 
@@ -399,6 +403,96 @@ func (s *Store) Images() ([]*Image, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// Variant returns the blob of the layer with the given diff ID in a compression ("gzip",
+// "zstd", "estargz"), if one was made, or ErrNotFound. Its blob must be in the store.
+func (s *Store) Variant(diffID, compression string) (*LayerDesc, error) {
+	var all map[string]LayerDesc
+	if err := readJSON(s.variantPath(diffID), &all); err != nil {
+		return nil, err
+	}
+	d, ok := all[compression]
+	if !ok || !s.HasBlob(d.Digest) {
+		return nil, ErrNotFound
+	}
+	return &d, nil
+}
+
+// PutVariant records the blob of a layer in a compression. Callers hold Lock("variant-" +
+// diffID) so that concurrent writers do not lose each other's entries.
+func (s *Store) PutVariant(diffID, compression string, d LayerDesc) error {
+	all := map[string]LayerDesc{}
+	if err := readJSON(s.variantPath(diffID), &all); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	all[compression] = d
+	return s.writeJSON(s.variantPath(diffID), all)
+}
+
+// Variants returns every layer's variants, by the layer's diff ID.
+func (s *Store) Variants() (map[string]map[string]LayerDesc, error) {
+	entries, err := os.ReadDir(s.Path("variants"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]LayerDesc{}
+	for _, e := range entries {
+		if h, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+			var all map[string]LayerDesc
+			if readJSON(s.Path("variants", e.Name()), &all) == nil {
+				out["sha256:"+h] = all
+			}
+		}
+	}
+	return out, nil
+}
+
+// DeleteVariants forgets a layer's variants (their blobs go with prune).
+func (s *Store) DeleteVariants(diffID string) error {
+	err := os.Remove(s.variantPath(diffID))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// DeleteBlob removes a blob and what the store knows of where it is.
+func (s *Store) DeleteBlob(digest string) error {
+	os.Remove(s.Path("sources", hexOf(digest)+".json"))
+	err := os.Remove(s.BlobPath(digest))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func (s *Store) variantPath(diffID string) string {
+	return s.Path("variants", hexOf(diffID)+".json")
+}
+
+// Sources returns the repositories ("registry/name") a blob is known to be in, so that a
+// push to another repository of the same registry can mount it instead of sending it.
+func (s *Store) Sources(digest string) []string {
+	var repos []string
+	_ = readJSON(s.Path("sources", hexOf(digest)+".json"), &repos)
+	return repos
+}
+
+// AddSource records that a blob is in a repository. The list is a hint: a wrong entry only
+// costs a mount request that the registry refuses.
+func (s *Store) AddSource(digest, repo string) error {
+	repos := s.Sources(digest)
+	for _, r := range repos {
+		if r == repo {
+			return nil
+		}
+	}
+	repos = append(repos, repo)
+	if len(repos) > 16 {
+		repos = repos[len(repos)-16:]
+	}
+	return s.writeJSON(s.Path("sources", hexOf(digest)+".json"), repos)
 }
 
 // Pin records the manifest digest a registry reference was resolved to, so that later builds
@@ -556,6 +650,11 @@ func unlocked(path string) bool {
 // then finds the first one's entry.
 func (s *Store) LockKey(key string) (*Lock, error) {
 	return s.flock(s.Path("locks", hexOf(key)), syscall.LOCK_EX)
+}
+
+// Lock takes an exclusive named lock, across processes.
+func (s *Store) Lock(name string) (*Lock, error) {
+	return s.flock(s.Path("locks", strings.NewReplacer("/", "_", ":", "_").Replace(name)), syscall.LOCK_EX)
 }
 
 // Use takes the store's shared lock, held by every build and run; Prune takes it exclusively.

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/klauspost/compress/zstd"
-	"github.com/klauspost/pgzip"
 
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/internal/shell"
@@ -125,7 +123,7 @@ func rewriteBootstrap(in io.Reader, out io.Writer, root string) error {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := layer.Extract(pr, root, nil)
+		err := layer.Extract(pr, root, layer.ExtractOptions{})
 		pr.CloseWithError(err)
 		done <- err
 	}()
@@ -161,50 +159,4 @@ func rewriteBootstrap(in io.Reader, out io.Writer, root string) error {
 		err = fmt.Errorf("extracting the base: %w", xerr)
 	}
 	return err
-}
-
-// ensureSnapshot extracts a layer from its blob if its snapshot is missing. below are the
-// layers under it, bottom first.
-func (e *Engine) ensureSnapshot(below []store.LayerDesc, l store.LayerDesc) error {
-	if e.store.HasSnapshot(l.DiffID) {
-		return nil
-	}
-	f, err := os.Open(e.store.BlobPath(l.Digest))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.Contains(l.MediaType, "gzip") {
-		gz, err := pgzip.NewReader(f)
-		if err != nil {
-			return err
-		}
-		defer gz.Close()
-		r = gz
-	} else if strings.Contains(l.MediaType, "zstd") {
-		zr, err := zstd.NewReader(f)
-		if err != nil {
-			return err
-		}
-		defer zr.Close()
-		r = zr
-	}
-	var lowers []string
-	for i := len(below) - 1; i >= 0; i-- {
-		lowers = append(lowers, e.store.SnapshotPath(below[i].DiffID))
-	}
-	work, err := e.store.NewWorkDir("snap-")
-	if err != nil {
-		return err
-	}
-	defer work.Remove()
-	root := work.Path + "/root"
-	if err := os.Mkdir(root, 0o755); err != nil {
-		return err
-	}
-	if err := layer.Extract(r, root, lowers); err != nil {
-		return err
-	}
-	return e.store.CommitSnapshot(root, l.DiffID)
 }

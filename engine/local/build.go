@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -33,10 +34,11 @@ func (st *state) apply(r *store.Record) {
 	}
 }
 
-// build is one Build call: its options and progress.
+// build is one Build call: its options, progress and registry cache.
 type build struct {
-	e *Engine
-	o engine.BuildOptions
+	e     *Engine
+	o     engine.BuildOptions
+	cache *remoteCache
 }
 
 func (b *build) emit(ev engine.Event) {
@@ -56,19 +58,29 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 		return nil, err
 	}
 	defer use.Unlock()
-	b := &build{e: e, o: o}
+	cache, err := e.openCache(ctx, p, o)
+	if err != nil {
+		return nil, err
+	}
+	b := &build{e: e, o: o, cache: cache}
 	st := &state{config: e.emptyConfig()}
 	for i, l := range p.Layers {
 		ev := engine.Event{Index: i, Total: len(p.Layers), Method: l.Method, Key: l.Key}
 		rec, err := b.layer(ctx, st, l, ev)
 		if err != nil {
+			cache.wait()
 			return nil, err
 		}
+		cache.store(ctx, rec)
 		st.apply(rec)
 	}
 	si, err := e.commitImage(st, p, o.Name)
 	if err != nil {
+		cache.wait()
 		return nil, err
+	}
+	if err := cache.wait(); err != nil {
+		return nil, fmt.Errorf("the image %s was built, but: %w", si.Manifest, err)
 	}
 	return e.describe(si)
 }
@@ -104,6 +116,20 @@ func (b *build) layer(ctx context.Context, st *state, l *spec.Layer, ev engine.E
 	// Another build may have made it while we waited.
 	if rec := cached(); rec != nil {
 		return rec, nil
+	}
+	if !force && !b.o.IgnoreCache {
+		rec, ok, err := b.cache.fetch(ctx, l.Key, st.layers)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if err := s.PutRecord(rec); err != nil {
+				return nil, err
+			}
+			ev.Status, ev.Size = engine.StatusFetched, size(rec)
+			b.emit(ev)
+			return rec, nil
+		}
 	}
 	ev.Status = engine.StatusBuilding
 	b.emit(ev)

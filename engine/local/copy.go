@@ -148,7 +148,7 @@ func (x *executor) unpack(f spec.ContextFile, dst string, uid, gid int) (bool, e
 	if err := mkdirAllOwned(dir, uid, gid); err != nil {
 		return true, err
 	}
-	if err := layer.Extract(tr, dir, nil); err != nil {
+	if err := layer.Extract(tr, dir, layer.ExtractOptions{}); err != nil {
 		return true, err
 	}
 	_, _ = io.Copy(io.Discard, br)

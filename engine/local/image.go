@@ -143,7 +143,16 @@ func (i *storeImage) RawConfigFile() ([]byte, error) {
 	return i.s.ReadBlob(m.Config.Digest.String())
 }
 
-func (i *storeImage) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+func (i *storeImage) MediaType() (types.MediaType, error) {
+	m, err := i.Manifest()
+	if err != nil {
+		return "", err
+	}
+	if m.MediaType == "" {
+		return types.OCIManifestSchema1, nil
+	}
+	return m.MediaType, nil
+}
 
 func (i *storeImage) RawManifest() ([]byte, error) { return i.s.ReadBlob(i.manifest) }
 

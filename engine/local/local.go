@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-build/strata/container"
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/registry"
 	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/store"
 )
@@ -30,8 +31,11 @@ type Options struct {
 	Runtime string
 	// Mirror is the Debian mirror debian_slim bootstraps from ("" is deb.debian.org).
 	Mirror string
-	// InsecureRegistries are reached over plain http, as loopback registries always are.
+	// InsecureRegistries are reached over plain http, or TLS without verification; loopback
+	// registries are reached over plain http when they do not speak TLS.
 	InsecureRegistries []string
+	// CertDirs are certs.d folders with the CAs (and client certificates) of registries.
+	CertDirs []string
 }
 
 // Engine is the local engine.
@@ -40,7 +44,7 @@ type Engine struct {
 	secrets  *secrets.Store
 	runtime  string
 	mirror   string
-	insecure []string
+	reg      *registry.Client
 	platform v1.Platform
 }
 
@@ -53,7 +57,7 @@ func Open(o Options) (*Engine, error) {
 		secrets:  secrets.Open(filepath.Join(o.Home, "secrets")),
 		runtime:  o.Runtime,
 		mirror:   o.Mirror,
-		insecure: o.InsecureRegistries,
+		reg:      registry.New(registry.Options{Insecure: o.InsecureRegistries, CertDirs: o.CertDirs}),
 		platform: HostPlatform(),
 	}
 	if e.mirror == "" {

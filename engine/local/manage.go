@@ -73,6 +73,22 @@ func (e *Engine) Prune(ctx context.Context) (*engine.PruneReport, error) {
 			blobs[l.Digest], diffs[l.DiffID] = true, true
 		}
 	}
+	// Recompressed variants of kept layers stay: they spare the next push the work.
+	variants, err := e.store.Variants()
+	if err != nil {
+		return nil, err
+	}
+	for diffID, vs := range variants {
+		if !diffs[diffID] {
+			if err := e.store.DeleteVariants(diffID); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for _, v := range vs {
+			blobs[v.Digest] = true
+		}
+	}
 	entries, err := os.ReadDir(e.store.Path("blobs", "sha256"))
 	if err != nil {
 		return nil, err
@@ -85,7 +101,7 @@ func (e *Engine) Prune(ctx context.Context) (*engine.PruneReport, error) {
 		if info, err := ent.Info(); err == nil {
 			rep.Bytes += info.Size()
 		}
-		if err := os.Remove(e.store.BlobPath(d)); err != nil {
+		if err := e.store.DeleteBlob(d); err != nil {
 			return nil, err
 		}
 		rep.Blobs++
@@ -202,7 +218,7 @@ func (e *Engine) Inspect(ctx context.Context, img *engine.Image) (*engine.Inspec
 		il := engine.LayerInfo{Key: k, Method: img.Methods[i]}
 		if r, err := e.store.Record(k); err == nil {
 			for _, l := range r.Layers {
-				il.Blobs = append(il.Blobs, engine.Blob(l))
+				il.Blobs = append(il.Blobs, engine.Blob{Digest: l.Digest, DiffID: l.DiffID, Size: l.Size, MediaType: l.MediaType})
 			}
 		}
 		out.Layers = append(out.Layers, il)

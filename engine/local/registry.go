@@ -3,12 +3,17 @@ package local
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"strings"
+	"os"
+	"sync"
 	"time"
 
+	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -16,9 +21,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/layer"
+	"github.com/strata-build/strata/registry"
 	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/store"
 )
+
+// pullJobs is how many layers download and extract at once.
+const pullJobs = 4
 
 // PlatformString writes a platform as "os/arch[/variant]".
 func PlatformString(p v1.Platform) string {
@@ -48,21 +58,13 @@ func (e *Engine) ResolveImage(ctx context.Context, ref string, o engine.ResolveO
 	if o.Offline {
 		return "", fmt.Errorf("%s has not been pulled yet: %w", ref, engine.ErrNotFound)
 	}
-	r, err := e.parseRef(ref)
+	img, err := e.remoteImage(ctx, ref, o.Auth)
 	if err != nil {
 		return "", err
-	}
-	auth, err := e.registryAuth(ref, o.Auth)
-	if err != nil {
-		return "", err
-	}
-	img, err := remote.Image(r, remote.WithContext(ctx), auth, remote.WithPlatform(e.platform))
-	if err != nil {
-		return "", fmt.Errorf("resolving %s: %w", ref, err)
 	}
 	d, err := img.Digest()
 	if err != nil {
-		return "", fmt.Errorf("resolving %s: %w", ref, err)
+		return "", registry.Explain(err, ref)
 	}
 	if err := e.store.PutPin(&store.Pin{Ref: ref, Platform: platform, Digest: d.String(), Resolved: time.Now().UTC()}); err != nil {
 		return "", err
@@ -70,61 +72,76 @@ func (e *Engine) ResolveImage(ctx context.Context, ref string, o engine.ResolveO
 	return d.String(), nil
 }
 
-func (e *Engine) parseRef(ref string) (name.Reference, error) {
-	var opts []name.Option
-	if e.insecureRegistry(ref) {
-		opts = append(opts, name.Insecure)
-	}
-	r, err := name.ParseReference(ref, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%q is not an image reference: %w", ref, err)
-	}
-	return r, nil
-}
-
-// insecureRegistry reports whether a reference's registry is reached over plain http:
-// loopback addresses, and those the engine was given.
-func (e *Engine) insecureRegistry(ref string) bool {
-	host := strings.SplitN(ref, "/", 2)[0]
-	h := host
-	if i := strings.LastIndex(h, ":"); i > 0 && !strings.HasSuffix(h, "]") {
-		h = h[:i]
-	}
-	if h == "localhost" || strings.HasPrefix(h, "127.") || h == "[::1]" {
-		return true
-	}
-	for _, r := range e.insecure {
-		if r != "" && (r == host || r == h) {
-			return true
-		}
-	}
-	return false
-}
-
-// registryAuth returns the credentials for a registry: from the named secret, or the user's
-// docker config and credential helpers.
-func (e *Engine) registryAuth(ref string, auth *spec.RegistryAuth) (remote.Option, error) {
-	if auth == nil {
-		return remote.WithAuthFromKeychain(authn.DefaultKeychain), nil
-	}
-	vals, err := e.secrets.Get(auth.Secret)
+// remoteImage opens a registry image for this machine's platform (its manifest, not yet its
+// layers).
+func (e *Engine) remoteImage(ctx context.Context, ref string, a *spec.RegistryAuth) (v1.Image, error) {
+	r, err := e.reg.ParseReference(ref)
 	if err != nil {
 		return nil, err
 	}
-	switch auth.Type {
+	opts, err := e.remoteOptions(ctx, r, a)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(r, append(opts, remote.WithPlatform(e.platform))...)
+	if err != nil {
+		return nil, registry.Explain(err, ref)
+	}
+	return img, nil
+}
+
+// remoteOptions reach a reference's registry with the credentials a definition names, or the
+// user's docker config.
+func (e *Engine) remoteOptions(ctx context.Context, r name.Reference, a *spec.RegistryAuth) ([]remote.Option, error) {
+	auth, err := e.registryAuth(ctx, r.Context().RegistryStr(), a)
+	if err != nil {
+		return nil, err
+	}
+	return e.reg.Options(ctx, r.Context().Registry, auth)
+}
+
+// registryAuth turns a definition's registry credentials into an authenticator: static ones
+// from a secret, or tokens from AWS ECR or Google Cloud for the secret's credentials. nil
+// means the user's docker config and credential helpers.
+func (e *Engine) registryAuth(ctx context.Context, host string, a *spec.RegistryAuth) (authn.Authenticator, error) {
+	if a == nil {
+		return nil, nil
+	}
+	vals, err := e.secrets.Get(a.Secret)
+	if err != nil {
+		return nil, err
+	}
+	switch a.Type {
 	case "static":
 		user, pass := vals["REGISTRY_USERNAME"], vals["REGISTRY_PASSWORD"]
 		if user == "" || pass == "" {
-			return nil, fmt.Errorf("secret %q needs REGISTRY_USERNAME and REGISTRY_PASSWORD for %s", auth.Secret, ref)
+			return nil, fmt.Errorf("secret %q needs REGISTRY_USERNAME and REGISTRY_PASSWORD for %s", a.Secret, host)
 		}
-		return remote.WithAuth(&authn.Basic{Username: user, Password: pass}), nil
+		return &authn.Basic{Username: user, Password: pass}, nil
+	case "aws":
+		if !registry.IsECRHost(host) && !registry.ECREndpointOverridden(vals) {
+			return nil, fmt.Errorf("%s is not an ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com); use from_registry for other registries, or set AWS_ENDPOINT_URL_ECR in secret %q for an ECR-compatible endpoint", host, a.Secret)
+		}
+		auth, err := registry.ECR(ctx, host, vals)
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w", a.Secret, err)
+		}
+		return auth, nil
+	case "gcp":
+		if !registry.IsGCPHost(host) && !registry.GCPEndpointOverridden(vals) {
+			return nil, fmt.Errorf("%s is not Google Artifact Registry (REGION-docker.pkg.dev) or gcr.io; use from_registry for other registries", host)
+		}
+		auth, err := registry.GCP(ctx, host, vals)
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w", a.Secret, err)
+		}
+		return auth, nil
 	}
-	return nil, fmt.Errorf("%s registry login for %s is not available in the local engine; pull with from_registry and static credentials (REGISTRY_USERNAME, REGISTRY_PASSWORD) instead", auth.Type, ref)
+	return nil, fmt.Errorf("unknown registry login %q for %s", a.Type, host)
 }
 
 // imageState returns the state of an image by digest: from the store when its manifest,
-// config and layers are there (no network), else pulled from ref's registry. Pulled layers
-// are extracted, and the manifest and config kept, so the next use needs no network.
+// config and layers are there (no network), else pulled from ref's registry.
 func (e *Engine) imageState(ctx context.Context, ref, digest string, auth *spec.RegistryAuth, log io.Writer) (*state, error) {
 	if digest == "" {
 		return nil, fmt.Errorf("%s was not resolved to a digest before the build", ref)
@@ -132,7 +149,16 @@ func (e *Engine) imageState(ctx context.Context, ref, digest string, auth *spec.
 	if st, err := e.localState(digest); err == nil {
 		return st, nil
 	}
-	return e.pull(ctx, ref, digest, auth, log)
+	r, err := e.reg.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "pulling %s\n", r.Context().Digest(digest))
+	img, err := e.remoteImage(ctx, r.Context().Digest(digest).String(), auth)
+	if err != nil {
+		return nil, err
+	}
+	return e.fetch(ctx, img, ref, digest, nil)
 }
 
 // localState reads an image's state from the store, extracting any snapshot that is missing.
@@ -158,55 +184,48 @@ func (e *Engine) localState(digest string) (*state, error) {
 	return &state{layers: layers, config: v1.ConfigFile{Architecture: cfg.Architecture, OS: cfg.OS, Variant: cfg.Variant, Config: cfg.Config}, history: cfg.History}, nil
 }
 
-// pull fetches an image by digest from ref's registry into the store and extracts it.
-func (e *Engine) pull(ctx context.Context, ref, digest string, auth *spec.RegistryAuth, log io.Writer) (*state, error) {
-	r, err := e.parseRef(ref)
-	if err != nil {
-		return nil, err
-	}
-	r = r.Context().Digest(digest)
-	opt, err := e.registryAuth(ref, auth)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(log, "pulling %s\n", r)
-	img, err := remote.Image(r, remote.WithContext(ctx), opt, remote.WithPlatform(e.platform))
-	if err != nil {
-		return nil, fmt.Errorf("pulling %s: %w", ref, err)
-	}
+// fetch brings a registry image into the store: its layers download and extract
+// concurrently, each checked against its digest and diff ID, then its config and manifest
+// are kept, so that the store has the image whole.
+func (e *Engine) fetch(ctx context.Context, img v1.Image, ref, digest string, progress func(engine.Transfer)) (*state, error) {
 	rawCfg, err := img.RawConfigFile()
 	if err != nil {
-		return nil, fmt.Errorf("pulling %s: config: %w", ref, err)
+		return nil, registry.Explain(err, ref)
 	}
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawCfg))
 	if err != nil {
 		return nil, fmt.Errorf("pulling %s: config: %w", ref, err)
 	}
-	ls, err := img.Layers()
+	m, err := img.Manifest()
 	if err != nil {
-		return nil, err
+		return nil, registry.Explain(err, ref)
 	}
-	if len(ls) != len(cfg.RootFS.DiffIDs) {
-		return nil, fmt.Errorf("pulling %s: its manifest has %d layers and its config %d", ref, len(ls), len(cfg.RootFS.DiffIDs))
+	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("pulling %s: its manifest has %d layers and its config %d", ref, len(m.Layers), len(cfg.RootFS.DiffIDs))
 	}
-	st := &state{config: v1.ConfigFile{Architecture: cfg.Architecture, OS: cfg.OS, Variant: cfg.Variant, Config: cfg.Config}, history: cfg.History}
-	for i, l := range ls {
-		desc, err := layerDesc(l)
+	descs := make([]store.LayerDesc, len(m.Layers))
+	for i, l := range m.Layers {
+		descs[i] = store.LayerDesc{Digest: l.Digest.String(), DiffID: cfg.RootFS.DiffIDs[i].String(), Size: l.Size, MediaType: ociMediaType(l.MediaType), Annotations: l.Annotations}
+	}
+	if err := e.fetchLayers(ctx, nil, descs, func(d store.LayerDesc) (io.ReadCloser, error) {
+		h, err := v1.NewHash(d.Digest)
 		if err != nil {
 			return nil, err
 		}
-		if !e.store.HasBlob(desc.Digest) {
-			fmt.Fprintf(log, "layer %d/%d %s (%d bytes)\n", i+1, len(ls), desc.Digest, desc.Size)
-			if err := e.fetchBlob(l, desc.Digest); err != nil {
-				return nil, fmt.Errorf("pulling %s layer %s: %w", ref, desc.Digest, err)
-			}
+		l, err := img.LayerByDigest(h)
+		if err != nil {
+			return nil, err
 		}
-		if err := e.ensureSnapshot(st.layers, desc); err != nil {
-			return nil, fmt.Errorf("%s layer %d (%s): %w", ref, i+1, desc.Digest, err)
-		}
-		st.layers = append(st.layers, desc)
+		return l.Compressed()
+	}, progress); err != nil {
+		return nil, fmt.Errorf("pulling %s: %w", ref, registry.Explain(err, ref))
 	}
-	// The manifest and config last: their presence says the image is whole in the store.
+	// A push to another repository of this registry can mount these blobs from here.
+	if r, err := e.reg.ParseReference(ref); err == nil {
+		for _, d := range descs {
+			_ = e.store.AddSource(d.Digest, r.Context().Name())
+		}
+	}
 	rawManifest, err := img.RawManifest()
 	if err != nil {
 		return nil, err
@@ -216,49 +235,279 @@ func (e *Engine) pull(ctx context.Context, ref, digest string, auth *spec.Regist
 	}
 	if got, err := e.store.PutBlob(rawManifest); err != nil {
 		return nil, err
-	} else if got != digest {
+	} else if digest != "" && got != digest {
 		return nil, fmt.Errorf("pulling %s: the registry served manifest %s for %s", ref, got, digest)
 	}
-	return st, nil
+	return &state{layers: descs, config: v1.ConfigFile{Architecture: cfg.Architecture, OS: cfg.OS, Variant: cfg.Variant, Config: cfg.Config}, history: cfg.History}, nil
 }
 
-func layerDesc(l v1.Layer) (store.LayerDesc, error) {
-	digest, err := l.Digest()
-	if err != nil {
-		return store.LayerDesc{}, err
+// fetchLayers makes every layer's blob and snapshot present, downloading what is missing
+// with open, pullJobs at a time. A layer downloads and extracts in one pass; it waits for
+// the layers below it only if it hard-links to one of their files. below are the layers
+// under descs, already present.
+func (e *Engine) fetchLayers(ctx context.Context, below, descs []store.LayerDesc, open func(store.LayerDesc) (io.ReadCloser, error), progress func(engine.Transfer)) error {
+	done := make([]chan struct{}, len(descs))
+	errs := make([]error, len(descs))
+	for i := range done {
+		done[i] = make(chan struct{})
 	}
-	diffID, err := l.DiffID()
-	if err != nil {
-		return store.LayerDesc{}, err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, pullJobs)
+	var wg sync.WaitGroup
+	for i, d := range descs {
+		// Layers take their turn in order, so a layer waiting for those below it never holds
+		// a turn they need.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			close(done[i])
+			continue
+		}
+		wg.Add(1)
+		go func(i int, d store.LayerDesc) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			defer close(done[i])
+			lowers := func() ([]string, error) {
+				out := make([]string, 0, i)
+				for j := i - 1; j >= 0; j-- {
+					<-done[j]
+					if errs[j] != nil {
+						return nil, fmt.Errorf("a layer below failed")
+					}
+					out = append(out, e.store.SnapshotPath(descs[j].DiffID))
+				}
+				for j := len(below) - 1; j >= 0; j-- {
+					out = append(out, e.store.SnapshotPath(below[j].DiffID))
+				}
+				return out, nil
+			}
+			if err := ctx.Err(); err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = e.fetchLayer(d, lowers, open, progress)
+			if errs[i] != nil {
+				cancel()
+			}
+		}(i, d)
 	}
-	mt, err := l.MediaType()
-	if err != nil {
-		return store.LayerDesc{}, err
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("layer %d (%s): %w", i+1, descs[i].Digest, err)
+		}
 	}
-	size, err := l.Size()
-	if err != nil {
-		return store.LayerDesc{}, err
-	}
-	return store.LayerDesc{Digest: digest.String(), DiffID: diffID.String(), Size: size, MediaType: ociMediaType(mt)}, nil
+	return ctx.Err()
 }
 
-// fetchBlob downloads a layer's compressed blob into the store, verifying its digest.
-func (e *Engine) fetchBlob(l v1.Layer, digest string) error {
-	rc, err := l.Compressed()
+// fetchLayer makes one layer's blob and snapshot present.
+func (e *Engine) fetchLayer(d store.LayerDesc, lowers func() ([]string, error), open func(store.LayerDesc) (io.ReadCloser, error), progress func(engine.Transfer)) error {
+	report := func(t engine.Transfer) {
+		if progress != nil {
+			progress(t)
+		}
+	}
+	if e.store.HasBlob(d.Digest) {
+		report(engine.Transfer{Digest: d.Digest, Size: d.Size, Done: d.Size, Status: "exists"})
+		if e.store.HasSnapshot(d.DiffID) {
+			return nil
+		}
+		f, err := os.Open(e.store.BlobPath(d.Digest))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		work, root, err := e.unpack(f, d, lowers)
+		if work != nil {
+			defer work.Remove()
+		}
+		if err != nil {
+			return err
+		}
+		return e.store.CommitSnapshot(root, d.DiffID)
+	}
+	rc, err := open(d)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	w, err := e.store.NewBlob()
+	blob, err := e.store.NewBlob()
 	if err != nil {
 		return err
 	}
-	defer w.Close()
-	if _, err := io.Copy(w, rc); err != nil {
+	defer blob.Close()
+	pr, pw := io.Pipe()
+	type result struct {
+		work *store.WorkDir
+		root string
+		err  error
+	}
+	unpacked := make(chan result, 1)
+	go func() {
+		work, root, err := e.unpack(pr, d, lowers)
+		pr.CloseWithError(err)
+		unpacked <- result{work, root, err}
+	}()
+	src := io.Reader(rc)
+	if progress != nil {
+		src = &counter{r: rc, report: func(n int64) {
+			progress(engine.Transfer{Digest: d.Digest, Size: d.Size, Done: n, Status: "pulling"})
+		}}
+	}
+	_, err = io.Copy(io.MultiWriter(blob, pw), src)
+	pw.CloseWithError(err)
+	res := <-unpacked
+	if res.work != nil {
+		defer res.work.Remove()
+	}
+	if err != nil {
 		return err
 	}
-	_, err = w.Commit(digest)
-	return err
+	if res.err != nil {
+		return res.err
+	}
+	// The blob must be what the manifest names before its snapshot is trusted.
+	if _, err := blob.Commit(d.Digest); err != nil {
+		return err
+	}
+	report(engine.Transfer{Digest: d.Digest, Size: d.Size, Done: d.Size, Status: "done"})
+	return e.store.CommitSnapshot(res.root, d.DiffID)
+}
+
+// unpack extracts a compressed layer stream into a new folder, checking that the
+// uncompressed stream has the layer's diff ID; the caller commits it as the snapshot.
+func (e *Engine) unpack(r io.Reader, d store.LayerDesc, lowers func() ([]string, error)) (*store.WorkDir, string, error) {
+	plain, closeFn, err := decompress(r, d.MediaType)
+	if err != nil {
+		return nil, "", err
+	}
+	defer closeFn()
+	diff := sha256.New()
+	tee := io.TeeReader(plain, diff)
+	work, err := e.store.NewWorkDir("snap-")
+	if err != nil {
+		return nil, "", err
+	}
+	root := work.Path + "/root"
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return work, "", err
+	}
+	o := layer.ExtractOptions{Lowers: lowers}
+	if _, ok := d.Annotations[estargz.TOCJSONDigestAnnotation]; ok {
+		o.Skip = map[string]bool{estargz.TOCTarName: true, estargz.PrefetchLandmark: true, estargz.NoPrefetchLandmark: true}
+	}
+	if err := layer.Extract(tee, root, o); err != nil {
+		return work, "", err
+	}
+	// What follows the tar's end (padding) is part of the diff ID too.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return work, "", err
+	}
+	if got := "sha256:" + hex.EncodeToString(diff.Sum(nil)); got != d.DiffID {
+		return work, "", fmt.Errorf("layer %s uncompresses to %s, but the image config says %s", d.Digest, got, d.DiffID)
+	}
+	return work, root, nil
+}
+
+// ensureSnapshot extracts a layer from its blob if its snapshot is missing. below are the
+// layers under it, bottom first.
+func (e *Engine) ensureSnapshot(below []store.LayerDesc, l store.LayerDesc) error {
+	if e.store.HasSnapshot(l.DiffID) {
+		return nil
+	}
+	return e.fetchLayer(l, func() ([]string, error) {
+		var lowers []string
+		for i := len(below) - 1; i >= 0; i-- {
+			lowers = append(lowers, e.store.SnapshotPath(below[i].DiffID))
+		}
+		return lowers, nil
+	}, func(store.LayerDesc) (io.ReadCloser, error) {
+		return nil, fmt.Errorf("blob %s: %w", l.Digest, store.ErrNotFound)
+	}, nil)
+}
+
+// counter reports how many bytes were read, every mebibyte and at the end.
+type counter struct {
+	r      io.Reader
+	n      int64
+	last   int64
+	report func(int64)
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n-c.last >= 1<<20 || (err == io.EOF && c.n != c.last) {
+		c.last = c.n
+		c.report(c.n)
+	}
+	return n, err
+}
+
+// Pull fetches an image from a registry, pinning a tag to its digest, and names it.
+func (e *Engine) Pull(ctx context.Context, ref string, o engine.PullOptions) (*engine.Image, error) {
+	use, err := e.store.Use()
+	if err != nil {
+		return nil, err
+	}
+	defer use.Unlock()
+	digest, err := e.ResolveImage(ctx, ref, engine.ResolveOptions{Pull: o.Pull})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := e.localState(digest); err != nil {
+		r, err := e.reg.ParseReference(ref)
+		if err != nil {
+			return nil, err
+		}
+		img, err := e.remoteImage(ctx, r.Context().Digest(digest).String(), nil)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := e.fetch(ctx, img, ref, digest, o.Progress); err != nil {
+			return nil, err
+		}
+	}
+	var m v1.Manifest
+	if err := e.readJSONBlob(digest, &m); err != nil {
+		return nil, err
+	}
+	var size int64
+	for _, l := range m.Layers {
+		size += l.Size
+	}
+	n := o.Name
+	if n == "" {
+		n = ref
+	}
+	si := &store.Image{Name: n, Manifest: digest, Config: m.Config.Digest.String(), Size: size + m.Config.Size, Created: time.Now().UTC(), Source: ref}
+	if err := e.store.PutImage(si); err != nil {
+		return nil, err
+	}
+	return e.describe(si)
+}
+
+// Tag gives an image another name.
+func (e *Engine) Tag(ctx context.Context, img *engine.Image, name string) error {
+	if name == "" {
+		return fmt.Errorf("the new name is empty")
+	}
+	var m v1.Manifest
+	if err := e.readJSONBlob(img.Manifest, &m); err != nil {
+		return err
+	}
+	si := &store.Image{Manifest: img.Manifest, Config: m.Config.Digest.String(), Keys: img.Keys, Methods: img.Methods, Size: img.Size}
+	if img.Name != "" {
+		if old, err := e.store.Image(img.Name); err == nil {
+			si = old
+		}
+	}
+	cp := *si
+	cp.Name, cp.Created = name, time.Now().UTC()
+	return e.store.PutImage(&cp)
 }
 
 func ociMediaType(mt types.MediaType) string {

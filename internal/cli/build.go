@@ -38,8 +38,10 @@ func openImage(ctx context.Context, ref string) (*strata.Built, error) {
 }
 
 func buildCmd() *cobra.Command {
-	var file, name, progressMode string
+	var file, name, progressMode, pushRef, cacheTo string
+	var cacheFrom []string
 	var force, ignore, pull bool
+	var pf pushFlags
 	cmd := &cobra.Command{
 		Use:   "build -f FILE [-t NAME]",
 		Short: "Build a spec file into an OCI image in the local store",
@@ -48,7 +50,7 @@ A cached layer is skipped entirely. Needs root, runc and overlayfs (and mmdebstr
 debian_slim).
 
 STRATA_FORCE_BUILD=true and STRATA_IGNORE_CACHE=true act as --force-build and
---ignore-cache. With SOURCE_DATE_EPOCH set, file times in every layer and the times in the
+--ignore-cache; STRATA_CACHE_REPO as --cache-from and --cache-to. With SOURCE_DATE_EPOCH set, file times in every layer and the times in the
 image config are clamped to it, for reproducible images.`,
 		Example: `  strata build -f image.yaml -t myapp
   strata build -f image.yaml -t myapp --progress plain
@@ -90,12 +92,21 @@ image config are clamped to it, for reproducible images.`,
 			if pull {
 				opts = append(opts, strata.WithPull())
 			}
+			if len(cacheFrom) > 0 {
+				opts = append(opts, strata.WithCacheFrom(cacheFrom...))
+			}
+			if cacheTo != "" {
+				opts = append(opts, strata.WithCacheTo(cacheTo))
+			}
 			built, err := f.Image.Build(cmd.Context(), opts...)
 			pr.close()
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", built.Name, built.Manifest)
+			if pushRef != "" {
+				return pf.push(cmd, built, pushRef)
+			}
 			return nil
 		},
 	}
@@ -104,6 +115,10 @@ image config are clamped to it, for reproducible images.`,
 	cmd.Flags().BoolVar(&force, "force-build", false, "rebuild every layer and replace the cached entries")
 	cmd.Flags().BoolVar(&ignore, "ignore-cache", false, "rebuild every layer without reading or replacing cached entries")
 	cmd.Flags().BoolVar(&pull, "pull", false, "resolve registry images again instead of using the digests they were first pulled at")
+	cmd.Flags().StringVar(&pushRef, "push", "", "push the image to this registry reference after building it")
+	cmd.Flags().StringArrayVar(&cacheFrom, "cache-from", nil, "fetch layers another build stored in this registry repository instead of building them")
+	cmd.Flags().StringVar(&cacheTo, "cache-to", "", "store every layer in this registry repository, by cache key")
+	pf.add(cmd)
 	cmd.Flags().StringVar(&progressMode, "progress", "auto", "progress output: auto, tty, plain or json")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd

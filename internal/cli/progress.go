@@ -68,6 +68,8 @@ func (p *progress) event(ev strata.Event) {
 			fmt.Fprintf(p.w, "#%d %s building %s\n", ev.Index, ev.Method, short(ev.Key))
 		case strata.StatusCached:
 			fmt.Fprintf(p.w, "#%d %s cached %s\n", ev.Index, ev.Method, short(ev.Key))
+		case strata.StatusFetched:
+			fmt.Fprintf(p.w, "#%d %s fetched from the registry cache %s, %s\n", ev.Index, ev.Method, short(ev.Key), human(ev.Size))
 		case strata.StatusDone:
 			fmt.Fprintf(p.w, "#%d %s done in %.1fs, %s\n", ev.Index, ev.Method, ev.Seconds, human(ev.Size))
 		case strata.StatusFailed:
@@ -132,6 +134,8 @@ func (p *progress) frame(cols, rows int, final bool) []string {
 		switch r.status {
 		case strata.StatusCached:
 			prefix, right = "CACHED ", "0.0s"
+		case strata.StatusFetched:
+			prefix, right = "CACHED (registry) ", "0.0s"
 		case strata.StatusBuilding:
 			right = fmt.Sprintf("%.1fs", time.Since(r.started).Seconds())
 		case strata.StatusFailed:
