@@ -212,8 +212,10 @@ type Event struct {
 	Index  int       `json:"layer"`
 	Total  int       `json:"total"`
 	Method string    `json:"method"`
-	Key    string    `json:"key"`
-	Status Status    `json:"status"`
+	// Title says what the layer does when its method does not (a Dockerfile instruction).
+	Title  string `json:"title,omitempty"`
+	Key    string `json:"key"`
+	Status Status `json:"status"`
 	// Size is the compressed size of the layer's blobs (done, cached).
 	Size int64 `json:"size,omitempty"`
 	// Seconds is how long the layer took (done, failed).
@@ -223,6 +225,6 @@ type Event struct {
 }
 
 func eventOf(ev engine.Event) Event {
-	return Event{Time: ev.Time, Index: ev.Index, Total: ev.Total, Method: ev.Method, Key: ev.Key,
+	return Event{Time: ev.Time, Index: ev.Index, Total: ev.Total, Method: ev.Method, Title: ev.Title, Key: ev.Key,
 		Status: Status(ev.Status), Size: ev.Size, Seconds: ev.Seconds, Line: ev.Line}
 }

@@ -34,6 +34,8 @@ type options struct {
 	cacheFrom   []string
 	cacheTo     string
 	transfer    func(Transfer)
+	secrets     map[string][]byte
+	ssh         map[string]string
 }
 
 func newOptions(opts []Option) options {
@@ -72,6 +74,29 @@ func WithCacheFrom(repos ...string) Option {
 // WithCacheTo stores every layer of the build in a registry repository by its cache key,
 // for other machines' builds (WithCacheFrom).
 func WithCacheTo(repo string) Option { return func(o *options) { o.cacheTo = repo } }
+
+// WithBuildSecret gives a build secret to the steps that mount it (a Dockerfile's RUN
+// --mount=type=secret,id=ID), as docker build --secret does. Its value reaches no layer,
+// cache key or log.
+func WithBuildSecret(id string, value []byte) Option {
+	return func(o *options) {
+		if o.secrets == nil {
+			o.secrets = map[string][]byte{}
+		}
+		o.secrets[id] = value
+	}
+}
+
+// WithSSH forwards an SSH agent's socket to the steps that mount it (RUN
+// --mount=type=ssh,id=ID; the id "default" is the usual one), as docker build --ssh does.
+func WithSSH(id, socket string) Option {
+	return func(o *options) {
+		if o.ssh == nil {
+			o.ssh = map[string]string{}
+		}
+		o.ssh[id] = socket
+	}
+}
 
 // WithTransferProgress receives the progress of each layer a pull fetches.
 func WithTransferProgress(f func(Transfer)) Option { return func(o *options) { o.transfer = f } }
@@ -162,12 +187,12 @@ func (c *Client) Build(ctx context.Context, img Image, opts ...Option) (*Built, 
 			*env.set = *env.set || b
 		}
 	}
-	resolve := append([]ResolveOption{WithImageResolver(c.resolver(o.pull, false))}, o.resolve...)
+	resolve := append([]ResolveOption{WithImageResolver(c.resolver(o.pull, false)), withRemoteVersions()}, o.resolve...)
 	plan, err := img.Resolve(ctx, resolve...)
 	if err != nil {
 		return nil, err
 	}
-	bo := engine.BuildOptions{Name: o.name, ForceBuild: o.forceBuild, IgnoreCache: o.ignoreCache, CacheFrom: o.cacheFrom, CacheTo: o.cacheTo}
+	bo := engine.BuildOptions{Name: o.name, ForceBuild: o.forceBuild, IgnoreCache: o.ignoreCache, CacheFrom: o.cacheFrom, CacheTo: o.cacheTo, Secrets: o.secrets, SSH: o.ssh}
 	if repo := os.Getenv("STRATA_CACHE_REPO"); repo != "" {
 		bo.CacheFrom = append(bo.CacheFrom, repo)
 		if bo.CacheTo == "" {
@@ -177,7 +202,7 @@ func (c *Client) Build(ctx context.Context, img Image, opts ...Option) (*Built, 
 	if o.progress != nil {
 		bo.Progress = func(ev engine.Event) { o.progress(eventOf(ev)) }
 	}
-	ei, err := c.eng.Build(ctx, engine.Plan{Layers: plan.Layers, Mounts: plan.Mounts}, bo)
+	ei, err := c.eng.Build(ctx, engine.Plan{Layers: plan.Layers, Stages: plan.Stages, Mounts: plan.Mounts}, bo)
 	if err != nil {
 		return nil, fromEngine(err)
 	}

@@ -195,7 +195,7 @@ func (img Image) DockerfileCommandsWith(o DockerfileCommandsOptions) Image {
 					return nil, err
 				}
 			}
-			fs, err := copyContext(fromDir, dir, ignore)
+			fs, err := r.copyContext(fromDir, dir, ignore)
 			if err != nil {
 				return nil, err
 			}

@@ -217,16 +217,19 @@ type FromDockerfileOptions struct {
 	ContextDir string `yaml:"context_dir"`
 	// BuildArgs fill the Dockerfile's ARGs.
 	BuildArgs map[string]string `yaml:"build_args"`
+	// Target is the stage to build (default: the last).
+	Target string `yaml:"target"`
 	// Ignore are dockerignore patterns for the context. When nil, strata reads
 	// <Dockerfile>.dockerignore or .dockerignore beside the Dockerfile, or .dockerignore in
-	// the context folder, as docker does.
+	// the context folder, as Modal does.
 	Ignore       []string `yaml:"ignore"`
 	AddPython    string   `yaml:"add_python"`
 	LayerOptions `yaml:",inline"`
 }
 
-// FromDockerfile builds the image a Dockerfile describes, and the chain goes on from there.
-// Its FROM becomes the root layer and the rest of the Dockerfile one layer.
+// FromDockerfile builds the image a Dockerfile describes, as docker build does, and the
+// chain goes on from there. Each instruction is a layer, cached on its own; the stages the
+// target stage reads from are built first, the independent ones at the same time.
 func FromDockerfile(path string) Image { return FromDockerfileWith(FromDockerfileOptions{Path: path}) }
 
 // FromDockerfileWith is FromDockerfile with all options.
@@ -245,53 +248,6 @@ func FromDockerfileWith(o FromDockerfileOptions) Image {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", o.Path, err)
 		}
-		if len(df.Stages) > 1 {
-			return nil, fmt.Errorf("%s has %d stages: strata builds single-stage Dockerfiles; build the stages as separate images (from_registry a pushed stage) or merge them", o.Path, len(df.Stages))
-		}
-		global, err := globalArgs(df.Args, o.BuildArgs, r.platform)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", o.Path, err)
-		}
-		// FROM sees the global ARGs and the platform ARGs.
-		scope := platformArgs(r.platform)
-		for k, v := range global {
-			scope[k] = v
-		}
-		st := df.Stages[0]
-		from, err := expandWord(st.From, scope)
-		if err != nil {
-			return nil, fmt.Errorf("%s: FROM %s: %w", o.Path, st.From, err)
-		}
-		if st.Platform != "" {
-			p, err := expandWord(st.Platform, scope)
-			if err != nil {
-				return nil, fmt.Errorf("%s: FROM --platform=%s: %w", o.Path, st.Platform, err)
-			}
-			if p != r.platform && p+"/v8" != r.platform {
-				return nil, fmt.Errorf("%s: FROM --platform=%s: strata builds for this machine's platform, %s; multi-platform builds are not supported yet, so drop --platform or build on a %s machine", o.Path, p, r.platform, p)
-			}
-		}
-		root := &spec.Layer{Method: "from_dockerfile"}
-		if from == "scratch" {
-			root.Base = &spec.Base{Kind: spec.BaseScratch}
-		} else {
-			if _, err := checkRef(from); err != nil {
-				return nil, fmt.Errorf("%s: FROM: %w", o.Path, err)
-			}
-			root.Base = &spec.Base{Kind: spec.BaseRegistry, Ref: from}
-		}
-		l, err := r.layer(o.LayerOptions)
-		if err != nil {
-			return nil, err
-		}
-		l.Method = "from_dockerfile"
-		l.Instructions = st.Instructions
-		l.BuildArgs = spec.SortedKVs(o.BuildArgs)
-		for _, kv := range df.Args {
-			if v, ok := global[kv.Key]; ok {
-				l.GlobalArgs = append(l.GlobalArgs, spec.KV{Key: kv.Key, Value: v})
-			}
-		}
 		ctxDir := o.ContextDir
 		if ctxDir == "" {
 			ctxDir = r.dir
@@ -303,21 +259,24 @@ func FromDockerfileWith(o FromDockerfileOptions) Image {
 				return nil, err
 			}
 		}
-		if l.Context, err = copyContext(l.Instructions, ctxDir, ignore); err != nil {
+		d := &dockerfile{r: r, name: o.Path, df: df, ctxDir: ctxDir, ignore: ignore, buildArgs: o.BuildArgs, opts: o.LayerOptions, force: o.ForceBuild}
+		layers, err := d.convert(o.Target)
+		if err != nil {
 			return nil, err
 		}
+		d.record(layers)
 		if o.AddPython != "" {
 			ins, art, err := addPython(o.AddPython)
 			if err != nil {
 				return nil, err
 			}
-			l.Instructions = append(l.Instructions, ins...)
-			l.Artifacts = []spec.Artifact{*art}
+			l := &spec.Layer{Method: "from_dockerfile", Title: "add_python " + o.AddPython, Instructions: ins, Artifacts: []spec.Artifact{*art}}
+			if err := r.finish(l, "from_dockerfile", layers[len(layers)-1].Key, o.ForceBuild); err != nil {
+				return nil, err
+			}
+			layers = append(layers, l)
 		}
-		if len(l.Instructions) == 0 && len(l.Secrets) == 0 {
-			return []*spec.Layer{root}, nil
-		}
-		return []*spec.Layer{root, l}, nil
+		return layers, nil
 	})
 }
 

@@ -173,13 +173,16 @@ func ExampleFromAWSECR() {
 
 func ExampleFromDockerfile() {
 	// COPY reads from ContextDir, by default the working directory (or the spec file's folder).
+	// Each instruction is a layer, cached on its own, as docker build caches them.
 	show(strata.FromDockerfileWith(strata.FromDockerfileOptions{Path: "sklearn/Dockerfile", ContextDir: "sklearn"}).
 		PipInstall("numpy"))
 	// Output:
 	// from_dockerfile
 	// from_dockerfile
 	//   RUN pip install scikit-learn
+	// from_dockerfile
 	//   COPY fit.py /app/fit.py
+	// from_dockerfile
 	//   WORKDIR /app
 	// pip_install
 	//   RUN python -m pip install numpy

@@ -75,11 +75,17 @@ type LayerOptions struct {
 	GPU string `yaml:"gpu"`
 }
 
-// Plan is a resolved image: its layers with their cache keys and its runtime mounts.
+// Plan is a resolved image: its layers with their cache keys, the stages they read from,
+// and its runtime mounts.
 type Plan struct {
 	Builder string
 	Layers  []*spec.Layer
-	Mounts  []spec.Mount
+	// Stages are chains of layers that Layers copy or mount from (a multi-stage Dockerfile's
+	// stages other than its target), in the order they can be built.
+	Stages []spec.Stage
+	Mounts []spec.Mount
+	// Warnings say where the plan differs from what the definition asked for.
+	Warnings []string
 }
 
 // Key is the cache key of the image's last layer, which identifies the whole image.
@@ -96,6 +102,7 @@ type resolveOptions struct {
 	hashCache string
 	noCache   bool
 	images    ImageResolver
+	remote    bool
 	platform  string
 	epoch     *int64
 	epochSet  bool
@@ -113,6 +120,11 @@ type ImageResolver func(ctx context.Context, ref string, auth *spec.RegistryAuth
 func WithImageResolver(r ImageResolver) ResolveOption {
 	return func(o *resolveOptions) { o.images = r }
 }
+
+// withRemoteVersions looks up what the URLs and git repositories that ADD instructions name
+// hold now (a commit, an ETag), so that a change there rebuilds: Client.Build does, with
+// the network; other resolves key them by their addresses only.
+func withRemoteVersions() ResolveOption { return func(o *resolveOptions) { o.remote = true } }
 
 // WithPlatform sets the platform the image is built for, "linux/amd64" (default: this
 // machine's, runtime.GOOS/runtime.GOARCH).
@@ -164,9 +176,46 @@ func Home() string {
 
 // resolver carries what layer functions need at resolve time.
 type resolver struct {
+	ctx      context.Context
+	o        *resolveOptions
 	dir      string
 	hasher   *localfiles.Hasher
 	platform string
+	// stages are the stages the plan's layers read from (multi-stage Dockerfiles).
+	stages []spec.Stage
+	// warnings are what the plan builds differently from what was asked, said plainly.
+	warnings []string
+	// contexts are build contexts already listed, by folder and ignore patterns.
+	contexts map[string][]spec.ContextFile
+}
+
+// resolutionError is a failure to resolve an image or source reference, as opposed to a
+// mistake in the definition.
+type resolutionError struct{ err error }
+
+func (e *resolutionError) Error() string { return e.err.Error() }
+func (e *resolutionError) Unwrap() error { return e.err }
+
+// finish completes a layer: its method, its context's digests, the images it reads, its
+// epoch and force flag, and its cache key on top of parent.
+func (r *resolver) finish(l *spec.Layer, method, parent string, force bool) error {
+	if l.Method == "" {
+		l.Method = method
+	}
+	if err := r.hasher.Hash(l.Context); err != nil {
+		return err
+	}
+	if err := resolveImages(r.ctx, l, r.o); err != nil {
+		return &resolutionError{err}
+	}
+	if err := resolveRemote(r.ctx, l, r.o); err != nil {
+		return &resolutionError{err}
+	}
+	l.SourceDateEpoch = r.o.epoch
+	l.ForceBuild = force
+	l.Parent = parent
+	l.Key = l.ComputeKey(BuilderVersion, parent)
+	return nil
 }
 
 // path makes a local path absolute against the resolve folder.
@@ -212,7 +261,7 @@ func (img Image) Resolve(ctx context.Context, opts ...ResolveOption) (*Plan, err
 	if !chain[0].root {
 		return nil, &Error{Index: 0, Method: chain[0].method, Err: fmt.Errorf("the chain has no constructor: start it with strata.DebianSlim, strata.FromRegistry or another constructor before %s", chain[0].method)}
 	}
-	r := &resolver{dir: o.dir, hasher: localfiles.NewHasher(o.hashCache), platform: o.platform}
+	r := &resolver{ctx: ctx, o: &o, dir: o.dir, hasher: localfiles.NewHasher(o.hashCache), platform: o.platform}
 	plan := &Plan{Builder: BuilderVersion}
 	parent, force := "", false
 	for i, n := range chain {
@@ -246,23 +295,21 @@ func (img Image) Resolve(ctx context.Context, opts ...ResolveOption) (*Plan, err
 		// content that the forced rebuild replaces.
 		force = force || n.force
 		for _, l := range layers {
-			if l.Method == "" {
-				l.Method = n.method
+			// A Dockerfile's layers come keyed already: its stages needed their keys.
+			if l.Key == "" {
+				if err := r.finish(l, n.method, parent, force); err != nil {
+					var re *resolutionError
+					if errors.As(err, &re) {
+						return nil, fmt.Errorf("layer %d (%s): %w", i, n.method, re.err)
+					}
+					return nil, fail(err)
+				}
 			}
-			if err := r.hasher.Hash(l.Context); err != nil {
-				return nil, fail(err)
-			}
-			if err := resolveImages(ctx, l, &o); err != nil {
-				return nil, fmt.Errorf("layer %d (%s): %w", i, n.method, err)
-			}
-			l.SourceDateEpoch = o.epoch
-			l.ForceBuild = force
-			l.Parent = parent
-			l.Key = l.ComputeKey(BuilderVersion, parent)
 			parent = l.Key
 			plan.Layers = append(plan.Layers, l)
 		}
 	}
+	plan.Stages, plan.Warnings = r.stages, r.warnings
 	if err := r.hasher.Save(); err != nil {
 		// The digest cache only saves time; a read-only home must not fail a resolve.
 		fmt.Fprintf(os.Stderr, "strata: warning: could not save file digests: %v\n", err)
@@ -289,30 +336,64 @@ func resolveImages(ctx context.Context, l *spec.Layer, o *resolveOptions) error 
 			l.Base.Digest = d
 		}
 	}
-	l.Images = nil
+	// References to stages of the plan are set by the Dockerfile converter; the rest are
+	// images.
+	var images []spec.ImageRef
 	seen := map[string]bool{}
-	for _, in := range l.Instructions {
-		if in.Op != spec.OpCopy && in.Op != spec.OpAdd {
-			continue
+	for _, im := range l.Images {
+		if im.Stage != "" {
+			images = append(images, im)
+			seen[im.Ref] = true
 		}
-		flags, err := in.CopyFlags()
-		if err != nil {
-			return err
-		}
-		if flags.From == "" || seen[flags.From] {
-			continue
-		}
-		seen[flags.From] = true
-		if strings.Contains(flags.From, "$") {
-			return fmt.Errorf("%s --from=%s: strata resolves the image before the build, so write its reference literally", in.Op, flags.From)
-		}
-		d, err := resolve(flags.From, nil)
-		if err != nil {
-			return err
-		}
-		l.Images = append(l.Images, spec.ImageRef{Ref: flags.From, Digest: d})
 	}
+	froms, err := imageRefs(l.Instructions)
+	if err != nil {
+		return err
+	}
+	for _, from := range froms {
+		if seen[from] {
+			continue
+		}
+		seen[from] = true
+		if strings.Contains(from, "$") {
+			return fmt.Errorf("--from=%s: strata resolves the image before the build, so write its reference literally", from)
+		}
+		d, err := resolve(from, nil)
+		if err != nil {
+			return err
+		}
+		images = append(images, spec.ImageRef{Ref: from, Digest: d})
+	}
+	l.Images = images
 	return nil
+}
+
+// imageRefs lists the --from= values of COPY and ADD, and the from= of RUN mounts, in order.
+func imageRefs(ins []spec.Instruction) ([]string, error) {
+	var out []string
+	for _, in := range ins {
+		switch in.Op {
+		case spec.OpCopy, spec.OpAdd:
+			flags, err := in.CopyFlags()
+			if err != nil {
+				return nil, err
+			}
+			if flags.From != "" {
+				out = append(out, flags.From)
+			}
+		case spec.OpRun:
+			mounts, err := in.Mounts()
+			if err != nil {
+				return nil, err
+			}
+			for _, m := range mounts {
+				if m.From != "" {
+					out = append(out, m.From)
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 var errMountBeforeBuild = errors.New(`an image tried to run a build step after using add_local_* to include local files.

@@ -191,8 +191,8 @@ func unwrapPathError(err error) error {
 }
 
 // copyContext lists the files of ctxDir that the COPY and ADD instructions read, leaving out
-// what the dockerignore patterns exclude.
-func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec.ContextFile, error) {
+// what the dockerignore patterns exclude. Here-documents and ADD's URLs are not local files.
+func (r *resolver) copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec.ContextFile, error) {
 	var sources []string
 	for _, in := range ins {
 		if in.Op != spec.OpCopy && in.Op != spec.OpAdd {
@@ -206,11 +206,16 @@ func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec
 			continue
 		}
 		for _, src := range in.Args[:len(in.Args)-1] {
-			if strings.Contains(src, "$") {
+			switch {
+			case spec.IsHeredocSource(in, src):
+				continue
+			case strings.Contains(src, "$"):
 				return nil, fmt.Errorf("%s: source %q uses a variable; strata lists COPY sources before the build, so write the path literally", in.Op, src)
-			}
-			if strings.Contains(src, "://") || strings.HasPrefix(src, "git@") {
-				return nil, fmt.Errorf("%s: source %q is a URL; fetch it with run_commands (curl, git) instead", in.Op, src)
+			case spec.IsRemoteSource(src):
+				if in.Op == spec.OpCopy {
+					return nil, fmt.Errorf("COPY: source %q is a URL; use ADD, which downloads it", src)
+				}
+				continue
 			}
 			sources = append(sources, spec.CleanSource(src))
 		}
@@ -218,18 +223,7 @@ func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec
 	if len(sources) == 0 {
 		return nil, nil
 	}
-	st, err := os.Stat(ctxDir)
-	if err != nil {
-		return nil, fmt.Errorf("context_dir %s: %w", ctxDir, unwrapPathError(err))
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("context_dir %s is not a directory", ctxDir)
-	}
-	m, err := localfiles.Patterns(ignore)
-	if err != nil {
-		return nil, err
-	}
-	all, err := localfiles.Walk(ctxDir, "", m)
+	all, err := r.walkContext(ctxDir, ignore)
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +246,34 @@ func copyContext(ins []spec.Instruction, ctxDir string, ignore []string) ([]spec
 		}
 	}
 	return out, nil
+}
+
+// walkContext lists a build context once per resolve, however many instructions read it.
+func (r *resolver) walkContext(ctxDir string, ignore []string) ([]spec.ContextFile, error) {
+	key := ctxDir + "\x00" + strings.Join(ignore, "\x00")
+	if files, ok := r.contexts[key]; ok {
+		return files, nil
+	}
+	st, err := os.Stat(ctxDir)
+	if err != nil {
+		return nil, fmt.Errorf("context_dir %s: %w", ctxDir, unwrapPathError(err))
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("context_dir %s is not a directory", ctxDir)
+	}
+	m, err := localfiles.Patterns(ignore)
+	if err != nil {
+		return nil, err
+	}
+	files, err := localfiles.Walk(ctxDir, "", m)
+	if err != nil {
+		return nil, err
+	}
+	if r.contexts == nil {
+		r.contexts = map[string][]spec.ContextFile{}
+	}
+	r.contexts[key] = files
+	return files, nil
 }
 
 // absPath makes a local path absolute against the working folder.

@@ -22,11 +22,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Mount is a bind mount into the container.
+// Mount is a mount into the container: a bind mount of Source, or, with Type "tmpfs", a
+// memory file system.
 type Mount struct {
 	Source   string
 	Target   string
 	ReadOnly bool
+	// Type is "" for a bind mount, or "tmpfs".
+	Type string
+	// Options are extra mount options ("size=64m" for a tmpfs).
+	Options []string
 }
 
 // Spec is what to run and how.
@@ -260,7 +265,12 @@ func (s *Spec) ociSpec() (*specs.Spec, error) {
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
 	for _, m := range s.Mounts {
-		opts := []string{"rbind"}
+		if m.Type == "tmpfs" {
+			opts := append([]string{"nosuid", "nodev", "mode=1777"}, m.Options...)
+			spec.Mounts = append(spec.Mounts, specs.Mount{Destination: m.Target, Type: "tmpfs", Source: "tmpfs", Options: opts})
+			continue
+		}
+		opts := append([]string{"rbind"}, m.Options...)
 		if m.ReadOnly {
 			opts = append(opts, "ro")
 		}

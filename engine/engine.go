@@ -70,9 +70,12 @@ type Engine interface {
 // ErrNotFound is the class of errors about an image, layer or log that does not exist.
 var ErrNotFound = errors.New("not found")
 
-// Plan is a resolved image definition: its layers, keyed, and its runtime mounts.
+// Plan is a resolved image definition: its layers, keyed, the stages they read from, and
+// its runtime mounts.
 type Plan struct {
 	Layers []*spec.Layer
+	// Stages are built before (or beside) Layers, which copy or mount from them.
+	Stages []spec.Stage
 	Mounts []spec.Mount
 }
 
@@ -103,6 +106,11 @@ type BuildOptions struct {
 	CacheFrom []string
 	// CacheTo is a repository where every layer of the build is stored by its cache key.
 	CacheTo string
+	// Secrets are the values of build secrets by id (RUN --mount=type=secret,id=...), as
+	// docker build --secret gives them. They reach no layer, key or log.
+	Secrets map[string][]byte
+	// SSH are agent sockets by id (RUN --mount=type=ssh,id=...), as docker build --ssh.
+	SSH map[string]string
 }
 
 // PushOptions say how to push an image.
@@ -225,10 +233,13 @@ const (
 
 // Event is one step of a build's progress.
 type Event struct {
-	Time   time.Time
-	Index  int
-	Total  int
+	Time  time.Time
+	Index int
+	Total int
+	// Method is the chain method that made the layer; Title says what the layer does, when
+	// the method does not (a Dockerfile's instruction).
 	Method string
+	Title  string
 	Key    string
 	Status Status
 	// Size is the compressed size of the layer's blobs (done, cached).

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
@@ -76,4 +77,32 @@ func (in Instruction) CopyFlags() (CopyFlags, error) {
 		return CopyFlags{Chown: c.Chown, Chmod: c.Chmod, Link: c.Link, Excludes: c.ExcludePatterns, Checksum: c.Checksum, KeepGitDir: c.KeepGitDir != nil && *c.KeepGitDir}, nil
 	}
 	return CopyFlags{}, fmt.Errorf("%s: unexpected %T", in.Op, v)
+}
+
+// Healthcheck returns a HEALTHCHECK as the image config holds it, read by BuildKit's
+// instructions package: {"NONE"}, {"CMD", argv...} or {"CMD-SHELL", command}, with its
+// interval, timeout, start period and retries.
+func (in Instruction) Healthcheck() (*v1.HealthConfig, error) {
+	if in.Op != OpHealthcheck {
+		return nil, fmt.Errorf("%s is not HEALTHCHECK", in.Op)
+	}
+	v, err := in.parseFlags(strings.Join(in.Args, " "))
+	if err != nil {
+		return nil, err
+	}
+	h := v.(*instructions.HealthCheckCommand).Health
+	return &v1.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}, nil
+}
+
+// Mounts returns a RUN's --mount flags as BuildKit reads them, before their words are
+// expanded: enough to know their types, sources and targets as written.
+func (in Instruction) Mounts() ([]*instructions.Mount, error) {
+	if in.Op != OpRun {
+		return nil, nil
+	}
+	flags, err := in.RunFlags()
+	if err != nil {
+		return nil, err
+	}
+	return instructions.GetMounts(flags), nil
 }

@@ -95,3 +95,45 @@ func CopyPlan(files []ContextFile, srcs []string, dst string, dstIsDir bool) ([]
 	}
 	return out, nil
 }
+
+// IsHeredocSource reports whether a COPY or ADD source names one of the instruction's
+// here-documents ("<<EOF").
+func IsHeredocSource(in Instruction, src string) bool {
+	name, ok := strings.CutPrefix(src, "<<")
+	if !ok {
+		return false
+	}
+	name = strings.Trim(strings.TrimPrefix(name, "-"), `"'`)
+	for _, h := range in.Heredocs {
+		if h.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// IsRemoteSource reports whether an ADD source is a URL or a git repository, which ADD
+// downloads, rather than a path in the build context.
+func IsRemoteSource(src string) bool {
+	return strings.Contains(src, "://") || strings.HasPrefix(src, "git@")
+}
+
+// IsGitSource reports whether an ADD source is a git repository: a git@ or git:// or ssh://
+// address, or an http(s) URL whose path ends in ".git", each with an optional "#ref:subdir".
+func IsGitSource(src string) bool {
+	repo, _, _ := strings.Cut(src, "#")
+	switch {
+	case strings.HasPrefix(repo, "git@"), strings.HasPrefix(repo, "git://"), strings.HasPrefix(repo, "ssh://"):
+		return true
+	case strings.HasPrefix(repo, "http://"), strings.HasPrefix(repo, "https://"):
+		return strings.HasSuffix(strings.TrimSuffix(repo, "/"), ".git")
+	}
+	return false
+}
+
+// SplitGitSource splits "URL#ref:subdir" into its parts.
+func SplitGitSource(src string) (repo, ref, subdir string) {
+	repo, frag, _ := strings.Cut(src, "#")
+	ref, subdir, _ = strings.Cut(frag, ":")
+	return repo, ref, strings.Trim(subdir, "/")
+}

@@ -30,6 +30,9 @@ func (in Instruction) String() string {
 	case len(in.Args) > 0:
 		b.WriteString(" " + strings.Join(in.Args, " "))
 	}
+	for _, h := range in.Heredocs {
+		b.WriteString("\n" + h.Content + h.Name)
+	}
 	return b.String()
 }
 

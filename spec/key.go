@@ -13,6 +13,7 @@ import (
 type keyInput struct {
 	Builder      string        `json:"builder"`
 	Parent       string        `json:"parent"`
+	Escape       string        `json:"escape,omitempty"`
 	Base         *Base         `json:"base,omitempty"`
 	Instructions []Instruction `json:"instructions"`
 	Context      []ContextFile `json:"context,omitempty"`
@@ -22,6 +23,7 @@ type keyInput struct {
 	BuildArgs    []KV          `json:"build_args,omitempty"`
 	GlobalArgs   []KV          `json:"global_args,omitempty"`
 	Images       []ImageRef    `json:"images,omitempty"`
+	Remote       []RemoteRef   `json:"remote,omitempty"`
 	GPU          *GPU          `json:"gpu,omitempty"`
 	Volumes      []VolumeMount `json:"volumes,omitempty"`
 	Epoch        *int64        `json:"source_date_epoch,omitempty"`
@@ -52,6 +54,7 @@ func (l *Layer) ComputeKey(builder, parent string) string {
 	in := keyInput{
 		Builder:      builder,
 		Parent:       parent,
+		Escape:       l.Escape,
 		Base:         base,
 		Instructions: l.Instructions,
 		Context:      ctx,
@@ -61,6 +64,7 @@ func (l *Layer) ComputeKey(builder, parent string) string {
 		BuildArgs:    l.BuildArgs,
 		GlobalArgs:   l.GlobalArgs,
 		Images:       images,
+		Remote:       l.Remote,
 		GPU:          l.GPU,
 		Volumes:      l.Volumes,
 		Epoch:        l.SourceDateEpoch,

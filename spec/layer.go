@@ -10,20 +10,23 @@ type Op string
 
 // The instructions a layer can hold.
 const (
-	OpRun        Op = "RUN"
-	OpEnv        Op = "ENV"
-	OpWorkdir    Op = "WORKDIR"
-	OpCopy       Op = "COPY"
-	OpAdd        Op = "ADD"
-	OpUser       Op = "USER"
-	OpEntrypoint Op = "ENTRYPOINT"
-	OpCmd        Op = "CMD"
-	OpShell      Op = "SHELL"
-	OpLabel      Op = "LABEL"
-	OpExpose     Op = "EXPOSE"
-	OpArg        Op = "ARG"
-	OpVolume     Op = "VOLUME"
-	OpStopSignal Op = "STOPSIGNAL"
+	OpRun         Op = "RUN"
+	OpEnv         Op = "ENV"
+	OpWorkdir     Op = "WORKDIR"
+	OpCopy        Op = "COPY"
+	OpAdd         Op = "ADD"
+	OpUser        Op = "USER"
+	OpEntrypoint  Op = "ENTRYPOINT"
+	OpCmd         Op = "CMD"
+	OpShell       Op = "SHELL"
+	OpLabel       Op = "LABEL"
+	OpExpose      Op = "EXPOSE"
+	OpArg         Op = "ARG"
+	OpVolume      Op = "VOLUME"
+	OpStopSignal  Op = "STOPSIGNAL"
+	OpHealthcheck Op = "HEALTHCHECK"
+	OpOnbuild     Op = "ONBUILD"
+	OpMaintainer  Op = "MAINTAINER"
 )
 
 // Instruction is one Dockerfile-level instruction. Words are kept as a Dockerfile holds them
@@ -41,6 +44,20 @@ type Instruction struct {
 	JSON bool `json:"json,omitempty"`
 	// Pairs are the key=value words of ENV, LABEL and ARG.
 	Pairs []KV `json:"pairs,omitempty"`
+	// Heredocs are the here-documents of a RUN or COPY, in order.
+	Heredocs []Heredoc `json:"heredocs,omitempty"`
+	// Line is where the instruction is in its Dockerfile, for messages; not in the key.
+	Line int `json:"-"`
+}
+
+// Heredoc is a here-document: the text between "<<NAME" and the line "NAME".
+type Heredoc struct {
+	Name    string `json:"name"`
+	Content string `json:"content"`
+	// Expand is false when the delimiter was quoted: its $VARIABLES stay as written.
+	Expand bool `json:"expand,omitempty"`
+	// Chomp strips leading tabs ("<<-NAME").
+	Chomp bool `json:"chomp,omitempty"`
 }
 
 // KV is one key=value pair. For ARG, NoValue marks a declaration without a default.
@@ -83,11 +100,28 @@ type Base struct {
 	Platform string `json:"platform,omitempty"`
 }
 
-// ImageRef is an image a layer reads from (COPY --from=IMAGE): as written, and the manifest
-// digest it was resolved to.
+// ImageRef is an image a layer reads from (COPY --from, RUN --mount from=): as written, and
+// the manifest digest it was resolved to; or a stage of the same plan, with the cache key of
+// its last layer as its digest.
 type ImageRef struct {
 	Ref    string `json:"ref"`
 	Digest string `json:"digest,omitempty"`
+	// Stage names a stage of the plan (Plan.Stages) when the reference is one.
+	Stage string `json:"stage,omitempty"`
+}
+
+// RemoteRef is a URL or git repository an ADD downloads: as written, and the version of
+// its content found when the plan was resolved ("" when it could not be known).
+type RemoteRef struct {
+	Ref     string `json:"ref"`
+	Version string `json:"version,omitempty"`
+}
+
+// Stage is a chain of layers that other layers read from (a multi-stage Dockerfile's
+// stages other than the target).
+type Stage struct {
+	Name   string   `json:"name"`
+	Layers []*Layer `json:"layers"`
 }
 
 // RegistryAuth says how to log in to a registry: Type is "static", "aws" or "gcp", and
@@ -115,6 +149,8 @@ type ContextFile struct {
 	// Info is the file's stat when it was listed, if known; hashing uses it to skip files
 	// whose digest it remembers without another system call.
 	Info fs.FileInfo `json:"-"`
+	// Remote marks a file ADD downloaded, which, unlike a local archive, it does not unpack.
+	Remote bool `json:"-"`
 }
 
 // GPU is a request for accelerators during a build step.
@@ -143,6 +179,13 @@ type Artifact struct {
 type Layer struct {
 	// Method is the chain method that made the layer (apt_install, run_commands...).
 	Method string `json:"method"`
+	// Title says what the layer does, for people ("[builder 2/5] RUN make"); not in the key.
+	Title string `json:"title,omitempty"`
+	// Scope names the Dockerfile stage the layer is part of: a layer continues the ARG
+	// values of its parent when both have the same scope, as instructions of one stage do.
+	Scope string `json:"scope,omitempty"`
+	// Escape is the Dockerfile's escape character, when it is not the backslash.
+	Escape string `json:"escape,omitempty"`
 	// Base is set on root layers only.
 	Base         *Base         `json:"base,omitempty"`
 	Instructions []Instruction `json:"instructions"`
@@ -159,8 +202,14 @@ type Layer struct {
 	// GlobalArgs are the values of the ARGs a Dockerfile declares before its FROM; an ARG
 	// declared again without a value in the stage takes its value from here, as in Docker.
 	GlobalArgs []KV `json:"global_args,omitempty"`
+	// ProxyEnv are the proxy build args (HTTP_PROXY...) that RUN steps see without an ARG.
+	// As in Docker, they are in no cache key and no history.
+	ProxyEnv []KV `json:"proxy_env,omitempty"`
 	// Images are the images the layer's COPY --from instructions read, with their digests.
 	Images []ImageRef `json:"images,omitempty"`
+	// Remote are the URLs and git repositories the layer's ADD instructions download, with
+	// what identifies their content now (a commit, an ETag), so that a change rebuilds.
+	Remote []RemoteRef `json:"remote,omitempty"`
 	// SourceDateEpoch, when set, clamps the times of the layer's files and of its config and
 	// history entries (Unix seconds), and is given to its RUN steps as SOURCE_DATE_EPOCH.
 	SourceDateEpoch *int64 `json:"source_date_epoch,omitempty"`

@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,36 +11,55 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
-// Stage is one FROM section of a Dockerfile.
-type Stage struct {
+// DockerfileStage is one FROM section of a Dockerfile.
+type DockerfileStage struct {
 	// From is the FROM word as written (it may hold $VARIABLES).
 	From string
 	// Name is the stage's "AS" name, if any.
 	Name string
 	// Platform is FROM's --platform value as written (it may hold $VARIABLES).
 	Platform string
+	// Line is the FROM line's number.
+	Line int
 	// Instructions follow the FROM line.
 	Instructions []Instruction
 }
 
-// Dockerfile is a parsed Dockerfile.
+// ParsedDockerfile is a parsed Dockerfile.
 type ParsedDockerfile struct {
 	// Args are the ARG declarations before the first FROM; they may be used in FROM lines.
 	Args   []KV
-	Stages []Stage
+	Stages []DockerfileStage
+	// Escape is the escape character the "# escape=" directive chose ("\" by default).
+	Escape string
+	// Syntax is the frontend image a "# syntax=" directive names, if any.
+	Syntax string
 }
 
-// ParseDockerfile parses Dockerfile text with BuildKit's parser. With stages false it parses
-// a bare list of instructions (as dockerfile_commands takes), in which FROM is an error.
+// ParseDockerfile parses Dockerfile text with BuildKit's parser, and checks every
+// instruction with BuildKit's instructions package as docker build does; errors name the
+// line. With stages false it parses a bare list of instructions (as dockerfile_commands
+// takes), in which FROM is an error.
 func ParseDockerfile(r io.Reader, stages bool) (*ParsedDockerfile, error) {
-	res, err := parser.Parse(r)
+	text, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
-	out := &ParsedDockerfile{}
-	var cur *Stage
+	res, err := parser.Parse(bytes.NewReader(text))
+	if err != nil {
+		var le *parser.LocationError
+		if errors.As(err, &le) && len(le.Locations) > 0 && len(le.Locations[0]) > 0 {
+			return nil, fmt.Errorf("line %d: %w", le.Locations[0][0].Start.Line, err)
+		}
+		return nil, err
+	}
+	out := &ParsedDockerfile{Escape: string(res.EscapeToken)}
+	if syntax, _, _, ok := parser.DetectSyntax(text); ok {
+		out.Syntax = syntax
+	}
+	var cur *DockerfileStage
 	if !stages {
-		out.Stages = []Stage{{}}
+		out.Stages = []DockerfileStage{{}}
 		cur = &out.Stages[0]
 	}
 	for _, n := range res.AST.Children {
@@ -48,12 +69,12 @@ func ParseDockerfile(r io.Reader, stages bool) (*ParsedDockerfile, error) {
 				return nil, fmt.Errorf("line %d: FROM is not allowed here: these lines extend the image before them; use from_dockerfile for a Dockerfile with its own FROM", n.StartLine)
 			}
 			words := nodeWords(n)
-			st := Stage{}
+			st := DockerfileStage{Line: n.StartLine}
 			switch {
 			case len(words) == 1:
 				st.From = words[0]
 			case len(words) == 3 && strings.EqualFold(words[1], "AS"):
-				st.From, st.Name = words[0], words[2]
+				st.From, st.Name = words[0], strings.ToLower(words[2])
 			default:
 				return nil, fmt.Errorf("line %d: FROM wants an image and an optional \"AS name\", got %q", n.StartLine, strings.Join(words, " "))
 			}
@@ -101,9 +122,10 @@ func nodeWords(n *parser.Node) []string {
 
 func nodeInstruction(n *parser.Node) (Instruction, error) {
 	op := Op(strings.ToUpper(n.Value))
-	in := Instruction{Op: op, Flags: n.Flags, JSON: n.Attributes["json"]}
-	if len(n.Heredocs) > 0 {
-		return in, fmt.Errorf("%s with a heredoc is not supported; write the file with COPY or the command on one line", op)
+	in := Instruction{Op: op, Flags: n.Flags, JSON: n.Attributes["json"], Line: n.StartLine}
+	// BuildKit's parser reads heredocs for RUN, COPY and ADD only.
+	for _, h := range n.Heredocs {
+		in.Heredocs = append(in.Heredocs, Heredoc{Name: h.Name, Content: h.Content, Expand: h.Expand, Chomp: h.Chomp})
 	}
 	words := nodeWords(n)
 	switch op {
@@ -134,7 +156,7 @@ func nodeInstruction(n *parser.Node) (Instruction, error) {
 			in.Pairs = append(in.Pairs, KV{Key: k, Value: v, NoValue: !ok})
 		}
 	case OpCopy, OpAdd:
-		if len(words) < 2 {
+		if len(words) < 2 && !(len(words) == 1 && len(in.Heredocs) > 0) {
 			return in, fmt.Errorf("%s wants at least one source and a destination", op)
 		}
 		in.Args = words
@@ -147,9 +169,28 @@ func nodeInstruction(n *parser.Node) (Instruction, error) {
 	case OpExpose, OpVolume:
 		in.Args = words
 		in.JSON = false
-	case "MAINTAINER":
-		in.Op = OpLabel
-		in.Pairs = []KV{{Key: "maintainer", Value: strings.Join(words, " ")}}
+	case OpMaintainer:
+		in.Args = []string{strings.Join(words, " ")}
+	case OpHealthcheck:
+		// The line after its flags, as written ("NONE", "CMD curl -f ...", "CMD [...]"):
+		// BuildKit's instructions package reads it when the config is made.
+		rest := strings.TrimSpace(n.Original)
+		rest = strings.TrimSpace(rest[len(n.Value):])
+		for _, f := range n.Flags {
+			rest = strings.TrimSpace(strings.TrimPrefix(rest, f))
+		}
+		in.Args, in.JSON = []string{rest}, false
+	case OpOnbuild:
+		// The trigger, kept as its Dockerfile line.
+		if n.Next == nil || len(n.Next.Children) == 0 {
+			return in, fmt.Errorf("ONBUILD wants an instruction")
+		}
+		trigger := strings.TrimSpace(n.Next.Children[0].Original)
+		switch strings.ToUpper(n.Next.Children[0].Value) {
+		case "ONBUILD", "FROM", "MAINTAINER":
+			return in, fmt.Errorf("ONBUILD cannot trigger %s", strings.ToUpper(n.Next.Children[0].Value))
+		}
+		in.Args = []string{trigger}
 	default:
 		return in, fmt.Errorf("%s is not supported by strata's builder", op)
 	}

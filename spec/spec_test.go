@@ -59,8 +59,9 @@ func TestParseStages(t *testing.T) {
 	for src, want := range map[string]string{
 		"RUN x":                     "line 1: RUN before the first FROM",
 		"# comment\n":               "no instructions",
-		"FROM a\nONBUILD RUN x":     "line 2: ONBUILD is not supported",
-		"FROM a\nRUN <<EOF\nx\nEOF": "heredoc is not supported",
+		"FROM a\nONBUILD FROM b":    "line 2: ONBUILD cannot trigger FROM",
+		"FROM a\nENV":               "line 2: ENV wants key=value pairs",
+		"FROM a\nCOPY --form=b x y": "line 2: unknown flag: --form",
 		"FROM a\nSHELL bash":        "SHELL wants a JSON array",
 		"FROM a\nWORKDIR":           "",
 	} {
@@ -68,6 +69,35 @@ func TestParseStages(t *testing.T) {
 		if err == nil || (want != "" && !strings.Contains(err.Error(), want)) {
 			t.Errorf("ParseDockerfile(%q) = %v, want %q", src, err, want)
 		}
+	}
+}
+
+// TestParseHeredocsAndNewInstructions: heredocs, HEALTHCHECK, ONBUILD, MAINTAINER, and the
+// escape and syntax directives, as BuildKit reads them.
+func TestParseHeredocsAndNewInstructions(t *testing.T) {
+	src := "# syntax=docker/dockerfile:1\n# escape=`\nFROM a AS Build\nRUN <<EOF\necho one\nEOF\nCOPY <<'END' /f\n$NOT\nEND\nHEALTHCHECK --interval=5s CMD curl -f http://x/ || exit 1\nONBUILD RUN echo triggered\nMAINTAINER Jane <j@example.com>\n"
+	df, err := ParseDockerfile(strings.NewReader(src), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if df.Syntax != "docker/dockerfile:1" || df.Escape != "`" || df.Stages[0].Name != "build" {
+		t.Errorf("directives %q %q, stage %q", df.Syntax, df.Escape, df.Stages[0].Name)
+	}
+	ins := df.Stages[0].Instructions
+	if h := ins[0].Heredocs; len(h) != 1 || h[0].Content != "echo one\n" || !h[0].Expand || ins[0].Args[0] != "<<EOF" {
+		t.Errorf("RUN heredoc %+v", ins[0])
+	}
+	if h := ins[1].Heredocs; len(h) != 1 || h[0].Expand || h[0].Content != "$NOT\n" {
+		t.Errorf("COPY heredoc %+v", ins[1])
+	}
+	want := []string{"RUN <<EOF\necho one\nEOF", "COPY <<'END' /f\n$NOT\nEND", "HEALTHCHECK --interval=5s CMD curl -f http://x/ || exit 1", "ONBUILD RUN echo triggered", "MAINTAINER Jane <j@example.com>"}
+	for i, w := range want {
+		if got := ins[i].String(); got != w {
+			t.Errorf("instruction %d prints as %q, want %q", i, got, w)
+		}
+	}
+	if ins[2].Line != 10 {
+		t.Errorf("HEALTHCHECK is on line %d", ins[2].Line)
 	}
 }
 

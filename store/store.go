@@ -289,7 +289,10 @@ type Record struct {
 	Layers  []LayerDesc   `json:"layers"`
 	Config  v1.ConfigFile `json:"config"`
 	History []v1.History  `json:"history"`
-	Created time.Time     `json:"created"`
+	// Args are the ARG values in scope after the step (a Dockerfile stage's), which the
+	// stage's next instruction sees; they are not part of the image.
+	Args    []string  `json:"args,omitempty"`
+	Created time.Time `json:"created"`
 	// Seconds is how long the step took to build.
 	Seconds float64 `json:"seconds"`
 }

@@ -22,17 +22,24 @@ const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // scope.
 type State struct {
 	Config v1.Config
+	// Author is the image's author (MAINTAINER).
+	Author string
 	// Args are the ARG values in scope, as KEY=VALUE.
 	Args []string
 
+	escape     rune
 	buildArgs  map[string]string
 	globalArgs map[string]string
 }
 
-// New starts a layer's state from its parent's config (copied, never shared), with the
-// layer's build args and the global ARG values of its Dockerfile.
-func New(parent v1.Config, l *spec.Layer) *State {
-	s := &State{Config: Copy(parent), buildArgs: map[string]string{}, globalArgs: map[string]string{}}
+// New starts a layer's state from its parent's config (copied, never shared), with the ARG
+// values in scope before it (a Dockerfile stage's earlier instructions'), the layer's build
+// args and the global ARG values of its Dockerfile.
+func New(parent v1.Config, author string, args []string, l *spec.Layer) *State {
+	s := &State{Config: Copy(parent), Author: author, Args: append([]string(nil), args...), escape: '\\', buildArgs: map[string]string{}, globalArgs: map[string]string{}}
+	if l.Escape != "" {
+		s.escape = []rune(l.Escape)[0]
+	}
 	for _, kv := range l.BuildArgs {
 		s.buildArgs[kv.Key] = kv.Value
 	}
@@ -49,8 +56,33 @@ func (s *State) Env() []string {
 
 // Expand expands $VARIABLES and quotes in a word as a Dockerfile builder does.
 func (s *State) Expand(word string) (string, error) {
-	out, _, err := shell.NewLex('\\').ProcessWord(word, shell.EnvsFromSlice(s.Env()))
+	out, _, err := shell.NewLex(s.escape).ProcessWord(word, shell.EnvsFromSlice(s.Env()))
 	return out, err
+}
+
+// ExpandHeredoc expands $VARIABLES in a here-document's text, as BuildKit does for one
+// whose delimiter is not quoted.
+func (s *State) ExpandHeredoc(h spec.Heredoc) (string, error) {
+	text := h.Content
+	if h.Chomp {
+		text = Chomp(text)
+	}
+	if !h.Expand {
+		return text, nil
+	}
+	lex := shell.NewLex(s.escape)
+	lex.RawQuotes, lex.RawEscapes = true, true
+	out, _, err := lex.ProcessWord(text, shell.EnvsFromSlice(s.Env()))
+	return out, err
+}
+
+// Chomp strips leading tabs from every line ("<<-EOF").
+func Chomp(text string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimLeft(l, "\t")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // Shell is the shell that shell-form instructions run with.
@@ -173,6 +205,17 @@ func (s *State) Apply(in spec.Instruction) (bool, error) {
 		cfg.Entrypoint = s.Argv(in)
 		// As in Docker, a new entrypoint drops the inherited command.
 		cfg.Cmd = nil
+	case spec.OpMaintainer:
+		s.Author = in.Args[0]
+	case spec.OpOnbuild:
+		// Recorded; they run when an image is built FROM this one.
+		cfg.OnBuild = append(cfg.OnBuild, in.Args[0])
+	case spec.OpHealthcheck:
+		h, err := in.Healthcheck()
+		if err != nil {
+			return true, err
+		}
+		cfg.Healthcheck = h
 	case spec.OpCmd:
 		cfg.Cmd = s.Argv(in)
 	default:
@@ -222,6 +265,12 @@ func Copy(c v1.Config) v1.Config {
 	c.Labels = copyMap(c.Labels)
 	c.ExposedPorts = copySet(c.ExposedPorts)
 	c.Volumes = copySet(c.Volumes)
+	c.OnBuild = append([]string(nil), c.OnBuild...)
+	if c.Healthcheck != nil {
+		h := *c.Healthcheck
+		h.Test = append([]string(nil), h.Test...)
+		c.Healthcheck = &h
+	}
 	return c
 }
 

@@ -34,7 +34,7 @@ func apply(t *testing.T, s *State, lines string) {
 
 func TestApplyBuildsTheConfigDockerWould(t *testing.T) {
 	parent := v1.Config{Env: []string{"PATH=/usr/bin", "KEEP=1"}, Cmd: []string{"bash"}, Labels: map[string]string{"from": "base"}}
-	s := New(parent, &spec.Layer{})
+	s := New(parent, "", nil, &spec.Layer{})
 	apply(t, s, `ARG NAME=world
 ENV GREETING="hello $NAME" PATH=/opt/bin:$PATH
 LABEL team=ml "with space"="$GREETING"
@@ -73,7 +73,7 @@ CMD ["--port", "8080"]`)
 }
 
 func TestEntrypointDropsTheInheritedCmd(t *testing.T) {
-	s := New(v1.Config{Cmd: []string{"bash"}}, &spec.Layer{})
+	s := New(v1.Config{Cmd: []string{"bash"}}, "", nil, &spec.Layer{})
 	apply(t, s, `ENTRYPOINT ["/app"]`)
 	if s.Config.Cmd != nil {
 		t.Errorf("cmd %v", s.Config.Cmd)
@@ -88,7 +88,7 @@ func TestArgValuesFollowDocker(t *testing.T) {
 		BuildArgs:  []spec.KV{{Key: "OVERRIDDEN", Value: "from-build-arg"}},
 		GlobalArgs: []spec.KV{{Key: "V", Value: "1.0"}, {Key: "OVERRIDDEN", Value: "global"}},
 	}
-	s := New(v1.Config{}, l)
+	s := New(v1.Config{}, "", nil, l)
 	apply(t, s, `ARG V
 ARG OVERRIDDEN=default
 ARG UNSET
@@ -100,7 +100,7 @@ ARG DERIVED=v$V`)
 }
 
 func TestRunCopyAndAddAreLeftToTheEngine(t *testing.T) {
-	s := New(v1.Config{}, &spec.Layer{})
+	s := New(v1.Config{}, "", nil, &spec.Layer{})
 	for _, in := range parse(t, "RUN true\nCOPY a b\nADD c d") {
 		if handled, err := s.Apply(in); handled || err != nil {
 			t.Errorf("%s: handled %v, %v", in, handled, err)

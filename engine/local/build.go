@@ -22,23 +22,60 @@ type state struct {
 	config  v1.ConfigFile
 	history []v1.History
 	created time.Time
+	// args are the ARG values of the Dockerfile stage named scope, which its next
+	// instruction's layer continues.
+	args  []string
+	scope string
 }
 
-func (st *state) apply(r *store.Record) {
+func (st *state) apply(l *spec.Layer, r *store.Record) {
 	st.layers = append(st.layers, r.Layers...)
 	st.config.Architecture, st.config.OS, st.config.Variant = r.Config.Architecture, r.Config.OS, r.Config.Variant
-	st.config.Config = r.Config.Config
+	st.config.Config, st.config.Author = r.Config.Config, r.Config.Author
 	st.history = append(st.history, r.History...)
 	if r.Created.After(st.created) {
 		st.created = r.Created
 	}
+	st.args, st.scope = r.Args, l.Scope
 }
 
-// build is one Build call: its options, progress and registry cache.
+// inheritedArgs are the ARG values a layer starts with: its stage's so far, or none.
+func (st *state) inheritedArgs(l *spec.Layer) []string {
+	if l.Scope != "" && l.Scope == st.scope {
+		return st.args
+	}
+	return nil
+}
+
+// build is one Build call: its options, progress, registry cache, and the stages its
+// layers read from.
 type build struct {
-	e     *Engine
-	o     engine.BuildOptions
-	cache *remoteCache
+	e      *Engine
+	o      engine.BuildOptions
+	cache  *remoteCache
+	stages map[string]*stageBuild
+	total  int
+}
+
+// stageBuild is a stage of the plan being built; done closes when st or err is set.
+type stageBuild struct {
+	done chan struct{}
+	st   *state
+	err  error
+}
+
+// stage waits for a stage of the plan and returns its state.
+func (b *build) stage(ctx context.Context, name string) (*state, error) {
+	sb, ok := b.stages[name]
+	if !ok {
+		return nil, fmt.Errorf("stage %s is not in the plan", name)
+	}
+	select {
+	case <-sb.done:
+		return sb.st, sb.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (b *build) emit(ev engine.Event) {
@@ -62,17 +99,37 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 	if err != nil {
 		return nil, err
 	}
-	b := &build{e: e, o: o, cache: cache}
-	st := &state{config: e.emptyConfig()}
-	for i, l := range p.Layers {
-		ev := engine.Event{Index: i, Total: len(p.Layers), Method: l.Method, Key: l.Key}
-		rec, err := b.layer(ctx, st, l, ev)
-		if err != nil {
-			cache.wait()
-			return nil, err
+	b := &build{e: e, o: o, cache: cache, stages: map[string]*stageBuild{}, total: len(p.Layers)}
+	for _, s := range p.Stages {
+		b.total += len(s.Layers)
+	}
+	// The stages the layers read from build first, the independent ones at once; a layer
+	// that needs one waits for it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	offset := 0
+	for _, s := range p.Stages {
+		sb := &stageBuild{done: make(chan struct{})}
+		b.stages[s.Name] = sb
+		go func(s spec.Stage, offset int) {
+			defer close(sb.done)
+			sb.st, sb.err = b.chain(ctx, s.Layers, offset)
+			if sb.err != nil {
+				cancel()
+			}
+		}(s, offset)
+		offset += len(s.Layers)
+	}
+	st, err := b.chain(ctx, p.Layers, offset)
+	for _, sb := range b.stages {
+		<-sb.done
+		if err == nil && sb.err != nil && !errors.Is(sb.err, context.Canceled) {
+			err = sb.err
 		}
-		cache.store(ctx, rec)
-		st.apply(rec)
+	}
+	if err != nil {
+		cache.wait()
+		return nil, err
 	}
 	si, err := e.commitImage(st, p, o.Name)
 	if err != nil {
@@ -83,6 +140,21 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 		return nil, fmt.Errorf("the image %s was built, but: %w", si.Manifest, err)
 	}
 	return e.describe(si)
+}
+
+// chain builds a chain of layers, numbered from offset in the build's progress.
+func (b *build) chain(ctx context.Context, layers []*spec.Layer, offset int) (*state, error) {
+	st := &state{config: b.e.emptyConfig()}
+	for i, l := range layers {
+		ev := engine.Event{Index: offset + i, Total: b.total, Method: l.Method, Title: l.Title, Key: l.Key}
+		rec, err := b.layer(ctx, st, l, ev)
+		if err != nil {
+			return nil, err
+		}
+		b.cache.store(ctx, rec)
+		st.apply(l, rec)
+	}
+	return st, nil
 }
 
 func (e *Engine) emptyConfig() v1.ConfigFile {
@@ -184,6 +256,9 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 		_, v, _ := strings.Cut(kv, "=")
 		values = append(values, v)
 	}
+	for _, v := range b.o.Secrets {
+		values = append(values, string(v))
+	}
 	log := newRedactor(io.MultiWriter(logf, lineWriter(func(line string) {
 		ev := ev
 		ev.Status, ev.Line = engine.StatusLog, line
@@ -194,16 +269,29 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 	rec := &store.Record{Key: l.Key, Method: l.Method, Created: clamp(time.Now().UTC().Truncate(time.Second), l.SourceDateEpoch)}
 	// Start from the parent's state; a root layer starts from its base.
 	cur := &state{config: st.config, layers: append([]store.LayerDesc(nil), st.layers...)}
+	args := st.inheritedArgs(l)
+	var triggers []spec.Instruction
 	if l.Base != nil {
 		base, err := e.base(ctx, l, log)
 		if err != nil {
 			return nil, err
 		}
-		cur = base
+		cur, args = base, nil
 		rec.Layers = append(rec.Layers, base.layers...)
 		rec.History = append(rec.History, base.history...)
+		// As in Docker, a base's ONBUILD triggers run right after FROM, and are spent.
+		if t := base.config.Config.OnBuild; len(t) > 0 {
+			df, err := spec.ParseDockerfile(strings.NewReader(strings.Join(t, "\n")), false)
+			if err != nil {
+				return nil, fmt.Errorf("the base image's ONBUILD triggers: %w", err)
+			}
+			triggers = df.Stages[0].Instructions
+			cur.config.Config.OnBuild = nil
+			fmt.Fprintf(log, "running %d ONBUILD trigger(s) of the base image\n", len(triggers))
+		}
 	}
-	x := newExecutor(e, cur, l, log, env)
+	x := newExecutor(b, cur, l, log, env, args)
+	x.triggers = triggers
 	desc, err := x.run(ctx)
 	if err != nil {
 		log.Flush()
@@ -217,7 +305,8 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 		rec.Layers = append(rec.Layers, *desc)
 	}
 	rec.Config = cur.config
-	rec.Config.Config = x.cfg.Config
+	rec.Config.Config, rec.Config.Author = x.cfg.Config, x.cfg.Author
+	rec.Args = x.cfg.Args
 	for i := range rec.History {
 		rec.History[i].Created.Time = clamp(rec.History[i].Created.Time, l.SourceDateEpoch)
 	}

@@ -35,14 +35,6 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		set  bool
-		name string
-	}{{flags.Parents, "--parents"}, {len(flags.Excludes) > 0, "--exclude"}, {flags.Checksum != "", "--checksum"}, {flags.KeepGitDir, "--keep-git-dir"}} {
-		if f.set {
-			return fmt.Errorf("%s %s is not supported yet", in.Op, f.name)
-		}
-	}
 	words := make([]string, len(in.Args))
 	for i, a := range in.Args {
 		w, err := x.cfg.Expand(a)
@@ -52,6 +44,7 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 		words[i] = w
 	}
 	srcs, dst := words[:len(words)-1], words[len(words)-1]
+	dstIsDir := strings.HasSuffix(dst, "/") || len(srcs) > 1
 	uid, gid := -1, -1
 	if flags.Chown != "" {
 		c, err := x.cfg.Expand(flags.Chown)
@@ -66,30 +59,67 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 	}
 	var mode os.FileMode
 	if flags.Chmod != "" {
-		m, err := strconv.ParseUint(flags.Chmod, 8, 32)
+		c, err := x.cfg.Expand(flags.Chmod)
+		if err != nil {
+			return err
+		}
+		m, err := strconv.ParseUint(c, 8, 32)
 		if err != nil {
 			return fmt.Errorf("--chmod=%s: want an octal mode such as 755", flags.Chmod)
 		}
 		mode = os.FileMode(m)
 	}
-	files := x.layer.Context
-	if flags.From != "" {
-		var cleanup func()
-		files, cleanup, err = x.fromImage(ctx, flags.From, srcs)
-		if err != nil {
-			return err
-		}
-		defer cleanup()
-	}
 	if !path.IsAbs(dst) {
 		dst = path.Join("/", x.cfg.Config.WorkingDir, dst)
 	}
-	plan, err := spec.CopyPlan(files, srcs, dst, strings.HasSuffix(words[len(words)-1], "/"))
-	if err != nil {
-		return err
+	// Here-documents and ADD's downloads are files of their own; the rest come from the
+	// build context, or from --from's stage or image.
+	var plan []spec.CopyItem
+	var local []string
+	for i, src := range in.Args[:len(in.Args)-1] {
+		switch {
+		case spec.IsHeredocSource(in, src):
+			f, err := x.heredocFile(in, src)
+			if err != nil {
+				return err
+			}
+			plan = append(plan, spec.CopyItem{File: f, Target: intoDir(dst, f.Path, dstIsDir)})
+		case in.Op == spec.OpAdd && flags.From == "" && spec.IsRemoteSource(srcs[i]):
+			items, err := x.download(ctx, srcs[i], flags, dst, dstIsDir)
+			if err != nil {
+				return fmt.Errorf("ADD %s: %w", srcs[i], err)
+			}
+			plan = append(plan, items...)
+		default:
+			local = append(local, srcs[i])
+		}
+	}
+	if len(local) > 0 {
+		files := x.layer.Context
+		if flags.From != "" {
+			var cleanup func()
+			files, cleanup, err = x.fromImage(ctx, flags.From, local)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+		}
+		var items []spec.CopyItem
+		if flags.Parents {
+			items, err = parentsPlan(files, local, dst)
+		} else {
+			items, err = spec.CopyPlan(files, local, dst, dstIsDir)
+		}
+		if err != nil {
+			return err
+		}
+		if items, err = exclude(items, flags.Excludes, dst); err != nil {
+			return err
+		}
+		plan = append(plan, items...)
 	}
 	for _, c := range plan {
-		if in.Op == spec.OpAdd && flags.From == "" && fs.FileMode(c.File.Mode).IsRegular() {
+		if in.Op == spec.OpAdd && flags.From == "" && c.File.Mode&uint32(fs.ModeType) == 0 && !c.File.Remote {
 			// As Docker: ADD unpacks a local tar archive into the destination folder.
 			if done, err := x.unpack(c.File, dst, uid, gid); done || err != nil {
 				if err != nil {
@@ -103,6 +133,90 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 		}
 	}
 	return nil
+}
+
+// intoDir is where a single file named name goes: dst, or dst/name when dst is a folder.
+func intoDir(dst, name string, dstIsDir bool) string {
+	if dstIsDir {
+		return path.Join(dst, path.Base(name))
+	}
+	return dst
+}
+
+// heredocFile writes a COPY here-document to a file of the work folder, expanded unless its
+// delimiter was quoted, with mode 0644 as BuildKit gives it.
+func (x *executor) heredocFile(in spec.Instruction, src string) (spec.ContextFile, error) {
+	name := strings.Trim(strings.TrimPrefix(strings.TrimPrefix(src, "<<"), "-"), `"'`)
+	for _, h := range in.Heredocs {
+		if h.Name != name {
+			continue
+		}
+		text, err := x.cfg.ExpandHeredoc(h)
+		if err != nil {
+			return spec.ContextFile{}, err
+		}
+		dir := filepath.Join(x.work.Path, "heredocs")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return spec.ContextFile{}, err
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			return spec.ContextFile{}, err
+		}
+		return spec.ContextFile{Path: name, Source: p, Mode: 0o644, Size: int64(len(text))}, nil
+	}
+	return spec.ContextFile{}, fmt.Errorf("no heredoc %q", name)
+}
+
+// parentsPlan maps sources to their destinations keeping their folders, as COPY --parents
+// does: a/b/c.txt goes to dst/a/b/c.txt. A "/./" in a source marks where the kept path
+// starts.
+func parentsPlan(files []spec.ContextFile, srcs []string, dst string) ([]spec.CopyItem, error) {
+	var out []spec.CopyItem
+	for _, s := range srcs {
+		pivot := ""
+		if i := strings.Index(s, "/./"); i >= 0 {
+			pivot = spec.CleanSource(s[:i])
+		}
+		src := spec.CleanSource(s)
+		n := len(out)
+		for _, f := range files {
+			if !spec.Selects(src, f.Path) {
+				continue
+			}
+			rel := f.Path
+			if pivot != "" {
+				rel = strings.TrimPrefix(strings.TrimPrefix(rel, pivot), "/")
+			}
+			out = append(out, spec.CopyItem{File: f, Target: path.Join(dst, rel)})
+		}
+		if len(out) == n {
+			return nil, fmt.Errorf("source %q is not in the build context", s)
+		}
+	}
+	return out, nil
+}
+
+// exclude leaves out the files --exclude names: patterns in dockerignore syntax, matched
+// against the path in the build context and against the path under the destination.
+func exclude(items []spec.CopyItem, patterns []string, dst string) ([]spec.CopyItem, error) {
+	if len(patterns) == 0 {
+		return items, nil
+	}
+	m, err := localfiles.Patterns(patterns)
+	if err != nil {
+		return nil, fmt.Errorf("--exclude: %w", err)
+	}
+	var out []spec.CopyItem
+	for _, it := range items {
+		rel := strings.TrimPrefix(strings.TrimPrefix(it.Target, dst), "/")
+		dir := fs.FileMode(it.File.Mode).IsDir()
+		if m.Excludes(it.File.Path, dir) || (rel != "" && m.Excludes(rel, dir)) {
+			continue
+		}
+		out = append(out, it)
+	}
+	return out, nil
 }
 
 // unpack extracts f into the folder dst if f is a tar archive (plain, gzip, bzip2 or zstd),
@@ -263,21 +377,12 @@ func mkdirAllOwned(dir string, uid, gid int) error {
 	return nil
 }
 
-// fromImage lists the sources of COPY --from=IMAGE from that image's file system: the
-// image the reference was resolved to before the build (a local image, or one pulled).
+// fromImage lists the sources of COPY --from from the file system of what it names: a
+// stage of the plan, or the image the reference was resolved to before the build.
 func (x *executor) fromImage(ctx context.Context, ref string, srcs []string) ([]spec.ContextFile, func(), error) {
-	digest := ""
-	for _, im := range x.layer.Images {
-		if im.Ref == ref {
-			digest = im.Digest
-		}
-	}
-	if digest == "" {
-		return nil, nil, fmt.Errorf("--from=%s was not resolved before the build; write the image reference literally (no $VARIABLES)", ref)
-	}
-	st, err := x.e.imageState(ctx, ref, digest, nil, x.log)
+	st, err := x.fromState(ctx, ref)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--from=%s: %w", ref, err)
+		return nil, nil, fmt.Errorf("--%w", err)
 	}
 	lowers, err := x.e.snapshots(st.layers)
 	if err != nil {

@@ -120,7 +120,10 @@ func (e *Engine) Run(ctx context.Context, img *engine.Image, o engine.RunOptions
 // sources list them again, so a container sees the local files as they are now.
 func stageMounts(dir string, mounts []engine.Mount) error {
 	for _, m := range mounts {
-		files := m.Files
+		var files []spec.ContextFile
+		for _, f := range m.Files {
+			files = append(files, spec.ContextFile{Path: f.Path, Source: f.Source, Mode: f.Mode, Link: f.Link})
+		}
 		if len(m.Sources) > 0 {
 			files = nil
 			for _, src := range m.Sources {
@@ -128,36 +131,46 @@ func stageMounts(dir string, mounts []engine.Mount) error {
 				if err != nil {
 					return fmt.Errorf("%s: listing %s: %w", m.Method, src.Local, err)
 				}
-				for _, f := range fs {
-					files = append(files, engine.MountFile{Path: f.Path, Source: f.Source, Mode: f.Mode, Link: f.Link})
-				}
+				files = append(files, fs...)
 			}
 		}
-		for _, f := range files {
-			p := filepath.Join(dir, filepath.FromSlash(f.Path))
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := stageFiles(dir, files); err != nil {
+			return fmt.Errorf("%s: %w", m.Method, err)
+		}
+	}
+	return nil
+}
+
+// stageFiles lays out local files under dir at their paths, hard-linked to the local files
+// where possible (no copy), copied otherwise; a container sees them read-only.
+func stageFiles(dir string, files []spec.ContextFile) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		mode := fs.FileMode(f.Mode)
+		switch {
+		case mode.IsDir():
+			if err := os.MkdirAll(p, mode.Perm()|0o100); err != nil {
 				return err
 			}
-			mode := fs.FileMode(f.Mode)
-			switch {
-			case mode.IsDir():
-				if err := os.MkdirAll(p, mode.Perm()|0o100); err != nil {
-					return err
+		case mode&fs.ModeSymlink != 0:
+			_ = os.Remove(p)
+			if err := os.Symlink(f.Link, p); err != nil {
+				return err
+			}
+		default:
+			_ = os.Remove(p)
+			if err := os.Link(f.Source, p); err != nil {
+				if err := copyVerified(spec.ContextFile{Source: f.Source}, p); err != nil {
+					return fmt.Errorf("staging %s: %w", f.Source, err)
 				}
-			case mode&fs.ModeSymlink != 0:
-				_ = os.Remove(p)
-				if err := os.Symlink(f.Link, p); err != nil {
+				if err := os.Chmod(p, mode.Perm()); err != nil {
 					return err
-				}
-			default:
-				_ = os.Remove(p)
-				if err := os.Link(f.Source, p); err != nil {
-					if err := copyVerified(spec.ContextFile{Source: f.Source}, p); err != nil {
-						return fmt.Errorf("%s: mounting %s: %w", m.Method, f.Source, err)
-					}
-					if err := os.Chmod(p, mode.Perm()); err != nil {
-						return err
-					}
 				}
 			}
 		}

@@ -41,19 +41,22 @@ var caEnv = []string{
 // executor runs one layer's instructions on top of the state below it.
 type executor struct {
 	e         *Engine
+	b         *build
 	below     *state
 	layer     *spec.Layer
 	cfg       *imageconfig.State
 	log       io.Writer
 	secretEnv []string
+	// triggers are the base image's ONBUILD instructions, run before the layer's own.
+	triggers []spec.Instruction
 
 	work   *store.WorkDir
 	rootfs string
 	upper  string
 }
 
-func newExecutor(e *Engine, below *state, l *spec.Layer, log io.Writer, secretEnv []string) *executor {
-	return &executor{e: e, below: below, layer: l, cfg: imageconfig.New(below.config.Config, l), log: log, secretEnv: secretEnv}
+func newExecutor(b *build, below *state, l *spec.Layer, log io.Writer, secretEnv, args []string) *executor {
+	return &executor{e: b.e, b: b, below: below, layer: l, cfg: imageconfig.New(below.config.Config, below.config.Author, args, l), log: log, secretEnv: secretEnv}
 }
 
 // run executes the layer and commits what it changed as a layer blob and snapshot; nil if
@@ -75,7 +78,7 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 		return nil, fmt.Errorf("add_python needs the %s %s release, which the local engine does not fetch; use debian_slim, or a registry image that has Python", a.Name, a.Version)
 	}
 	bootstrapped := x.layer.Base != nil && x.layer.Base.Kind == spec.BaseDebian
-	for _, in := range x.layer.Instructions {
+	for _, in := range append(append([]spec.Instruction(nil), x.triggers...), x.layer.Instructions...) {
 		if bootstrapped && in.Op == spec.OpRun {
 			continue // ran as mmdebstrap hooks
 		}
@@ -83,6 +86,9 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 			var be *engine.BuildError
 			if !errors.As(err, &be) {
 				be = &engine.BuildError{Command: in.String(), Err: err}
+			}
+			if in.Line > 0 && !strings.HasPrefix(be.Command, "line ") {
+				be.Command = fmt.Sprintf("line %d: %s", in.Line, be.Command)
 			}
 			return nil, be
 		}
@@ -202,20 +208,23 @@ func (x *executor) mount() error {
 	return container.MountOverlay(lowers, x.upper, filepath.Join(w.Path, "work"), x.rootfs)
 }
 
-// stepEnv is a RUN step's environment: the image's ARG and ENV values, the layer's build
-// env, its secrets and SOURCE_DATE_EPOCH; then, only where none of these set them, the
-// pointers to the host's CA bundle and a default PATH.
-func stepEnv(image []string, layerEnv []spec.KV, secretEnv []string, epoch *int64, hostCA bool) []string {
+// stepEnv is a RUN step's environment: the image's ARG and ENV values, the proxy build
+// args (HTTP_PROXY...), the layer's build env, its secrets and SOURCE_DATE_EPOCH; then, only
+// where none of these set them, the pointers to the host's CA bundle and a default PATH.
+func stepEnv(image []string, l *spec.Layer, secretEnv []string, hostCA bool) []string {
 	env := append([]string(nil), image...)
-	for _, kv := range layerEnv {
+	for _, kv := range l.ProxyEnv {
+		env = imageconfig.SetEnv(env, kv.Key, kv.Value)
+	}
+	for _, kv := range l.Env {
 		env = imageconfig.SetEnv(env, kv.Key, kv.Value)
 	}
 	for _, kv := range secretEnv {
 		k, v, _ := strings.Cut(kv, "=")
 		env = imageconfig.SetEnv(env, k, v)
 	}
-	if epoch != nil {
-		env = imageconfig.SetEnv(env, "SOURCE_DATE_EPOCH", strconv.FormatInt(*epoch, 10))
+	if l.SourceDateEpoch != nil {
+		env = imageconfig.SetEnv(env, "SOURCE_DATE_EPOCH", strconv.FormatInt(*l.SourceDateEpoch, 10))
 	}
 	if hostCA {
 		env = imageconfig.Fill(env, caEnv...)
@@ -236,7 +245,6 @@ func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {
 	}
 	cs := container.Spec{
 		Rootfs:  x.rootfs,
-		Args:    x.cfg.Argv(in),
 		Cwd:     x.cfg.Config.WorkingDir,
 		User:    x.cfg.Config.User,
 		Stdout:  x.log,
@@ -257,13 +265,19 @@ func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {
 	if err != nil {
 		return err
 	}
-	for _, m := range instructions.GetMounts(flags) {
-		cm, err := x.runMount(m)
-		if err != nil {
-			return err
-		}
-		cs.Mounts = append(cs.Mounts, cm)
+	var heredocMount *container.Mount
+	if cs.Args, heredocMount, err = x.runArgs(in); err != nil {
+		return err
 	}
+	if heredocMount != nil {
+		cs.Mounts = append(cs.Mounts, *heredocMount)
+	}
+	mounts, mountEnv, release, err := x.runMounts(ctx, instructions.GetMounts(flags))
+	if err != nil {
+		return err
+	}
+	defer release()
+	cs.Mounts = append(cs.Mounts, mounts...)
 	for _, v := range x.layer.Volumes {
 		dir := x.e.store.Path("volumes", v.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -272,7 +286,7 @@ func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {
 		cs.Mounts = append(cs.Mounts, container.Mount{Source: dir, Target: v.Path})
 	}
 	_, hostCA := os.Stat(hostCABundle)
-	cs.Env = stepEnv(x.cfg.Env(), x.layer.Env, x.secretEnv, x.layer.SourceDateEpoch, hostCA == nil)
+	cs.Env = stepEnv(x.cfg.Env(), x.layer, append(x.secretEnv, mountEnv...), hostCA == nil)
 	fmt.Fprintf(x.log, "+ %s\n", in.String())
 	bundle, err := os.MkdirTemp(x.work.Path, "bundle-")
 	if err != nil {
@@ -284,6 +298,43 @@ func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {
 		return &engine.BuildError{Command: in.String(), ExitCode: ee.Code, Err: err}
 	}
 	return err
+}
+
+// runArgs is a RUN's argv. With here-documents it follows BuildKit: a lone heredoc is the
+// script, run by its shebang's interpreter (from a file mounted at /dev/pipes) or by the
+// shell; a command that reads heredocs gets them back as text for the shell.
+func (x *executor) runArgs(in spec.Instruction) ([]string, *container.Mount, error) {
+	if len(in.Heredocs) == 0 {
+		return x.cfg.Argv(in), nil, nil
+	}
+	if in.JSON || len(in.Args) != 1 {
+		return nil, nil, fmt.Errorf("a RUN with a heredoc must be in shell form")
+	}
+	h := in.Heredocs[0]
+	if len(in.Heredocs) == 1 && spec.IsHeredocSource(in, strings.TrimSpace(in.Args[0])) {
+		data := h.Content
+		if h.Chomp {
+			data = imageconfig.Chomp(data)
+		}
+		if strings.HasPrefix(data, "#!") {
+			dir := filepath.Join(x.work.Path, "heredoc")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, nil, err
+			}
+			if err := os.WriteFile(filepath.Join(dir, h.Name), []byte(data), 0o755); err != nil {
+				return nil, nil, err
+			}
+			argv := x.cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{"/dev/pipes/" + h.Name}})
+			return argv, &container.Mount{Source: dir, Target: "/dev/pipes", ReadOnly: true}, nil
+		}
+		return x.cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{data}}), nil, nil
+	}
+	var b strings.Builder
+	b.WriteString(in.Args[0])
+	for _, h := range in.Heredocs {
+		b.WriteString("\n" + h.Content + h.Name)
+	}
+	return x.cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{b.String()}}), nil, nil
 }
 
 // supportMounts are what every container gets and no layer keeps: copies of the host's DNS

@@ -41,9 +41,9 @@ func TestStepEnvLetsTheUserChooseTheCABundle(t *testing.T) {
 	epoch := int64(1700000000)
 	env := stepEnv(
 		[]string{"PATH=/opt/bin", "REQUESTS_CA_BUNDLE=/image/ca.pem"},
-		[]spec.KV{{Key: "PIP_CERT", Value: "/layer/ca.pem"}},
+		&spec.Layer{Env: []spec.KV{{Key: "PIP_CERT", Value: "/layer/ca.pem"}}, SourceDateEpoch: &epoch},
 		[]string{"GIT_SSL_CAINFO=/secret/ca.pem", "TOKEN=x=y"},
-		&epoch, true)
+		true)
 	want := map[string]string{
 		"PATH": "/opt/bin", "REQUESTS_CA_BUNDLE": "/image/ca.pem", "PIP_CERT": "/layer/ca.pem",
 		"GIT_SSL_CAINFO": "/secret/ca.pem", "TOKEN": "x=y", "SOURCE_DATE_EPOCH": "1700000000",
@@ -62,7 +62,7 @@ func TestStepEnvLetsTheUserChooseTheCABundle(t *testing.T) {
 		t.Errorf("got  %v\nwant %v", got, want)
 	}
 	// Without a host bundle nothing points at it, and PATH gets Docker's default.
-	for _, kv := range stepEnv(nil, nil, nil, nil, false) {
+	for _, kv := range stepEnv(nil, &spec.Layer{}, nil, false) {
 		if kv != "PATH="+imageconfig.DefaultPath {
 			t.Errorf("unexpected %s", kv)
 		}

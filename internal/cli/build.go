@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/specfile"
 )
@@ -38,31 +39,58 @@ func openImage(ctx context.Context, ref string) (*strata.Built, error) {
 }
 
 func buildCmd() *cobra.Command {
-	var file, name, progressMode, pushRef, cacheTo string
-	var cacheFrom []string
+	var file, name, progressMode, pushRef, cacheTo, target string
+	var cacheFrom, buildArgs, secretFlags, sshFlags []string
 	var force, ignore, pull bool
 	var pf pushFlags
 	cmd := &cobra.Command{
-		Use:   "build -f FILE [-t NAME]",
-		Short: "Build a spec file into an OCI image in the local store",
-		Long: `Build a spec file into an OCI image in the local store, one cached layer per step.
-A cached layer is skipped entirely. Needs root, runc and overlayfs (and mmdebstrap for
-debian_slim).
+		Use:   "build [-f FILE] [CONTEXT] [-t NAME]",
+		Short: "Build a spec file or a Dockerfile into an OCI image in the local store",
+		Long: `Build a spec file (YAML or JSON), or a Dockerfile as docker build does, into an OCI image
+in the local store, one cached layer per step (per instruction, for a Dockerfile). A cached
+layer is skipped entirely. Needs root, runc and overlayfs (and mmdebstrap for debian_slim).
+
+A FILE ending in .yaml, .yml or .json is a spec file; any other is a Dockerfile, built with
+CONTEXT (default: the current folder) as its build context, and CONTEXT/Dockerfile is the
+default FILE. For Dockerfiles: --build-arg, --target, --secret and --ssh, as in docker build;
+<Dockerfile>.dockerignore beside the Dockerfile, or CONTEXT/.dockerignore, leaves files out.
 
 STRATA_FORCE_BUILD=true and STRATA_IGNORE_CACHE=true act as --force-build and
---ignore-cache; STRATA_CACHE_REPO as --cache-from and --cache-to. With SOURCE_DATE_EPOCH set, file times in every layer and the times in the
-image config are clamped to it, for reproducible images.`,
+--ignore-cache; STRATA_CACHE_REPO as --cache-from and --cache-to. With SOURCE_DATE_EPOCH
+set, file times in every layer and the times in the image config are clamped to it, for
+reproducible images.`,
 		Example: `  strata build -f image.yaml -t myapp
-  strata build -f image.yaml -t myapp --progress plain
+  strata build -t myapp .
+  strata build -f docker/Dockerfile --target test --build-arg GO=1.22 -t myapp-test .
+  strata build --secret id=npmrc,src=$HOME/.npmrc --ssh default -t web .
   STRATA_FORCE_BUILD=1 strata build -f image.yaml -t myapp`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := specfile.Load(file)
-			if err != nil {
-				return err
-			}
-			if name == "" {
-				name = strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var img strata.Image
+			var dir string
+			var opts []strata.Option
+			switch ext := strings.ToLower(filepath.Ext(file)); {
+			case ext == ".yaml" || ext == ".yml" || ext == ".json":
+				if len(args) > 0 {
+					return fmt.Errorf("a spec file names its own local files: CONTEXT is for Dockerfiles")
+				}
+				f, err := specfile.Load(file)
+				if err != nil {
+					return err
+				}
+				img, dir = f.Image, f.Dir
+				if name == "" {
+					name = strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+				}
+			default:
+				df, err := dockerfileBuild(file, args, buildArgs, target, name)
+				if err != nil {
+					return err
+				}
+				img, dir, name = df.img, df.dir, df.name
+				if opts, err = buildSecretOptions(secretFlags, sshFlags); err != nil {
+					return err
+				}
 			}
 			mode := progressMode
 			var size func() (int, int)
@@ -82,7 +110,7 @@ image config are clamped to it, for reproducible images.`,
 				return fmt.Errorf("--progress %q: use auto, tty, plain or json", progressMode)
 			}
 			pr := newProgress(cmd.ErrOrStderr(), mode, size)
-			opts := []strata.Option{strata.WithName(name), strata.WithProgress(pr.event), strata.WithResolveOptions(strata.WithDir(f.Dir))}
+			opts = append(opts, strata.WithName(name), strata.WithProgress(pr.event), strata.WithResolveOptions(strata.WithDir(dir)))
 			if force {
 				opts = append(opts, strata.WithForceBuild())
 			}
@@ -98,10 +126,13 @@ image config are clamped to it, for reproducible images.`,
 			if cacheTo != "" {
 				opts = append(opts, strata.WithCacheTo(cacheTo))
 			}
-			built, err := f.Image.Build(cmd.Context(), opts...)
+			built, err := img.Build(cmd.Context(), opts...)
 			pr.close()
 			if err != nil {
 				return err
+			}
+			for _, w := range built.Plan.Warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", built.Name, built.Manifest)
 			if pushRef != "" {
@@ -110,18 +141,128 @@ image config are clamped to it, for reproducible images.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON)")
-	cmd.Flags().StringVarP(&name, "tag", "t", "", "name of the image in the store (default: the spec file's name)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (.yaml, .yml, .json) or Dockerfile (default: CONTEXT/Dockerfile)")
+	cmd.Flags().StringVarP(&name, "tag", "t", "", "name of the image in the store (default: the spec file's or the context folder's name)")
 	cmd.Flags().BoolVar(&force, "force-build", false, "rebuild every layer and replace the cached entries")
 	cmd.Flags().BoolVar(&ignore, "ignore-cache", false, "rebuild every layer without reading or replacing cached entries")
 	cmd.Flags().BoolVar(&pull, "pull", false, "resolve registry images again instead of using the digests they were first pulled at")
 	cmd.Flags().StringVar(&pushRef, "push", "", "push the image to this registry reference after building it")
 	cmd.Flags().StringArrayVar(&cacheFrom, "cache-from", nil, "fetch layers another build stored in this registry repository instead of building them")
 	cmd.Flags().StringVar(&cacheTo, "cache-to", "", "store every layer in this registry repository, by cache key")
+	cmd.Flags().StringArrayVar(&buildArgs, "build-arg", nil, "Dockerfile: set an ARG (KEY=VALUE, or KEY to take it from the environment)")
+	cmd.Flags().StringVar(&target, "target", "", "Dockerfile: the stage to build (default: the last)")
+	cmd.Flags().StringArrayVar(&secretFlags, "secret", nil, "Dockerfile: a build secret, id=ID,src=FILE or id=ID,env=VAR")
+	cmd.Flags().StringArrayVar(&sshFlags, "ssh", nil, "Dockerfile: an SSH agent for RUN --mount=type=ssh, default or ID=SOCKET")
 	pf.add(cmd)
 	cmd.Flags().StringVar(&progressMode, "progress", "auto", "progress output: auto, tty, plain or json")
-	_ = cmd.MarkFlagRequired("file")
 	return cmd
+}
+
+// dockerfileImage is a Dockerfile build as the build command sets it up.
+type dockerfileImage struct {
+	img  strata.Image
+	dir  string
+	name string
+}
+
+// dockerfileBuild sets up a Dockerfile build as docker build does: FILE (default
+// CONTEXT/Dockerfile), the context (default "."), BuildKit's ignore-file rule, build args
+// (KEY alone takes the environment's value).
+func dockerfileBuild(file string, args, buildArgs []string, target, name string) (*dockerfileImage, error) {
+	ctxDir := "."
+	if len(args) > 0 {
+		ctxDir = args[0]
+	}
+	ctxDir, err := filepath.Abs(ctxDir)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(ctxDir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("build context %s is not a folder", ctxDir)
+	}
+	if file == "" {
+		file = filepath.Join(ctxDir, "Dockerfile")
+	}
+	if file, err = filepath.Abs(file); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(file); err != nil {
+		return nil, fmt.Errorf("no Dockerfile: %w (give one with -f, or a spec file ending in .yaml)", err)
+	}
+	// BuildKit's rule: <Dockerfile>.dockerignore beside the Dockerfile, else the context's.
+	ignore := []string{}
+	for _, p := range []string{file + ".dockerignore", filepath.Join(ctxDir, ".dockerignore")} {
+		if _, err := os.Stat(p); err == nil {
+			if ignore, err = localfiles.ReadDockerignore(p); err != nil {
+				return nil, fmt.Errorf("reading %s: %w", p, err)
+			}
+			break
+		}
+	}
+	values := map[string]string{}
+	for _, a := range buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			if v, ok = os.LookupEnv(k); !ok {
+				continue // as docker: an unset variable is no build arg
+			}
+		}
+		values[k] = v
+	}
+	if name == "" {
+		name = strings.ToLower(filepath.Base(ctxDir))
+	}
+	img := strata.FromDockerfileWith(strata.FromDockerfileOptions{Path: file, ContextDir: ctxDir, BuildArgs: values, Target: target, Ignore: ignore})
+	return &dockerfileImage{img: img, dir: ctxDir, name: name}, nil
+}
+
+// buildSecretOptions reads --secret (id=ID,src=FILE | id=ID,env=VAR | id=ID for the
+// environment variable ID) and --ssh (default | ID=SOCKET) as docker build takes them.
+func buildSecretOptions(secrets, sshs []string) ([]strata.Option, error) {
+	var opts []strata.Option
+	for _, s := range secrets {
+		fields := map[string]string{}
+		for _, f := range strings.Split(s, ",") {
+			k, v, _ := strings.Cut(f, "=")
+			fields[strings.TrimSpace(k)] = v
+		}
+		id := fields["id"]
+		if id == "" {
+			return nil, fmt.Errorf("--secret %q: want id=ID,src=FILE or id=ID,env=VAR", s)
+		}
+		var value []byte
+		switch {
+		case fields["src"] != "" || fields["source"] != "":
+			src := fields["src"] + fields["source"]
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return nil, fmt.Errorf("--secret id=%s: %w", id, err)
+			}
+			value = b
+		default:
+			env := fields["env"]
+			if env == "" {
+				env = id
+			}
+			v, ok := os.LookupEnv(env)
+			if !ok {
+				return nil, fmt.Errorf("--secret id=%s: the environment variable %s is not set (give src=FILE or env=VAR)", id, env)
+			}
+			value = []byte(v)
+		}
+		opts = append(opts, strata.WithBuildSecret(id, value))
+	}
+	for _, s := range sshs {
+		id, sock, ok := strings.Cut(s, "=")
+		if !ok {
+			sock = os.Getenv("SSH_AUTH_SOCK")
+			if sock == "" {
+				return nil, fmt.Errorf("--ssh %s: SSH_AUTH_SOCK is not set; start an agent (eval $(ssh-agent)) or give %s=SOCKET", id, id)
+			}
+		}
+		opts = append(opts, strata.WithSSH(id, sock))
+	}
+	return opts, nil
 }
 
 func runCmd() *cobra.Command {

@@ -61,6 +61,9 @@ func (p *progress) event(ev strata.Event) {
 		b, _ := json.Marshal(ev)
 		fmt.Fprintln(p.w, string(b))
 	case "plain":
+		if ev.Title != "" {
+			ev.Method = ev.Title
+		}
 		switch ev.Status {
 		case strata.StatusLog:
 			fmt.Fprintf(p.w, "#%d %s\n", ev.Index, ev.Line)
@@ -81,7 +84,11 @@ func (p *progress) event(ev strata.Event) {
 		}
 		r := p.layers[ev.Index]
 		if r == nil {
-			r = &layerRow{name: fmt.Sprintf("[%d/%d] %s", ev.Index+1, ev.Total, ev.Method), started: ev.Time}
+			name := fmt.Sprintf("[%d/%d] %s", ev.Index+1, ev.Total, ev.Method)
+			if ev.Title != "" {
+				name = ev.Title
+			}
+			r = &layerRow{name: name, started: ev.Time}
 			p.layers[ev.Index] = r
 		}
 		if ev.Status == strata.StatusLog {

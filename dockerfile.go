@@ -1,0 +1,302 @@
+package strata
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/strata-build/strata/spec"
+)
+
+// proxyArgs are the build args Docker predefines: RUN steps see them without an ARG, and
+// they are in no cache key and no history.
+var proxyArgs = map[string]bool{
+	"HTTP_PROXY": true, "http_proxy": true, "HTTPS_PROXY": true, "https_proxy": true,
+	"FTP_PROXY": true, "ftp_proxy": true, "NO_PROXY": true, "no_proxy": true,
+	"ALL_PROXY": true, "all_proxy": true,
+}
+
+// dockerfile converts a parsed Dockerfile into layers as docker build runs it: one layer per
+// instruction, so that each is cached on its own, a stage per FROM, and only the stages the
+// target needs.
+type dockerfile struct {
+	r         *resolver
+	name      string // the Dockerfile's path, for messages and ARG scopes
+	df        *spec.ParsedDockerfile
+	ctxDir    string
+	ignore    []string
+	buildArgs map[string]string
+	opts      LayerOptions
+	force     bool
+	global    map[string]string // the values of the ARGs before the first FROM
+
+	done map[int][]*spec.Layer // a converted stage's layers, by index
+}
+
+// convert returns the layers of the target stage ("" is the last), keyed, and records the
+// stages it reads from with the resolver, dependencies first.
+func (d *dockerfile) convert(target string) ([]*spec.Layer, error) {
+	var err error
+	if d.global, err = globalArgs(d.df.Args, d.buildArgs, d.r.platform); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.name, err)
+	}
+	if d.df.Syntax != "" {
+		d.r.warnings = append(d.r.warnings, fmt.Sprintf("%s: the \"# syntax=%s\" directive names a frontend image, which strata does not run: strata builds the Dockerfile with its own frontend (BuildKit's parser, Dockerfile 1.x syntax)", d.name, d.df.Syntax))
+	}
+	t := len(d.df.Stages) - 1
+	if target != "" {
+		if t = d.stageIndex(target, len(d.df.Stages)); t < 0 {
+			var names []string
+			for _, st := range d.df.Stages {
+				if st.Name != "" {
+					names = append(names, st.Name)
+				}
+			}
+			return nil, fmt.Errorf("%s: target %q is not a stage; its named stages are: %s", d.name, target, strings.Join(names, ", "))
+		}
+	}
+	d.done = map[int][]*spec.Layer{}
+	return d.stage(t, map[int]bool{})
+}
+
+// stageIndex finds a stage by name (case-insensitive) or index among the first n stages.
+func (d *dockerfile) stageIndex(ref string, n int) int {
+	for i := 0; i < n; i++ {
+		if d.df.Stages[i].Name != "" && d.df.Stages[i].Name == strings.ToLower(ref) {
+			return i
+		}
+	}
+	if i, err := strconv.Atoi(ref); err == nil && i >= 0 && i < n {
+		return i
+	}
+	return -1
+}
+
+// stage converts stage i after the stages it reads from, and returns its layers.
+func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) {
+	if layers, ok := d.done[i]; ok {
+		return layers, nil
+	}
+	if visiting[i] {
+		return nil, fmt.Errorf("%s: stage %d reads from itself through --from or FROM", d.name, i)
+	}
+	visiting[i] = true
+	st := d.df.Stages[i]
+	label := st.Name
+	if label == "" {
+		label = "stage-" + strconv.Itoa(i)
+	}
+	// FROM sees the global ARGs and the platform ARGs.
+	scope := platformArgs(d.r.platform)
+	for k, v := range d.global {
+		scope[k] = v
+	}
+	from, err := expandWord(st.From, scope)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, st.From, err)
+	}
+	if st.Platform != "" {
+		p, err := expandWord(st.Platform, scope)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: FROM --platform=%s: %w", d.name, st.Line, st.Platform, err)
+		}
+		if p != d.r.platform && p+"/v8" != d.r.platform {
+			return nil, fmt.Errorf("%s:%d: FROM --platform=%s: strata builds for this machine's platform, %s; multi-platform builds are not supported yet, so drop --platform or build on a %s machine", d.name, st.Line, p, d.r.platform, p)
+		}
+	}
+	// A stage FROM an earlier stage goes on from its layers; others start from a base.
+	var layers []*spec.Layer
+	parent := ""
+	if j := d.stageIndex(from, i); j >= 0 && d.df.Stages[j].Name != "" {
+		base, err := d.stage(j, visiting)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, base...)
+		parent = base[len(base)-1].Key
+	} else {
+		root := &spec.Layer{Method: "from_dockerfile", Title: fmt.Sprintf("[%s] FROM %s", label, from)}
+		if from == "scratch" {
+			root.Base = &spec.Base{Kind: spec.BaseScratch}
+		} else {
+			if _, err := checkRef(from); err != nil {
+				return nil, fmt.Errorf("%s:%d: FROM: %w", d.name, st.Line, err)
+			}
+			root.Base = &spec.Base{Kind: spec.BaseRegistry, Ref: from}
+		}
+		if err := d.r.finish(root, "from_dockerfile", "", d.force); err != nil {
+			return nil, err
+		}
+		layers, parent = append(layers, root), root.Key
+	}
+	escape := ""
+	if d.df.Escape != "\\" {
+		escape = d.df.Escape
+	}
+	// The stage's ARG scope: a declared ARG's value, for resolving --from words, and the
+	// build args the stage has declared so far, which are in its later layers' keys.
+	args := map[string]string{}
+	for k, v := range scope {
+		args[k] = v
+	}
+	declared := map[string]string{}
+	expand := func(w string) (string, error) { return expandWord(w, args) }
+	for n, in := range st.Instructions {
+		if in.Op == spec.OpEnv {
+			// The stage's own ENV values, for the sources and --from words after them.
+			for _, kv := range in.Pairs {
+				if v, err := expandWord(kv.Value, args); err == nil {
+					args[kv.Key] = v
+				}
+			}
+		}
+		if in.Op == spec.OpArg {
+			for _, kv := range in.Pairs {
+				v, given := d.buildArgs[kv.Key]
+				g, global := d.global[kv.Key]
+				switch {
+				case given:
+					declared[kv.Key] = v
+				case kv.NoValue && global:
+					// A bare ARG takes the value declared before FROM: given to the step
+					// as a build arg, it is in the key of the layers that see it.
+					v, declared[kv.Key] = g, g
+				case !kv.NoValue:
+					if v, err = expandWord(kv.Value, args); err != nil {
+						return nil, fmt.Errorf("%s:%d: ARG %s: %w", d.name, in.Line, kv.Key, err)
+					}
+				}
+				args[kv.Key] = v
+			}
+		}
+		l, err := d.r.layer(d.opts)
+		if err != nil {
+			return nil, err
+		}
+		l.Method = "from_dockerfile"
+		l.Title = fmt.Sprintf("[%s %d/%d] %s", label, n+1, len(st.Instructions), summarizeInstruction(in))
+		l.Scope = fmt.Sprintf("%s#%d", d.name, i)
+		l.Escape = escape
+		l.Instructions = []spec.Instruction{in}
+		// Only the ARGs the stage declared reach its steps, so only those are in its keys.
+		l.BuildArgs = spec.SortedKVs(declared)
+		if in.Op == spec.OpRun {
+			for k, v := range d.buildArgs {
+				if _, isDeclared := declared[k]; proxyArgs[k] && !isDeclared {
+					l.ProxyEnv = append(l.ProxyEnv, spec.KV{Key: k, Value: v})
+				}
+			}
+			sort.Slice(l.ProxyEnv, func(a, b int) bool { return l.ProxyEnv[a].Key < l.ProxyEnv[b].Key })
+		}
+		// References to other stages are keyed by their last layers' keys.
+		refs, err := imageRefs(l.Instructions)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", d.name, in.Line, err)
+		}
+		for _, ref := range refs {
+			word, err := expandWord(ref, args)
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: --from=%s: %w", d.name, in.Line, ref, err)
+			}
+			j := d.stageIndex(word, len(d.df.Stages))
+			if j < 0 || j == i {
+				continue // an image
+			}
+			src, err := d.stage(j, visiting)
+			if err != nil {
+				return nil, err
+			}
+			l.Images = append(l.Images, spec.ImageRef{Ref: ref, Stage: stageName(j), Digest: src[len(src)-1].Key})
+		}
+		if l.Context, err = d.context(in, expand); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", d.name, in.Line, err)
+		}
+		if l.Remote, err = remoteSources(l.Instructions, expand); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", d.name, in.Line, err)
+		}
+		if err := d.r.finish(l, "from_dockerfile", parent, d.force); err != nil {
+			return nil, err
+		}
+		layers, parent = append(layers, l), l.Key
+	}
+	delete(visiting, i)
+	d.done[i] = layers
+	return layers, nil
+}
+
+// stageName is how a plan names stage i of a Dockerfile: its index, which --from may use
+// too, and which names cannot clash with.
+func stageName(i int) string { return strconv.Itoa(i) }
+
+// record adds the stages the target reads from to the plan, each under its index.
+func (d *dockerfile) record(target []*spec.Layer) {
+	used := map[string]bool{}
+	var visit func(layers []*spec.Layer)
+	visit = func(layers []*spec.Layer) {
+		for _, l := range layers {
+			for _, im := range l.Images {
+				if im.Stage == "" || used[im.Stage] {
+					continue
+				}
+				i, _ := strconv.Atoi(im.Stage)
+				visit(d.done[i]) // its own dependencies first
+				if !used[im.Stage] {
+					used[im.Stage] = true
+					d.r.stages = append(d.r.stages, spec.Stage{Name: im.Stage, Layers: d.done[i]})
+				}
+			}
+		}
+	}
+	visit(target)
+}
+
+// context lists the local files an instruction reads: COPY and ADD sources that are not
+// URLs, and the sources of RUN --mount=type=bind without from=. Their words are expanded
+// with the stage's ARG and ENV values.
+func (d *dockerfile) context(in spec.Instruction, expand func(string) (string, error)) ([]spec.ContextFile, error) {
+	switch in.Op {
+	case spec.OpCopy, spec.OpAdd:
+		words := append([]string(nil), in.Args...)
+		for i, w := range words[:len(words)-1] {
+			if spec.IsHeredocSource(in, w) {
+				continue
+			}
+			var err error
+			if words[i], err = expand(w); err != nil {
+				return nil, err
+			}
+		}
+		in.Args = words
+		return d.r.copyContext([]spec.Instruction{in}, d.ctxDir, d.ignore)
+	case spec.OpRun:
+		mounts, err := in.Mounts()
+		if err != nil {
+			return nil, err
+		}
+		var srcs []string
+		for _, m := range mounts {
+			if m.Type == "bind" && m.From == "" {
+				src := m.Source
+				if src == "" {
+					src = "."
+				}
+				srcs = append(srcs, src)
+			}
+		}
+		if len(srcs) == 0 {
+			return nil, nil
+		}
+		return d.r.copyContext([]spec.Instruction{{Op: spec.OpCopy, Args: append(srcs, "/")}}, d.ctxDir, d.ignore)
+	}
+	return nil, nil
+}
+
+// summarizeInstruction is an instruction's first line, shortened for progress displays.
+func summarizeInstruction(in spec.Instruction) string {
+	s, _, _ := strings.Cut(in.String(), "\n")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}
