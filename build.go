@@ -2,6 +2,7 @@ package strata
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -46,8 +47,18 @@ func (img Image) Run(ctx context.Context, args []string, o RunOptions, opts ...O
 
 // RunOptions say how to run a process in a container of an image.
 type RunOptions struct {
+	// Entrypoint, when set, replaces the image's entrypoint, and its CMD.
+	Entrypoint []string
 	// Args replace the image's CMD (after its entrypoint); empty runs the CMD.
 	Args []string
+	// User runs the process as this user ("name", "uid", "uid:gid") instead of the image's.
+	User string
+	// NoNetwork gives the container only a loopback interface instead of the host's network.
+	NoNetwork bool
+	// Volumes mount named volumes by absolute path: {"/data": "my-volume"}.
+	Volumes map[string]string
+	// GPU asks for accelerators: "H100", "a10g:2", "any".
+	GPU string
 	// Env are extra KEY=VALUE variables.
 	Env []string
 	// Secrets name secrets whose pairs the process gets as environment.
@@ -77,18 +88,35 @@ type Bind struct {
 // Run runs a process in a new container of the image, with its runtime mounts in place, and
 // removes the container after. A process that exits non-zero gives an *ExitError.
 func (b *Built) Run(ctx context.Context, o RunOptions) error {
+	eo, err := b.engineRunOptions(o)
+	if err != nil {
+		return err
+	}
+	return fromEngine(b.c.eng.Run(ctx, b.img, eo))
+}
+
+// engineRunOptions checks run options and turns them into the engine's.
+func (b *Built) engineRunOptions(o RunOptions) (engine.RunOptions, error) {
 	eo := engine.RunOptions{
-		Args: o.Args, Env: o.Env, Secrets: o.Secrets, Workdir: o.Workdir, Terminal: o.Terminal,
+		Entrypoint: o.Entrypoint, Args: o.Args, User: o.User, NoNetwork: o.NoNetwork,
+		Env: o.Env, Secrets: o.Secrets, Workdir: o.Workdir, Terminal: o.Terminal,
 		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Signals: o.Signals,
+	}
+	var err error
+	if eo.Volumes, err = volumeMounts(o.Volumes); err != nil {
+		return eo, err
+	}
+	if eo.GPU, err = ParseGPU(o.GPU); err != nil {
+		return eo, fmt.Errorf("gpu: %w", err)
 	}
 	for _, bind := range o.Binds {
 		src, err := absPath(bind.Source)
 		if err != nil {
-			return err
+			return eo, err
 		}
 		eo.Binds = append(eo.Binds, engine.Bind{Source: src, Target: bind.Target, ReadOnly: bind.ReadOnly})
 	}
-	return fromEngine(b.c.eng.Run(ctx, b.img, eo))
+	return eo, nil
 }
 
 // ExportOptions say how to write an image out.

@@ -115,12 +115,14 @@ type Client struct {
 	eng     engine.Engine
 	secrets *secrets.Store
 	reg     *registry.Client
+	home    string
 }
 
 // Open opens the engine the options name (the local engine on Home(), unless WithHome says
 // otherwise). The local engine reads STRATA_RUNTIME (the OCI runtime, default runc),
-// STRATA_DEBIAN_MIRROR and STRATA_INSECURE_REGISTRIES (comma-separated hosts reached over
-// plain http, beyond loopback ones).
+// STRATA_DEBIAN_MIRROR, STRATA_INSECURE_REGISTRIES (comma-separated hosts reached over
+// plain http, beyond loopback ones) and STRATA_CDI_SPEC_DIRS (where the CDI specs of the
+// machine's GPUs are, default /etc/cdi and /var/run/cdi).
 func Open(opts ...Option) (*Client, error) {
 	o := newOptions(opts)
 	var insecure []string
@@ -130,7 +132,14 @@ func Open(opts ...Option) (*Client, error) {
 		}
 	}
 	certs := registry.DefaultCertDirs(o.home)
+	var cdiDirs []string
+	for _, d := range strings.Split(os.Getenv("STRATA_CDI_SPEC_DIRS"), ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			cdiDirs = append(cdiDirs, d)
+		}
+	}
 	eng, err := local.Open(local.Options{
+		CDIDirs:            cdiDirs,
 		Home:               o.home,
 		Runtime:            os.Getenv("STRATA_RUNTIME"),
 		Mirror:             os.Getenv("STRATA_DEBIAN_MIRROR"),
@@ -141,6 +150,7 @@ func Open(opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	return &Client{
+		home:    o.home,
 		eng:     eng,
 		secrets: secrets.Open(filepath.Join(o.home, "secrets")),
 		reg:     registry.New(registry.Options{Insecure: insecure, CertDirs: certs}),
@@ -201,6 +211,11 @@ func (c *Client) Build(ctx context.Context, img Image, opts ...Option) (*Built, 
 	}
 	if o.progress != nil {
 		bo.Progress = func(ev engine.Event) { o.progress(eventOf(ev)) }
+	}
+	if plan.runsFunctions() {
+		if bo.Program, err = programBinary(ctx, c.home, plan.platform()); err != nil {
+			return nil, err
+		}
 	}
 	ei, err := c.eng.Build(ctx, engine.Plan{Layers: plan.Layers, Stages: plan.Stages, Mounts: plan.Mounts}, bo)
 	if err != nil {
@@ -356,4 +371,12 @@ func (b *Built) Ref() string {
 		return b.Name
 	}
 	return b.Manifest
+}
+
+// platform is what the image was built for: its plan's, or this machine's.
+func (b *Built) platform() string {
+	if b.Plan != nil {
+		return b.Plan.platform()
+	}
+	return HostPlatform()
 }

@@ -88,6 +88,24 @@ type Plan struct {
 	Warnings []string
 }
 
+// runsFunctions reports whether a layer of the plan runs a Go function.
+func (p *Plan) runsFunctions() bool {
+	for _, l := range p.Layers {
+		if l.Function != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// platform is what the plan is built for.
+func (p *Plan) platform() string {
+	if len(p.Layers) > 0 && p.Layers[0].Base != nil && p.Layers[0].Base.Platform != "" {
+		return p.Layers[0].Base.Platform
+	}
+	return HostPlatform()
+}
+
 // Key is the cache key of the image's last layer, which identifies the whole image.
 func (p *Plan) Key() string { return p.Layers[len(p.Layers)-1].Key }
 

@@ -20,6 +20,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"tags.cncf.io/container-device-interface/pkg/cdi"
 )
 
 // Mount is a mount into the container: a bind mount of Source, or, with Type "tmpfs", a
@@ -49,6 +50,10 @@ type Spec struct {
 	// NoNetwork gives the container a network namespace of its own with only loopback,
 	// instead of the host's network.
 	NoNetwork bool
+	// CDIDevices are Container Device Interface devices ("nvidia.com/gpu=0") whose device
+	// nodes, mounts and environment the container gets, as the specs in CDIDirs say.
+	CDIDevices []string
+	CDIDirs    []string
 	// Terminal gives the process a pseudo-terminal (interactive runs).
 	Terminal bool
 	Stdin    io.Reader
@@ -85,30 +90,15 @@ var dockerCaps = []string{
 // Run runs the process to completion in a new container whose bundle lives in bundleDir. A
 // non-zero exit is an *ExitError. Cancelling ctx kills the container.
 func (r *Runner) Run(ctx context.Context, id, bundleDir string, s Spec) error {
-	runtime := r.Runtime
-	if runtime == "" {
-		runtime = "runc"
-	}
-	bin, err := exec.LookPath(runtime)
+	bin, err := r.binary()
 	if err != nil {
-		return fmt.Errorf("OCI runtime %q not found: install it (apt-get install -y runc) or set STRATA_RUNTIME: %w", runtime, err)
+		return err
 	}
 	var created []string
 	if s.Cleanup {
 		created = missingTargets(s.Rootfs, s.Mounts)
 	}
-	cfg, err := s.ociSpec()
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(bundleDir, "config.json"), b, 0o600); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(r.Root, 0o700); err != nil {
+	if err := r.writeBundle(bundleDir, s); err != nil {
 		return err
 	}
 	cmd := exec.Command(bin, "--root", r.Root, "run", "--bundle", bundleDir, "--no-new-keyring", id)
@@ -116,7 +106,7 @@ func (r *Runner) Run(ctx context.Context, id, bundleDir string, s Spec) error {
 	// If strata dies, runc dies with it; the next store recovery removes the container.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: !s.Terminal}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", runtime, err)
+		return fmt.Errorf("starting %s: %w", bin, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -164,19 +154,102 @@ func (r *Runner) Run(ctx context.Context, id, bundleDir string, s Spec) error {
 	return err
 }
 
+// binary finds the runtime's executable.
+func (r *Runner) binary() (string, error) {
+	runtime := r.Runtime
+	if runtime == "" {
+		runtime = "runc"
+	}
+	bin, err := exec.LookPath(runtime)
+	if err != nil {
+		return "", fmt.Errorf("OCI runtime %q not found: install it (apt-get install -y runc) or set STRATA_RUNTIME: %w", runtime, err)
+	}
+	return bin, nil
+}
+
+// writeBundle writes the spec's OCI config into the bundle, and makes the state folder.
+func (r *Runner) writeBundle(bundleDir string, s Spec) error {
+	cfg, err := s.ociSpec()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(bundleDir, "config.json"), b, 0o600); err != nil {
+		return err
+	}
+	return os.MkdirAll(r.Root, 0o700)
+}
+
+// Start starts the container's process and returns without waiting for it: the process
+// outlives this one, with its output going to the spec's Stdout and Stderr (files).
+func (r *Runner) Start(ctx context.Context, id, bundleDir string, s Spec) error {
+	bin, err := r.binary()
+	if err != nil {
+		return err
+	}
+	if err := r.writeBundle(bundleDir, s); err != nil {
+		return err
+	}
+	// The process gets runc's standard output and error: the log files given.
+	cmd := exec.CommandContext(ctx, bin, "--root", r.Root, "run", "--detach", "--bundle", bundleDir, "--no-new-keyring", id)
+	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("starting the container with %s (its error is in the container's log): %w", bin, err)
+	}
+	return nil
+}
+
+// State is the runtime's word for a container's state: "running", "stopped" (its process
+// exited), or "unknown" when the runtime does not know it.
+func (r *Runner) State(id string) string {
+	bin, err := r.binary()
+	if err != nil {
+		return "unknown"
+	}
+	out, err := exec.Command(bin, "--root", r.Root, "state", id).Output()
+	if err != nil {
+		return "unknown"
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(out, &st) != nil || st.Status == "" {
+		return "unknown"
+	}
+	return st.Status
+}
+
+// Stop sends SIGTERM to every process of the container, and SIGKILL after grace.
+func (r *Runner) Stop(id string, grace time.Duration) {
+	bin, err := r.binary()
+	if err != nil {
+		return
+	}
+	_ = exec.Command(bin, "--root", r.Root, "kill", "--all", id, "TERM").Run()
+	for end := time.Now().Add(grace); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if r.State(id) != "running" {
+			return
+		}
+	}
+	_ = exec.Command(bin, "--root", r.Root, "kill", "--all", id, "KILL").Run()
+}
+
 // Cleanup removes containers left in the state folder by processes that died.
 func (r *Runner) Cleanup() {
 	entries, err := os.ReadDir(r.Root)
 	if err != nil {
 		return
 	}
-	runtime := r.Runtime
-	if runtime == "" {
-		runtime = "runc"
+	bin, err := r.binary()
+	if err != nil {
+		return
 	}
 	for _, e := range entries {
-		_ = exec.Command(runtime, "--root", r.Root, "kill", "--all", e.Name(), "KILL").Run()
-		_ = exec.Command(runtime, "--root", r.Root, "delete", "--force", e.Name()).Run()
+		_ = exec.Command(bin, "--root", r.Root, "kill", "--all", e.Name(), "KILL").Run()
+		_ = exec.Command(bin, "--root", r.Root, "delete", "--force", e.Name()).Run()
 	}
 }
 
@@ -248,7 +321,7 @@ func (s *Spec) ociSpec() (*specs.Spec, error) {
 			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		},
 		Linux: &specs.Linux{
 			Namespaces: []specs.LinuxNamespace{
@@ -263,6 +336,17 @@ func (s *Spec) ociSpec() (*specs.Spec, error) {
 	}
 	if s.NoNetwork {
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	if len(s.CDIDevices) > 0 {
+		// The devices' nodes, mounts and environment, as their CDI specs say (NVIDIA's
+		// container toolkit writes them to /etc/cdi or /var/run/cdi).
+		cache, err := cdi.NewCache(cdi.WithSpecDirs(s.CDIDirs...), cdi.WithAutoRefresh(false))
+		if err != nil {
+			return nil, fmt.Errorf("reading CDI specs from %s: %w", strings.Join(s.CDIDirs, ", "), err)
+		}
+		if unresolved, err := cache.InjectDevices(spec, s.CDIDevices...); err != nil {
+			return nil, fmt.Errorf("giving the container the devices %s (unresolved: %s): %w", strings.Join(s.CDIDevices, ", "), strings.Join(unresolved, ", "), err)
+		}
 	}
 	for _, m := range s.Mounts {
 		if m.Type == "tmpfs" {

@@ -46,6 +46,16 @@ type Engine interface {
 	// A process that exits non-zero is an *ExitError.
 	Run(ctx context.Context, img *Image, o RunOptions) error
 
+	// Start starts a process in a new container of the image and returns the container's id
+	// without waiting: a detached container, which Stop stops and removes.
+	Start(ctx context.Context, img *Image, o RunOptions) (string, error)
+	// Containers lists the detached containers.
+	Containers(ctx context.Context) ([]*Container, error)
+	// ContainerLog opens a detached container's output.
+	ContainerLog(ctx context.Context, id string) (io.ReadCloser, error)
+	// Stop stops a detached container, SIGTERM then SIGKILL after grace, and removes it.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+
 	// Export writes the image as an OCI layout folder or a docker-archive tarball.
 	Export(ctx context.Context, img *Image, o ExportOptions) error
 
@@ -57,6 +67,13 @@ type Engine interface {
 	Pull(ctx context.Context, ref string, o PullOptions) (*Image, error)
 	// Tag gives an image another name.
 	Tag(ctx context.Context, img *Image, name string) error
+
+	// Volume returns the local folder of a named volume, creating it when create is set.
+	Volume(ctx context.Context, name string, create bool) (string, error)
+	// Volumes lists the named volumes.
+	Volumes(ctx context.Context) ([]string, error)
+	// RemoveVolume removes a named volume and what it holds.
+	RemoveVolume(ctx context.Context, name string) error
 
 	// Log opens the build log of the layer with the given cache key.
 	Log(ctx context.Context, key string) (io.ReadCloser, error)
@@ -111,6 +128,9 @@ type BuildOptions struct {
 	Secrets map[string][]byte
 	// SSH are agent sockets by id (RUN --mount=type=ssh,id=...), as docker build --ssh.
 	SSH map[string]string
+	// Program is a Linux build of the program whose Go functions the plan's run_function
+	// layers run.
+	Program string
 }
 
 // PushOptions say how to push an image.
@@ -298,8 +318,18 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit code %d", e.Code) 
 
 // RunOptions say what to run in a container of an image.
 type RunOptions struct {
+	// Entrypoint, when set, replaces the image's entrypoint (and its CMD).
+	Entrypoint []string
 	// Args replace the image's CMD (after its entrypoint); empty runs the CMD.
 	Args []string
+	// User runs the process as this user instead of the image's.
+	User string
+	// NoNetwork gives the container only a loopback interface instead of the host's network.
+	NoNetwork bool
+	// Volumes mount named volumes.
+	Volumes []spec.VolumeMount
+	// GPU asks for accelerators, passed through CDI.
+	GPU *spec.GPU
 	// Env are extra KEY=VALUE variables.
 	Env []string
 	// Secrets name local secrets given to the process as environment.
@@ -315,6 +345,17 @@ type RunOptions struct {
 	Stderr   io.Writer
 	// Signals are forwarded to the process.
 	Signals <-chan os.Signal
+}
+
+// Container is a detached container.
+type Container struct {
+	ID       string    `json:"id"`
+	Image    string    `json:"image"`
+	Manifest string    `json:"manifest"`
+	Command  []string  `json:"command"`
+	Started  time.Time `json:"started"`
+	// Status is "running", "stopped" (the process exited) or "unknown".
+	Status string `json:"status"`
 }
 
 // Bind mounts a local file or folder into a container.

@@ -118,6 +118,20 @@ func ociImage(t *testing.T, b *strata.Built) v1.Image {
 	return img
 }
 
+// layerFilesOf lists the paths in all layers of the named image of the shared store.
+func layerFilesOf(t *testing.T, name string) map[string]bool {
+	t.Helper()
+	c, err := strata.Open(strata.WithHome(home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Image(ctx(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return layerFiles(t, b)
+}
+
 // layerFiles lists the paths in all layers of an image.
 func layerFiles(t *testing.T, b *strata.Built) map[string]bool {
 	t.Helper()

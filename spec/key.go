@@ -26,6 +26,7 @@ type keyInput struct {
 	Remote       []RemoteRef   `json:"remote,omitempty"`
 	GPU          *GPU          `json:"gpu,omitempty"`
 	Volumes      []VolumeMount `json:"volumes,omitempty"`
+	Function     *FunctionRef  `json:"function,omitempty"`
 	Epoch        *int64        `json:"source_date_epoch,omitempty"`
 }
 
@@ -67,6 +68,7 @@ func (l *Layer) ComputeKey(builder, parent string) string {
 		Remote:       l.Remote,
 		GPU:          l.GPU,
 		Volumes:      l.Volumes,
+		Function:     l.Function,
 		Epoch:        l.SourceDateEpoch,
 	}
 	b, err := json.Marshal(in)

@@ -110,6 +110,21 @@ type ImageRef struct {
 	Stage string `json:"stage,omitempty"`
 }
 
+// FunctionRef is a Go function a layer runs (run_function): the program's function of that
+// name, with its source identity and JSON arguments. The layer is what the function leaves
+// in the file system.
+type FunctionRef struct {
+	// Name is the function's registered (runtime) name.
+	Name string `json:"name"`
+	// Source is the hash of the function's source and of the same-module functions it
+	// calls (gofunc.Identity).
+	Source string `json:"source"`
+	// Args are the function's arguments, as JSON.
+	Args string `json:"args,omitempty"`
+	// Timeout stops the function after this many seconds; not in the key.
+	Timeout int64 `json:"-"`
+}
+
 // RemoteRef is a URL or git repository an ADD downloads: as written, and the version of
 // its content found when the plan was resolved ("" when it could not be known).
 type RemoteRef struct {
@@ -216,6 +231,8 @@ type Layer struct {
 	GPU             *GPU   `json:"gpu,omitempty"`
 	// Volumes are mounted during the RUN steps and are not part of the layer.
 	Volumes []VolumeMount `json:"volumes,omitempty"`
+	// Function is the Go function the layer runs (run_function), instead of instructions.
+	Function *FunctionRef `json:"function,omitempty"`
 	// ForceBuild rebuilds the layer even on a cache hit and replaces the cached entry.
 	ForceBuild bool `json:"force_build,omitempty"`
 

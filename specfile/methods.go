@@ -60,12 +60,15 @@ var methods = map[string]method{
 	"poetry_install_from_file":      step(strata.Image.PoetryInstallFromFileWith),
 	"micromamba_install":            step(strata.Image.MicromambaInstallWith),
 	"run_commands":                  step(strata.Image.RunCommandsWith),
-	"dockerfile_commands":           step(strata.Image.DockerfileCommandsWith),
-	"add_local_file":                step(strata.Image.AddLocalFileWith),
-	"add_local_dir":                 step(strata.Image.AddLocalDirWith),
-	"add_local_python_source":       step(strata.Image.AddLocalPythonSourceWith),
-	"env":                           step(func(img strata.Image, o envOptions) strata.Image { return img.Env(o.Vars) }),
-	"workdir":                       step(func(img strata.Image, o workdirOptions) strata.Image { return img.Workdir(o.Path) }),
+	"run_function": step(func(img strata.Image, o strata.RunFunctionOptions) strata.Image {
+		return img.RunFunctionWith(nil, o)
+	}),
+	"dockerfile_commands":     step(strata.Image.DockerfileCommandsWith),
+	"add_local_file":          step(strata.Image.AddLocalFileWith),
+	"add_local_dir":           step(strata.Image.AddLocalDirWith),
+	"add_local_python_source": step(strata.Image.AddLocalPythonSourceWith),
+	"env":                     step(func(img strata.Image, o envOptions) strata.Image { return img.Env(o.Vars) }),
+	"workdir":                 step(func(img strata.Image, o workdirOptions) strata.Image { return img.Workdir(o.Path) }),
 	"entrypoint": step(func(img strata.Image, o entrypointOptions) strata.Image {
 		return img.Entrypoint(o.EntrypointCommands...)
 	}),

@@ -12,6 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/engine/imageconfig"
 	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/store"
 )
@@ -95,6 +96,9 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 		return nil, err
 	}
 	defer use.Unlock()
+	if err := e.checkGPUs(p, o); err != nil {
+		return nil, err
+	}
 	cache, err := e.openCache(ctx, p, o)
 	if err != nil {
 		return nil, err
@@ -140,6 +144,29 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 		return nil, fmt.Errorf("the image %s was built, but: %w", si.Manifest, err)
 	}
 	return e.describe(si)
+}
+
+// checkGPUs fails the build before anything runs when a layer it will build asks for GPUs
+// the machine does not have.
+func (e *Engine) checkGPUs(p engine.Plan, o engine.BuildOptions) error {
+	layers := append([]*spec.Layer(nil), p.Layers...)
+	for _, s := range p.Stages {
+		layers = append(layers, s.Layers...)
+	}
+	for _, l := range layers {
+		if l.GPU == nil {
+			continue
+		}
+		if !o.ForceBuild && !o.IgnoreCache && !l.ForceBuild {
+			if _, err := e.store.Record(l.Key); err == nil {
+				continue // cached: needs no GPU
+			}
+		}
+		if _, err := e.gpuDevices(l.GPU); err != nil {
+			return fmt.Errorf("layer %s (%s): %w", l.Key, l.Method, err)
+		}
+	}
+	return nil
 }
 
 // chain builds a chain of layers, numbered from offset in the build's progress.
@@ -271,6 +298,15 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 	cur := &state{config: st.config, layers: append([]store.LayerDesc(nil), st.layers...)}
 	args := st.inheritedArgs(l)
 	var triggers []spec.Instruction
+	// A Dockerfile stage FROM another stage runs that stage's ONBUILD triggers first.
+	if l.Base == nil && l.Scope != "" && st.scope != "" && l.Scope != st.scope && len(cur.config.Config.OnBuild) > 0 {
+		cur.config.Config = imageconfig.Copy(cur.config.Config)
+		if triggers, err = parseTriggers(cur.config.Config.OnBuild); err != nil {
+			return nil, err
+		}
+		cur.config.Config.OnBuild = nil
+		fmt.Fprintf(log, "running %d ONBUILD trigger(s) of the stage it is FROM\n", len(triggers))
+	}
 	if l.Base != nil {
 		base, err := e.base(ctx, l, log)
 		if err != nil {
@@ -281,11 +317,9 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 		rec.History = append(rec.History, base.history...)
 		// As in Docker, a base's ONBUILD triggers run right after FROM, and are spent.
 		if t := base.config.Config.OnBuild; len(t) > 0 {
-			df, err := spec.ParseDockerfile(strings.NewReader(strings.Join(t, "\n")), false)
-			if err != nil {
-				return nil, fmt.Errorf("the base image's ONBUILD triggers: %w", err)
+			if triggers, err = parseTriggers(t); err != nil {
+				return nil, err
 			}
-			triggers = df.Stages[0].Instructions
 			cur.config.Config.OnBuild = nil
 			fmt.Fprintf(log, "running %d ONBUILD trigger(s) of the base image\n", len(triggers))
 		}
@@ -317,6 +351,15 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 		EmptyLayer: desc == nil,
 	})
 	return rec, nil
+}
+
+// parseTriggers reads ONBUILD triggers as Dockerfile instructions.
+func parseTriggers(t []string) ([]spec.Instruction, error) {
+	df, err := spec.ParseDockerfile(strings.NewReader(strings.Join(t, "\n")), false)
+	if err != nil {
+		return nil, fmt.Errorf("the base image's ONBUILD triggers: %w", err)
+	}
+	return df.Stages[0].Instructions, nil
 }
 
 // clamp limits t to the layer's SOURCE_DATE_EPOCH, if it has one.

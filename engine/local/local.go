@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 
@@ -36,6 +37,9 @@ type Options struct {
 	InsecureRegistries []string
 	// CertDirs are certs.d folders with the CAs (and client certificates) of registries.
 	CertDirs []string
+	// CDIDirs hold the Container Device Interface specs that describe the machine's GPUs
+	// (default /etc/cdi and /var/run/cdi, where NVIDIA's container toolkit writes them).
+	CDIDirs []string
 }
 
 // Engine is the local engine.
@@ -46,6 +50,7 @@ type Engine struct {
 	mirror   string
 	reg      *registry.Client
 	platform v1.Platform
+	cdiDirs  []string
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -59,6 +64,10 @@ func Open(o Options) (*Engine, error) {
 		mirror:   o.Mirror,
 		reg:      registry.New(registry.Options{Insecure: o.InsecureRegistries, CertDirs: o.CertDirs}),
 		platform: HostPlatform(),
+		cdiDirs:  o.CDIDirs,
+	}
+	if len(e.cdiDirs) == 0 {
+		e.cdiDirs = []string{"/etc/cdi", "/var/run/cdi"}
 	}
 	if e.mirror == "" {
 		e.mirror = "http://deb.debian.org/debian"
@@ -172,4 +181,56 @@ func (e *Engine) secretEnv(names []string) ([]string, error) {
 		}
 	}
 	return env, nil
+}
+
+var volumeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// volume returns the folder of a named volume, creating it when create is set.
+func (e *Engine) volume(name string, create bool) (string, error) {
+	if !volumeNameRE.MatchString(name) {
+		return "", fmt.Errorf("%q is not a volume name: names use letters, digits, '.', '_' and '-'", name)
+	}
+	dir := e.store.Path("volumes", name)
+	if info, err := os.Stat(dir); err == nil && info.IsDir() {
+		return dir, nil
+	}
+	if !create {
+		return "", fmt.Errorf("volume %q: %w (create it with strata volume create %s)", name, engine.ErrNotFound, name)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// Volume returns a named volume's folder, creating it when create is set.
+func (e *Engine) Volume(ctx context.Context, name string, create bool) (string, error) {
+	return e.volume(name, create)
+}
+
+// Volumes lists the named volumes.
+func (e *Engine) Volumes(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(e.store.Path("volumes"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ent := range entries {
+		if ent.IsDir() {
+			out = append(out, ent.Name())
+		}
+	}
+	return out, nil
+}
+
+// RemoveVolume removes a named volume and what it holds.
+func (e *Engine) RemoveVolume(ctx context.Context, name string) error {
+	dir, err := e.volume(name, false)
+	if err != nil {
+		return err
+	}
+	return store.RemoveAll(dir)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/layer"
+	"github.com/strata-build/strata/store"
 )
 
 // Prune removes cache entries that no named image uses, then the blobs, snapshots and logs
@@ -40,6 +41,17 @@ func (e *Engine) Prune(ctx context.Context) (*engine.PruneReport, error) {
 	keys := map[string]bool{}
 	blobs := map[string]bool{}
 	diffs := map[string]bool{}
+	// What detached containers run stays: their file systems stand on these snapshots.
+	containers, err := e.Containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range containers {
+		var m v1.Manifest
+		if err := e.readJSONBlob(c.Manifest, &m); err == nil {
+			images = append(images, &store.Image{Name: c.ID, Manifest: c.Manifest, Config: m.Config.Digest.String()})
+		}
+	}
 	for _, img := range images {
 		for _, k := range img.Keys {
 			keys[k] = true

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/strata-build/strata/container"
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/engine/imageconfig"
@@ -24,64 +26,80 @@ func (e *Engine) Run(ctx context.Context, img *engine.Image, o engine.RunOptions
 		return err
 	}
 	defer use.Unlock()
-	layers, err := e.manifest(img.Manifest)
-	if err != nil {
-		return err
-	}
-	cfg, err := e.config(img.Manifest)
-	if err != nil {
-		return err
-	}
-	lowers, err := e.snapshots(layers)
-	if err != nil {
-		return err
-	}
 	w, err := e.store.NewWorkDir("run-")
 	if err != nil {
 		return err
 	}
 	defer w.Remove()
-	// Runtime mounts become the topmost read-only layer, staged from the local files.
-	if len(img.Mounts) > 0 {
-		staged := filepath.Join(w.Path, "mounts")
-		if err := stageMounts(staged, img.Mounts); err != nil {
-			return err
-		}
-		lowers = append([]string{staged}, lowers...)
-	}
-	rootfs, upper, work := filepath.Join(w.Path, "rootfs"), filepath.Join(w.Path, "upper"), filepath.Join(w.Path, "work")
-	for _, d := range []string{rootfs, upper, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	if err := container.MountOverlay(lowers, upper, work, rootfs); err != nil {
-		return err
-	}
-	mounts, err := supportMounts(w.Path)
+	cs, err := e.containerSpec(img, o, w.Path)
 	if err != nil {
 		return err
 	}
+	bundle := filepath.Join(w.Path, "bundle")
+	if err := os.Mkdir(bundle, 0o700); err != nil {
+		return err
+	}
+	err = e.runner(w.Path).Run(ctx, "strata-run-"+randomID(), bundle, *cs)
+	var ee *container.ExitError
+	if errors.As(err, &ee) {
+		return &engine.ExitError{Code: ee.Code}
+	}
+	return err
+}
+
+// containerSpec sets up a container of the image in dir: its rootfs (the image's snapshots
+// under a fresh upper, its runtime mounts on top), and the process the options ask for.
+func (e *Engine) containerSpec(img *engine.Image, o engine.RunOptions, dir string) (*container.Spec, error) {
+	layers, err := e.manifest(img.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := e.config(img.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	lowers, err := e.snapshots(layers)
+	if err != nil {
+		return nil, err
+	}
+	// Runtime mounts become the topmost read-only layer, staged from the local files.
+	if len(img.Mounts) > 0 {
+		staged := filepath.Join(dir, "mounts")
+		if err := stageMounts(staged, img.Mounts); err != nil {
+			return nil, err
+		}
+		lowers = append([]string{staged}, lowers...)
+	}
+	rootfs, upper, work := filepath.Join(dir, "rootfs"), filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	for _, d := range []string{rootfs, upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := container.MountOverlay(lowers, upper, work, rootfs); err != nil {
+		return nil, err
+	}
+	mounts, err := supportMounts(dir)
+	if err != nil {
+		return nil, err
+	}
 	for _, b := range o.Binds {
 		if !filepath.IsAbs(b.Source) || !filepath.IsAbs(b.Target) {
-			return fmt.Errorf("bind mount %s to %s: both paths must be absolute", b.Source, b.Target)
+			return nil, fmt.Errorf("bind mount %s to %s: both paths must be absolute", b.Source, b.Target)
 		}
 		if _, err := os.Stat(b.Source); err != nil {
-			return fmt.Errorf("bind mount %s: %w", b.Source, err)
+			return nil, fmt.Errorf("bind mount %s: %w", b.Source, err)
 		}
 		mounts = append(mounts, container.Mount{Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
 	}
-	args := append(append([]string{}, cfg.Config.Entrypoint...), cfg.Config.Cmd...)
-	if len(o.Args) > 0 {
-		args = append(append([]string{}, cfg.Config.Entrypoint...), o.Args...)
-	}
+	args := runArgs(cfg.Config, o)
 	if len(args) == 0 {
-		return fmt.Errorf("image %s has no entrypoint or command: give the command to run", img.Name)
+		return nil, fmt.Errorf("image %s has no entrypoint or command: give the command to run", img.Name)
 	}
 	env := imageconfig.Fill(append([]string{}, cfg.Config.Env...), "PATH="+imageconfig.DefaultPath)
 	sec, err := e.secretEnv(o.Secrets)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, kv := range append(sec, o.Env...) {
 		k, v, _ := strings.Cut(kv, "=")
@@ -91,28 +109,60 @@ func (e *Engine) Run(ctx context.Context, img *engine.Image, o engine.RunOptions
 	if o.Workdir != "" {
 		cwd = o.Workdir
 	}
-	bundle := filepath.Join(w.Path, "bundle")
-	if err := os.Mkdir(bundle, 0o700); err != nil {
-		return err
+	user := cfg.Config.User
+	if o.User != "" {
+		user = o.User
 	}
-	err = e.runner(w.Path).Run(ctx, "strata-run-"+randomID(), bundle, container.Spec{
-		Rootfs:   rootfs,
-		Args:     args,
-		Env:      env,
-		Cwd:      cwd,
-		User:     cfg.Config.User,
-		Mounts:   mounts,
-		Terminal: o.Terminal,
-		Stdin:    o.Stdin,
-		Stdout:   o.Stdout,
-		Stderr:   o.Stderr,
-		Signals:  o.Signals,
-	})
-	var ee *container.ExitError
-	if errors.As(err, &ee) {
-		return &engine.ExitError{Code: ee.Code}
+	vols, err := e.volumeMounts(o.Volumes)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	devices, err := e.gpuDevices(o.GPU)
+	if err != nil {
+		return nil, err
+	}
+	return &container.Spec{
+		Rootfs:     rootfs,
+		Args:       args,
+		Env:        env,
+		Cwd:        cwd,
+		User:       user,
+		Mounts:     append(mounts, vols...),
+		NoNetwork:  o.NoNetwork,
+		CDIDevices: devices,
+		CDIDirs:    e.cdiDirs,
+		Terminal:   o.Terminal,
+		Stdin:      o.Stdin,
+		Stdout:     o.Stdout,
+		Stderr:     o.Stderr,
+		Signals:    o.Signals,
+	}, nil
+}
+
+// runArgs is a run's argv: the entrypoint (the image's, or the one given, which also drops
+// the image's CMD, as docker run --entrypoint does), then the args given or the CMD.
+func runArgs(cfg v1.Config, o engine.RunOptions) []string {
+	entry, cmd := cfg.Entrypoint, cfg.Cmd
+	if len(o.Entrypoint) > 0 {
+		entry, cmd = o.Entrypoint, nil
+	}
+	if len(o.Args) > 0 {
+		cmd = o.Args
+	}
+	return append(append([]string{}, entry...), cmd...)
+}
+
+// volumeMounts mounts named volumes, creating them on first use.
+func (e *Engine) volumeMounts(vols []spec.VolumeMount) ([]container.Mount, error) {
+	var out []container.Mount
+	for _, v := range vols {
+		dir, err := e.volume(v.Name, true)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, container.Mount{Source: dir, Target: v.Path})
+	}
+	return out, nil
 }
 
 // stageMounts lays out runtime-mounted files under dir at their container paths, hard-linked

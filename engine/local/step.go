@@ -21,6 +21,7 @@ import (
 	"github.com/strata-build/strata/container"
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/engine/imageconfig"
+	"github.com/strata-build/strata/gofunc"
 	"github.com/strata-build/strata/layer"
 	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/store"
@@ -49,6 +50,8 @@ type executor struct {
 	secretEnv []string
 	// triggers are the base image's ONBUILD instructions, run before the layer's own.
 	triggers []spec.Instruction
+	// devices are the CDI devices (GPUs) the layer's steps get.
+	devices []string
 
 	work   *store.WorkDir
 	rootfs string
@@ -67,15 +70,18 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 			x.work.Remove()
 		}
 	}()
-	if x.layer.GPU != nil {
-		if _, err := os.Stat("/dev/nvidiactl"); err != nil {
-			return nil, fmt.Errorf("the layer asks for GPU %s:%d, and this machine has none (no /dev/nvidiactl); remove gpu or build on a machine with one", x.layer.GPU.Type, x.layer.GPU.Count)
-		}
-		return nil, fmt.Errorf("the layer asks for GPU %s:%d: passing GPUs into build steps needs the NVIDIA container toolkit, which strata's local engine does not configure", x.layer.GPU.Type, x.layer.GPU.Count)
+	var err error
+	if x.devices, err = x.e.gpuDevices(x.layer.GPU); err != nil {
+		return nil, err
 	}
 	if len(x.layer.Artifacts) > 0 {
 		a := x.layer.Artifacts[0]
 		return nil, fmt.Errorf("add_python needs the %s %s release, which the local engine does not fetch; use debian_slim, or a registry image that has Python", a.Name, a.Version)
+	}
+	if x.layer.Function != nil {
+		if err := x.runFunction(ctx); err != nil {
+			return nil, err
+		}
 	}
 	bootstrapped := x.layer.Base != nil && x.layer.Base.Kind == spec.BaseDebian
 	for _, in := range append(append([]spec.Instruction(nil), x.triggers...), x.layer.Instructions...) {
@@ -278,13 +284,12 @@ func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {
 	}
 	defer release()
 	cs.Mounts = append(cs.Mounts, mounts...)
-	for _, v := range x.layer.Volumes {
-		dir := x.e.store.Path("volumes", v.Name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		cs.Mounts = append(cs.Mounts, container.Mount{Source: dir, Target: v.Path})
+	vols, err := x.e.volumeMounts(x.layer.Volumes)
+	if err != nil {
+		return err
 	}
+	cs.Mounts = append(cs.Mounts, vols...)
+	cs.CDIDevices, cs.CDIDirs = x.devices, x.e.cdiDirs
 	_, hostCA := os.Stat(hostCABundle)
 	cs.Env = stepEnv(x.cfg.Env(), x.layer, append(x.secretEnv, mountEnv...), hostCA == nil)
 	fmt.Fprintf(x.log, "+ %s\n", in.String())
@@ -362,6 +367,12 @@ func supportMounts(work string) ([]container.Mount, error) {
 	if b, err := os.ReadFile(hostCABundle); err == nil {
 		if err := os.WriteFile(filepath.Join(dir, "ca", "ca-certificates.crt"), b, 0o644); err != nil {
 			return nil, err
+		}
+		// Mount points for a Go function's folders, which go below this read-only one.
+		for _, sub := range []string{gofunc.Dir, gofunc.Out} {
+			if err := os.MkdirAll(filepath.Join(dir, "ca", path.Base(sub)), 0o755); err != nil {
+				return nil, err
+			}
 		}
 		mounts = append(mounts, container.Mount{Source: filepath.Join(dir, "ca"), Target: "/.strata", ReadOnly: true})
 	}

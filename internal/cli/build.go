@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -266,19 +267,30 @@ func buildSecretOptions(secrets, sshs []string) ([]strata.Option, error) {
 }
 
 func runCmd() *cobra.Command {
-	var env, secretNames, binds []string
-	var workdir string
+	var env, secretNames, binds, volumes []string
+	var workdir, user, entrypoint, network, gpus string
+	var detach, interactive, tty, rm bool
 	cmd := &cobra.Command{
-		Use:   "run NAME [-e K=V] [--secret NAME] [--mount LOCAL:REMOTE] [--workdir DIR] [-- CMD...]",
+		Use:   "run NAME [flags] [-- CMD...]",
 		Short: "Run a command in a container of a built image",
-		Long: `Run a command in a new container of a built image: its env, workdir, entrypoint and user,
-with its runtime-mounted local files (add_local_* without copy) in place. Output is streamed,
-the exit code is strata's, Ctrl-C reaches the process, and the container is removed after.`,
+		Long: `Run a command in a new container of a built image, as docker run does: its env, workdir,
+entrypoint and user, with its runtime-mounted local files (add_local_* without copy) in place.
+Output is streamed, the exit code is strata's, Ctrl-C reaches the process, and the container
+is removed after (--rm is the default). With -d it runs in the background: strata ps lists
+it, strata logs ID prints its output, strata stop ID stops and removes it.
+
+-v NAME:/path mounts a named volume (strata volume), and --mount LOCAL:REMOTE a local file or
+folder; --gpus asks for GPUs ("any", "H100", "a10g:2") through the machine's CDI specs.`,
 		Example: `  strata run myapp -- python -c 'import numpy; print(numpy.__version__)'
   strata run myapp -e DEBUG=1 --secret api-keys -- python /app/main.py
-  strata run myapp --mount ./data:/data -- ls /data`,
+  strata run myapp --mount ./data:/data -v hf-cache:/root/.cache/huggingface -- ls /data
+  strata run -it myapp -- bash
+  strata run -d myapp -- python -m http.server 8000 && strata ps`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !rm && !detach {
+				return fmt.Errorf("--rm=false: a container that ran to its end keeps nothing worth keeping here; run it with -d to keep it running")
+			}
 			img, err := openImage(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -288,23 +300,57 @@ the exit code is strata's, Ctrl-C reaches the process, and the container is remo
 					return fmt.Errorf("-e %q: want KEY=VALUE", e)
 				}
 			}
-			var mounts []strata.Bind
+			o := strata.RunOptions{Args: args[1:], Env: env, Secrets: secretNames, Workdir: workdir, User: user, GPU: gpus}
 			for _, b := range binds {
 				local, remote, ok := strings.Cut(b, ":")
 				if !ok || local == "" || !strings.HasPrefix(remote, "/") {
 					return fmt.Errorf("--mount %q: want LOCAL:REMOTE with an absolute REMOTE, such as ./data:/data", b)
 				}
-				mounts = append(mounts, strata.Bind{Source: local, Target: remote})
+				o.Binds = append(o.Binds, strata.Bind{Source: local, Target: remote})
+			}
+			for _, v := range volumes {
+				name, path, ok := strings.Cut(v, ":")
+				if !ok || name == "" {
+					return fmt.Errorf("-v %q: want VOLUME:/path, such as hf-cache:/root/.cache", v)
+				}
+				if o.Volumes == nil {
+					o.Volumes = map[string]string{}
+				}
+				o.Volumes[path] = name
+			}
+			if entrypoint != "" {
+				o.Entrypoint = []string{entrypoint}
+			}
+			switch network {
+			case "host", "":
+			case "none":
+				o.NoNetwork = true
+			default:
+				return fmt.Errorf("--network %q: use host (the default) or none", network)
+			}
+			if detach {
+				id, err := img.Start(cmd.Context(), o)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+				return nil
+			}
+			stdinTTY, stdoutTTY := term.IsTerminal(int(os.Stdin.Fd())), term.IsTerminal(int(os.Stdout.Fd()))
+			if tty && !stdinTTY {
+				return fmt.Errorf("-t: the input is not a terminal")
+			}
+			o.Terminal = tty || (stdinTTY && stdoutTTY && !cmd.Flags().Changed("tty"))
+			o.Stdout, o.Stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if interactive || o.Terminal {
+				o.Stdin = os.Stdin
 			}
 			sig := make(chan os.Signal, 4)
 			signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 			defer signal.Stop(sig)
-			tty := term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd()))
+			o.Signals = sig
 			// Ctrl-C is forwarded to the process rather than cancelling the run.
-			err = img.Run(context.WithoutCancel(cmd.Context()), strata.RunOptions{
-				Args: args[1:], Env: env, Secrets: secretNames, Binds: mounts, Workdir: workdir,
-				Terminal: tty, Stdin: os.Stdin, Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(), Signals: sig,
-			})
+			err = img.Run(context.WithoutCancel(cmd.Context()), o)
 			var ee *strata.ExitError
 			if errors.As(err, &ee) {
 				return &ExitCode{Code: ee.Code}
@@ -315,8 +361,132 @@ the exit code is strata's, Ctrl-C reaches the process, and the container is remo
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "set an environment variable (KEY=VALUE)")
 	cmd.Flags().StringArrayVar(&secretNames, "secret", nil, "give a secret's keys as environment")
 	cmd.Flags().StringArrayVar(&binds, "mount", nil, "mount a local file or folder (LOCAL:REMOTE)")
+	cmd.Flags().StringArrayVarP(&volumes, "volume", "v", nil, "mount a named volume (VOLUME:/path)")
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working folder in the container")
+	cmd.Flags().StringVarP(&user, "user", "u", "", "run as this user (name, uid, or uid:gid)")
+	cmd.Flags().StringVar(&entrypoint, "entrypoint", "", "replace the image's entrypoint (and its CMD)")
+	cmd.Flags().StringVar(&network, "network", "host", "host, or none for only a loopback interface")
+	cmd.Flags().StringVar(&gpus, "gpus", "", `GPUs for the container: "any", "H100", "a10g:2"`)
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background and print the container's id")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "keep standard input open")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the process a terminal (the default when this one is a terminal)")
+	cmd.Flags().BoolVar(&rm, "rm", true, "remove the container when it exits")
 	return cmd
+}
+
+func psCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "ps",
+		Short:   "List the containers started with strata run -d",
+		Example: "  strata ps",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := open()
+			if err != nil {
+				return err
+			}
+			all, err := c.Containers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tIMAGE\tCOMMAND\tSTARTED\tSTATUS")
+			for _, ct := range all {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ct.ID, ct.Image, clip(strings.Join(ct.Command, " "), 40), ct.Started.Format("2006-01-02 15:04:05"), ct.Status)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func stopCmd() *cobra.Command {
+	var grace time.Duration
+	cmd := &cobra.Command{
+		Use:     "stop ID...",
+		Short:   "Stop containers started with strata run -d, and remove them",
+		Example: "  strata stop c1a2b3c4d5e6",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := open()
+			if err != nil {
+				return err
+			}
+			for _, id := range args {
+				if err := c.Stop(cmd.Context(), id, grace); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), id)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&grace, "time", 10*time.Second, "how long SIGTERM has before SIGKILL")
+	return cmd
+}
+
+func volumeCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "volume",
+		Short: "Manage named volumes: folders that persist outside images",
+		Long: `Named volumes are folders kept in strata's store, mounted into build steps
+(run_commands and run_function volumes:), functions, and strata run -v NAME:/path. What is
+written there persists across builds and runs and is never part of an image.`,
+	}
+	withClient := func(f func(cmd *cobra.Command, c *strata.Client, args []string) error) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
+			c, err := open()
+			if err != nil {
+				return err
+			}
+			return f(cmd, c, args)
+		}
+	}
+	root.AddCommand(&cobra.Command{
+		Use: "create NAME", Short: "Create a volume", Args: cobra.ExactArgs(1),
+		RunE: withClient(func(cmd *cobra.Command, c *strata.Client, args []string) error {
+			return c.CreateVolume(cmd.Context(), args[0])
+		}),
+	}, &cobra.Command{
+		Use: "ls", Short: "List volumes", Args: cobra.NoArgs,
+		RunE: withClient(func(cmd *cobra.Command, c *strata.Client, args []string) error {
+			vols, err := c.Volumes(cmd.Context())
+			for _, v := range vols {
+				fmt.Fprintln(cmd.OutOrStdout(), v)
+			}
+			return err
+		}),
+	}, &cobra.Command{
+		Use: "rm NAME...", Short: "Remove volumes and what they hold", Args: cobra.MinimumNArgs(1),
+		RunE: withClient(func(cmd *cobra.Command, c *strata.Client, args []string) error {
+			for _, n := range args {
+				if err := c.RemoveVolume(cmd.Context(), n); err != nil {
+					return err
+				}
+			}
+			return nil
+		}),
+	}, &cobra.Command{
+		Use: "put NAME LOCAL [REMOTE]", Short: "Copy a local file or folder into a volume", Args: cobra.RangeArgs(2, 3),
+		Example: "  strata volume put models ./weights /weights/",
+		RunE: withClient(func(cmd *cobra.Command, c *strata.Client, args []string) error {
+			remote := "/"
+			if len(args) == 3 {
+				remote = args[2]
+			}
+			return c.VolumePut(cmd.Context(), args[0], args[1], remote)
+		}),
+	}, &cobra.Command{
+		Use: "get NAME REMOTE [LOCAL]", Short: "Copy a file or folder of a volume to a local path", Args: cobra.RangeArgs(2, 3),
+		Example: "  strata volume get models /weights/tiny.bin .",
+		RunE: withClient(func(cmd *cobra.Command, c *strata.Client, args []string) error {
+			local := "."
+			if len(args) == 3 {
+				local = args[2]
+			}
+			return c.VolumeGet(cmd.Context(), args[0], args[1], local)
+		}),
+	})
+	return root
 }
 
 func imagesCmd() *cobra.Command {
@@ -471,8 +641,8 @@ are now, as a last layer.`,
 func logsCmd() *cobra.Command {
 	var layerIndex int
 	cmd := &cobra.Command{
-		Use:   "logs NAME|KEY [--layer N]",
-		Short: "Print the build logs of an image's layers, or of one cache key",
+		Use:   "logs NAME|KEY|CONTAINER [--layer N]",
+		Short: "Print the build logs of an image's layers, of one cache key, or a detached container's output",
 		Long: `Print the build logs of an image's layers (the layers built, not those taken from the
 cache by the last build), or the log of one layer by its cache key (a failed build prints it).`,
 		Example: "  strata logs myapp\n  strata logs myapp --layer 2\n  strata logs sha256:4f2a...",
@@ -480,6 +650,12 @@ cache by the last build), or the log of one layer by its cache key (a failed bui
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := open()
 			if err != nil {
+				return err
+			}
+			// A detached container's output.
+			if rc, err := c.ContainerLog(cmd.Context(), args[0]); err == nil {
+				defer rc.Close()
+				_, err = io.Copy(cmd.OutOrStdout(), rc)
 				return err
 			}
 			var layers []strata.LayerRef

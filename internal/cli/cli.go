@@ -30,7 +30,7 @@ defined in Go (package github.com/strata-build/strata) or in a spec file:
 		SilenceErrors: true,
 	}
 	root.AddCommand(specCmd(), dockerfileCmd(), buildCmd(), runCmd(), imagesCmd(), inspectCmd(), rmCmd(), pruneCmd(), exportCmd(), logsCmd(), secretCmd(), versionCmd(),
-		pushCmd(), pullCmd(), tagCmd(), loginCmd(), logoutCmd())
+		pushCmd(), pullCmd(), tagCmd(), loginCmd(), logoutCmd(), psCmd(), stopCmd(), volumeCmd())
 	return root
 }
 
