@@ -113,12 +113,17 @@ func (s *State) Apply(in spec.Instruction) (bool, error) {
 	case spec.OpRun, spec.OpCopy, spec.OpAdd:
 		return false, nil
 	case spec.OpEnv:
-		for _, kv := range in.Pairs {
+		// As Docker: every value of one ENV sees the variables as they were before it.
+		values := make([]string, len(in.Pairs))
+		for i, kv := range in.Pairs {
 			v, err := s.Expand(kv.Value)
 			if err != nil {
 				return true, err
 			}
-			cfg.Env = SetEnv(cfg.Env, kv.Key, v)
+			values[i] = v
+		}
+		for i, kv := range in.Pairs {
+			cfg.Env = SetEnv(cfg.Env, kv.Key, values[i])
 		}
 	case spec.OpArg:
 		for _, kv := range in.Pairs {

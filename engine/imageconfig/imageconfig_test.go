@@ -72,6 +72,14 @@ CMD ["--port", "8080"]`)
 	}
 }
 
+func TestEnvValuesSeeTheVariablesBeforeTheLine(t *testing.T) {
+	s := New(v1.Config{Env: []string{"A=1"}}, "", nil, &spec.Layer{})
+	apply(t, s, "ENV A=changed G=$A\nENV H=$A")
+	if want := []string{"A=changed", "G=1", "H=changed"}; !reflect.DeepEqual(s.Config.Env, want) {
+		t.Errorf("env %v, want %v", s.Config.Env, want)
+	}
+}
+
 func TestEntrypointDropsTheInheritedCmd(t *testing.T) {
 	s := New(v1.Config{Cmd: []string{"bash"}}, "", nil, &spec.Layer{})
 	apply(t, s, `ENTRYPOINT ["/app"]`)
