@@ -5,7 +5,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/spec"
@@ -245,7 +248,41 @@ func (r *resolver) copyContext(ins []spec.Instruction, ctxDir string, ignore []s
 			return nil, fmt.Errorf("COPY source %q matches no file in the context %s (or all of it is ignored)", sources[i], ctxDir)
 		}
 	}
+	return followSourceLinks(out, sources, ctxDir)
+}
+
+// followSourceLinks replaces each symlink that a source names itself (not one inside a
+// folder it names) by what it points to, under the link's name, as Docker and BuildKit
+// follow the source of a COPY: the target is resolved inside the context, never outside it.
+func followSourceLinks(files []spec.ContextFile, sources []string, ctxDir string) ([]spec.ContextFile, error) {
+	var out []spec.ContextFile
+	for _, f := range files {
+		if f.Link == "" || !namedBySource(f.Path, sources) {
+			out = append(out, f)
+			continue
+		}
+		target, err := securejoin.SecureJoin(ctxDir, f.Path)
+		if err != nil {
+			return nil, fmt.Errorf("COPY source %s: %w", f.Path, err)
+		}
+		followed, err := localfiles.Walk(target, f.Path, localfiles.Matcher{})
+		if err != nil {
+			return nil, fmt.Errorf("COPY source %s is a symlink to %s, which is not in the context %s: %w", f.Path, f.Link, ctxDir, unwrapPathError(err))
+		}
+		out = append(out, followed...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
+}
+
+// namedBySource reports whether some source matches p itself rather than a folder above it.
+func namedBySource(p string, sources []string) bool {
+	for _, src := range sources {
+		if ok, _ := path.Match(src, p); ok || src == p {
+			return true
+		}
+	}
+	return false
 }
 
 // walkContext lists a build context once per resolve, however many instructions read it.

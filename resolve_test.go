@@ -490,6 +490,42 @@ func TestCopyContextCountsEverySourceThatNamesAFile(t *testing.T) {
 	}
 }
 
+// TestCopyFollowsASymlinkNamedAsSource: as Docker, a symlink that a COPY source names is
+// copied as what it points to (a file, or a folder's contents), under its own name; links
+// inside a copied folder stay links, and a link out of the context is refused.
+func TestCopyFollowsASymlinkNamedAsSource(t *testing.T) {
+	dir := fixture(t)
+	write(t, dir, "files/a.txt", "a")
+	write(t, dir, "files/sub/b.txt", "b")
+	for link, target := range map[string]string{"to-a": "files/a.txt", "files/to-sub": "sub", "out": "../../etc/passwd"} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := func(cmd string) map[string]spec.ContextFile {
+		t.Helper()
+		p := resolve(t, strata.FromScratch().DockerfileCommands(cmd), dir)
+		m := map[string]spec.ContextFile{}
+		for _, f := range p.Layers[len(p.Layers)-1].Context {
+			m[f.Path] = f
+		}
+		return m
+	}
+	if f := ctx("COPY to-a /x")["to-a"]; f.Link != "" || f.Size != 1 || !strings.HasSuffix(f.Source, "files/a.txt") {
+		t.Errorf("COPY to-a: %+v, want the content of files/a.txt", f)
+	}
+	if m := ctx("COPY files/to-* /x/"); m["files/to-sub/b.txt"].Size != 1 || m["files/to-sub"].Link != "" {
+		t.Errorf("COPY files/to-*: %v, want the folder sub under to-sub", m)
+	}
+	if f := ctx("COPY files /x/")["files/to-sub"]; f.Link != "sub" {
+		t.Errorf("COPY files: to-sub %+v, want a symlink kept", f)
+	}
+	_, err := strata.FromScratch().DockerfileCommands("COPY out /x").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+	if err == nil || !strings.Contains(err.Error(), "not in the context") {
+		t.Errorf("COPY of a link out of the context: %v", err)
+	}
+}
+
 // TestFromDockerfileArgsAndPlatform: ARGs declared before FROM feed FROM and are what a bare
 // ARG in the stage takes (Docker's rule); FROM --platform is honoured when it names the
 // platform built for and refused otherwise.

@@ -44,7 +44,9 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 		words[i] = w
 	}
 	srcs, dst := words[:len(words)-1], words[len(words)-1]
-	dstIsDir := strings.HasSuffix(dst, "/") || len(srcs) > 1
+	// As BuildKit: "." and a trailing slash name a folder, and so does a destination that
+	// is a folder already (a file copied to it goes in it).
+	dstIsDir := strings.HasSuffix(dst, "/") || dst == "." || len(srcs) > 1
 	uid, gid := -1, -1
 	if flags.Chown != "" {
 		c, err := x.cfg.Expand(flags.Chown)
@@ -71,6 +73,13 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 	}
 	if !path.IsAbs(dst) {
 		dst = path.Join("/", x.cfg.Config.WorkingDir, dst)
+	}
+	if !dstIsDir {
+		if p, err := securejoin.SecureJoin(x.rootfs, dst); err == nil {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				dstIsDir = true
+			}
+		}
 	}
 	// Here-documents and ADD's downloads are files of their own; the rest come from the
 	// build context, or from --from's stage or image.
