@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -58,7 +60,11 @@ func (x *executor) runMounts(ctx context.Context, mounts []*instructions.Mount) 
 				env = append(env, e)
 			}
 		case instructions.MountTypeSSH:
-			cm, err = x.sshMount(m)
+			var rel func()
+			cm, rel, err = x.sshMount(i, m)
+			if rel != nil {
+				releases = append(releases, rel)
+			}
 			if cm != nil && !hasSSHSock(env) {
 				env = append(env, "SSH_AUTH_SOCK="+cm.Target)
 			}
@@ -328,8 +334,10 @@ func (x *executor) buildSecret(id string) ([]byte, bool) {
 	return nil, false
 }
 
-// sshMount forwards an SSH agent's socket into the step (strata build --ssh).
-func (x *executor) sshMount(m *instructions.Mount) (*container.Mount, error) {
+// sshMount forwards an SSH agent (strata build --ssh) into the step as BuildKit does: through
+// a socket of its own, owned by the mount's uid and gid (0 by default) with its mode (0600),
+// that passes each connection on to the agent. It returns what closes the socket.
+func (x *executor) sshMount(i int, m *instructions.Mount) (*container.Mount, func(), error) {
 	id := m.CacheID
 	if id == "" {
 		id = "default"
@@ -337,18 +345,78 @@ func (x *executor) sshMount(m *instructions.Mount) (*container.Mount, error) {
 	sock, ok := x.b.o.SSH[id]
 	if !ok {
 		if m.Required {
-			return nil, fmt.Errorf("RUN --mount=type=ssh,id=%s is required, and the build was given no SSH agent %q (strata build --ssh %s)", id, id, id)
+			return nil, nil, fmt.Errorf("RUN --mount=type=ssh,id=%s is required, and the build was given no SSH agent %q (strata build --ssh %s)", id, id, id)
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	if info, err := os.Stat(sock); err != nil || info.Mode()&fs.ModeSocket == 0 {
-		return nil, fmt.Errorf("SSH agent %q: %s is not a socket", id, sock)
+		return nil, nil, fmt.Errorf("SSH agent %q: %s is not a socket", id, sock)
 	}
 	target := m.Target
 	if target == "" {
 		target = "/run/buildkit/ssh_agent.0"
 	}
-	return &container.Mount{Source: sock, Target: target}, nil
+	dir, err := os.MkdirTemp("", "strata-ssh-") // a short path: a socket's is at most 107 bytes
+	if err != nil {
+		return nil, nil, err
+	}
+	own := filepath.Join(dir, fmt.Sprintf("agent-%d.sock", i))
+	ln, err := net.Listen("unix", own)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("SSH agent %q: %w", id, err)
+	}
+	release := func() {
+		ln.Close()
+		os.RemoveAll(dir)
+	}
+	mode, uid, gid := fs.FileMode(0o600), 0, 0
+	if m.Mode != nil {
+		mode = fs.FileMode(*m.Mode)
+	}
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	if err := os.Chown(own, uid, gid); err != nil {
+		release()
+		return nil, nil, err
+	}
+	if err := os.Chmod(own, mode); err != nil {
+		release()
+		return nil, nil, err
+	}
+	go forward(ln, sock)
+	return &container.Mount{Source: own, Target: target}, release, nil
+}
+
+// forward passes every connection to ln on to the unix socket at to, until ln is closed.
+func forward(ln net.Listener, to string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			a, err := net.Dial("unix", to)
+			if err != nil {
+				return
+			}
+			defer a.Close()
+			done := make(chan struct{})
+			go func() {
+				_, _ = io.Copy(a, c)
+				a.(*net.UnixConn).CloseWrite()
+				close(done)
+			}()
+			_, _ = io.Copy(c, a)
+			c.(*net.UnixConn).CloseWrite()
+			<-done
+		}()
+	}
 }
 
 // copyTree copies a folder with its modes, owners and links.
