@@ -165,7 +165,7 @@ func (c *Client) Close() error { return c.eng.Close() }
 // name in the key, and Build resolves it.
 func (c *Client) Resolve(ctx context.Context, img Image, opts ...Option) (*Plan, error) {
 	o := newOptions(opts)
-	resolve := append([]ResolveOption{WithImageResolver(c.resolver(false, true))}, o.resolve...)
+	resolve := append([]ResolveOption{WithImageResolver(c.resolver(false, true)), withImageConfigs(c.configs(true))}, o.resolve...)
 	return img.Resolve(ctx, resolve...)
 }
 
@@ -178,6 +178,21 @@ func (c *Client) resolver(pull, offline bool) ImageResolver {
 			return "", nil
 		}
 		return d, err
+	}
+}
+
+// configs reads image configs through the engine. Offline, an image whose config is not in
+// the store has no triggers known.
+func (c *Client) configs(offline bool) imageConfigs {
+	return func(ctx context.Context, ref, digest string, auth *spec.RegistryAuth) ([]string, []string, error) {
+		cfg, err := c.eng.ImageConfig(ctx, ref, digest, engine.ResolveOptions{Offline: offline, Auth: auth})
+		if offline && errors.Is(err, engine.ErrNotFound) {
+			return nil, nil, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return cfg.Config.OnBuild, cfg.Config.Env, nil
 	}
 }
 
@@ -197,7 +212,7 @@ func (c *Client) Build(ctx context.Context, img Image, opts ...Option) (*Built, 
 			*env.set = *env.set || b
 		}
 	}
-	resolve := append([]ResolveOption{WithImageResolver(c.resolver(o.pull, false)), withRemoteVersions()}, o.resolve...)
+	resolve := append([]ResolveOption{WithImageResolver(c.resolver(o.pull, false)), withImageConfigs(c.configs(false)), withRemoteVersions()}, o.resolve...)
 	plan, err := img.Resolve(ctx, resolve...)
 	if err != nil {
 		return nil, err

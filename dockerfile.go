@@ -2,6 +2,7 @@ package strata
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,7 +42,7 @@ func (d *dockerfile) convert(target string) ([]*spec.Layer, error) {
 	if d.global, err = globalArgs(d.df.Args, d.buildArgs, d.r.platform); err != nil {
 		return nil, fmt.Errorf("%s: %w", d.name, err)
 	}
-	if d.df.Syntax != "" {
+	if d.df.Syntax != "" && !stableSyntax.MatchString(d.df.Syntax) {
 		d.r.warnings = append(d.r.warnings, fmt.Sprintf("%s: the \"# syntax=%s\" directive names a frontend image, which strata does not run: strata builds the Dockerfile with its own frontend (BuildKit's parser, Dockerfile 1.x syntax)", d.name, d.df.Syntax))
 	}
 	t := len(d.df.Stages) - 1
@@ -107,11 +108,28 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 	}
 	// A stage FROM an earlier stage goes on from its layers; others start from a base.
 	var layers []*spec.Layer
+	// The ONBUILD triggers the stage runs first: its base image's, or the ONBUILD lines of
+	// the stage it is FROM; and the ARGs they declare.
+	var triggers, triggerArgs []string
+	scopeName := fmt.Sprintf("%s#%d", d.name, i)
 	parent := ""
-	if j := d.stageIndex(from, i); j >= 0 && d.df.Stages[j].Name != "" {
+	j := d.stageIndex(from, i)
+	fromStage := j >= 0 && d.df.Stages[j].Name != ""
+	if fromStage {
 		base, err := d.stage(j, visiting)
 		if err != nil {
 			return nil, err
+		}
+		for _, in := range d.df.Stages[j].Instructions {
+			if in.Op == spec.OpOnbuild {
+				triggers = append(triggers, in.Args[0])
+			}
+		}
+		if len(triggers) > 0 {
+			// They run in the stage's first layer: the files they read are in its key.
+			if _, triggerArgs, err = d.triggerInputs(triggers, nil); err != nil {
+				return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, from, err)
+			}
 		}
 		layers = append(layers, base...)
 		parent = base[len(base)-1].Key
@@ -124,6 +142,16 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 				return nil, fmt.Errorf("%s:%d: FROM: %w", d.name, st.Line, err)
 			}
 			root.Base = &spec.Base{Kind: spec.BaseRegistry, Ref: from}
+			// The base image's ONBUILD triggers run right after FROM, in this layer.
+			var env map[string]string
+			if triggers, env, err = d.baseTriggers(root); err != nil {
+				return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, from, err)
+			}
+			if root.Context, triggerArgs, err = d.triggerInputs(triggers, func(w string) (string, error) { return expandWord(w, env) }); err != nil {
+				return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, from, err)
+			}
+			root.BuildArgs = d.givenArgs(triggerArgs)
+			root.Scope = scopeName
 		}
 		if err := d.r.finish(root, "from_dockerfile", "", d.force); err != nil {
 			return nil, err
@@ -141,6 +169,9 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 		args[k] = v
 	}
 	declared := map[string]string{}
+	for _, kv := range d.givenArgs(triggerArgs) {
+		declared[kv.Key] = kv.Value
+	}
 	expand := func(w string) (string, error) { return expandWord(w, args) }
 	for n, in := range st.Instructions {
 		if in.Op == spec.OpEnv {
@@ -149,6 +180,11 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 				if v, err := expandWord(kv.Value, args); err == nil {
 					args[kv.Key] = v
 				}
+			}
+		}
+		if in.Op == spec.OpHealthcheck {
+			if _, si, err := in.Healthcheck(); err == nil && si != 0 {
+				d.r.warnings = append(d.r.warnings, fmt.Sprintf("%s:%d: HEALTHCHECK --start-interval=%s is not kept: the image config strata writes (go-containerregistry's) has no StartInterval, so the container engine uses its default", d.name, in.Line, si))
 			}
 		}
 		if in.Op == spec.OpArg {
@@ -176,7 +212,7 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 		}
 		l.Method = "from_dockerfile"
 		l.Title = fmt.Sprintf("[%s %d/%d] %s", label, n+1, len(st.Instructions), summarizeInstruction(in))
-		l.Scope = fmt.Sprintf("%s#%d", d.name, i)
+		l.Scope = scopeName
 		l.Escape = escape
 		l.Instructions = []spec.Instruction{in}
 		// Only the ARGs the stage declared reach its steps, so only those are in its keys.
@@ -211,6 +247,14 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 		}
 		if l.Context, err = d.context(in, expand); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", d.name, in.Line, err)
+		}
+		if n == 0 && fromStage && len(triggers) > 0 {
+			// The triggers of the stage this one is FROM run first, in this layer.
+			files, _, err := d.triggerInputs(triggers, expand)
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, from, err)
+			}
+			l.Context = mergeContext(l.Context, files)
 		}
 		if l.Remote, err = remoteSources(l.Instructions, expand); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", d.name, in.Line, err)
@@ -292,6 +336,84 @@ func (d *dockerfile) context(in spec.Instruction, expand func(string) (string, e
 	return nil, nil
 }
 
+// baseTriggers returns the ONBUILD triggers of a root layer's base image, and the
+// environment they expand against.
+func (d *dockerfile) baseTriggers(root *spec.Layer) ([]string, map[string]string, error) {
+	if d.r.o.configs == nil {
+		return nil, nil, nil
+	}
+	if err := resolveImages(d.r.ctx, root, d.r.o); err != nil {
+		return nil, nil, &resolutionError{err}
+	}
+	if root.Base.Digest == "" {
+		return nil, nil, nil
+	}
+	triggers, env, err := d.r.o.configs(d.r.ctx, root.Base.Ref, root.Base.Digest, root.Base.Auth)
+	if err != nil {
+		return nil, nil, &resolutionError{err}
+	}
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	return triggers, vars, nil
+}
+
+// triggerInputs lists what ONBUILD triggers read before the build: the files of the build
+// context they copy (when expand is given), and the names of the ARGs they declare, whose
+// build args are in the key of the layers that see them, as a stage's own ARGs' are.
+func (d *dockerfile) triggerInputs(triggers []string, expand func(string) (string, error)) ([]spec.ContextFile, []string, error) {
+	ins, err := spec.ParseTriggers(triggers)
+	if err != nil {
+		return nil, nil, err
+	}
+	var files []spec.ContextFile
+	var args []string
+	for _, in := range ins {
+		if in.Op == spec.OpArg {
+			for _, kv := range in.Pairs {
+				args = append(args, kv.Key)
+			}
+		}
+		if expand == nil {
+			continue
+		}
+		f, err := d.context(in, expand)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ONBUILD %s: %w", in.Op, err)
+		}
+		files = mergeContext(files, f)
+	}
+	return files, args, nil
+}
+
+// givenArgs are the build args given for the ARGs named.
+func (d *dockerfile) givenArgs(names []string) []spec.KV {
+	m := map[string]string{}
+	for _, k := range names {
+		if v, ok := d.buildArgs[k]; ok {
+			m[k] = v
+		}
+	}
+	return spec.SortedKVs(m)
+}
+
+// mergeContext adds the files of b that a does not have.
+func mergeContext(a, b []spec.ContextFile) []spec.ContextFile {
+	have := make(map[string]bool, len(a))
+	for _, f := range a {
+		have[f.Path] = true
+	}
+	for _, f := range b {
+		if !have[f.Path] {
+			a, have[f.Path] = append(a, f), true
+		}
+	}
+	sort.Slice(a, func(i, j int) bool { return a[i].Path < a[j].Path })
+	return a
+}
+
 // summarizeInstruction is an instruction's first line, shortened for progress displays.
 func summarizeInstruction(in spec.Instruction) string {
 	s, _, _ := strings.Cut(in.String(), "\n")
@@ -300,3 +422,7 @@ func summarizeInstruction(in spec.Instruction) string {
 	}
 	return s
 }
+
+// stableSyntax matches the syntax directives that name BuildKit's stable Dockerfile 1.x
+// frontend, whose syntax strata's own frontend reads: they need no warning.
+var stableSyntax = regexp.MustCompile(`^(docker\.io/)?docker/dockerfile:1(\.[0-9]+){0,2}(@sha256:[0-9a-f]{64})?$`)

@@ -120,6 +120,7 @@ type resolveOptions struct {
 	hashCache string
 	noCache   bool
 	images    ImageResolver
+	configs   imageConfigs
 	remote    bool
 	platform  string
 	epoch     *int64
@@ -138,6 +139,15 @@ type ImageResolver func(ctx context.Context, ref string, auth *spec.RegistryAuth
 func WithImageResolver(r ImageResolver) ResolveOption {
 	return func(o *resolveOptions) { o.images = r }
 }
+
+// imageConfigs returns the ONBUILD triggers and the environment of the image that ref
+// resolved to (digest): what a Dockerfile stage FROM it runs first, and the files of the
+// build context they copy.
+type imageConfigs func(ctx context.Context, ref, digest string, auth *spec.RegistryAuth) (triggers, env []string, err error)
+
+// withImageConfigs reads the configs of the images Dockerfiles start from; Client.Resolve
+// and Client.Build pass the engine's. Without it, a base image's ONBUILD COPY finds no files.
+func withImageConfigs(c imageConfigs) ResolveOption { return func(o *resolveOptions) { o.configs = c } }
 
 // withRemoteVersions looks up what the URLs and git repositories that ADD instructions name
 // hold now (a commit, an ETag), so that a change there rebuilds: Client.Build does, with
@@ -346,7 +356,7 @@ func resolveImages(ctx context.Context, l *spec.Layer, o *resolveOptions) error 
 	}
 	if l.Base != nil {
 		l.Base.Platform = o.platform
-		if l.Base.Kind == spec.BaseRegistry {
+		if l.Base.Kind == spec.BaseRegistry && l.Base.Digest == "" {
 			d, err := resolve(l.Base.Ref, l.Base.Auth)
 			if err != nil {
 				return err

@@ -526,6 +526,25 @@ func TestCopyFollowsASymlinkNamedAsSource(t *testing.T) {
 	}
 }
 
+// TestSyntaxDirectiveWarnings: a syntax directive naming BuildKit's stable 1.x frontend is
+// what strata reads and says nothing; any other frontend image gets a warning.
+func TestSyntaxDirectiveWarnings(t *testing.T) {
+	dir := t.TempDir()
+	for syntax, warn := range map[string]bool{
+		"docker/dockerfile:1":               false,
+		"docker.io/docker/dockerfile:1.7.1": false,
+		"docker/dockerfile:1-labs":          true,
+		"example.com/my/frontend:2":         true,
+		"docker/dockerfile:1.4":             false,
+	} {
+		write(t, dir, "Dockerfile", "# syntax="+syntax+"\nFROM scratch\nENV A=1\n")
+		p := resolve(t, strata.FromDockerfile("Dockerfile"), dir)
+		if got := len(p.Warnings) > 0; got != warn {
+			t.Errorf("# syntax=%s: warnings %q, want a warning: %v", syntax, p.Warnings, warn)
+		}
+	}
+}
+
 // TestFromDockerfileArgsAndPlatform: ARGs declared before FROM feed FROM and are what a bare
 // ARG in the stage takes (Docker's rule); FROM --platform is honoured when it names the
 // platform built for and refused otherwise.

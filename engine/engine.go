@@ -28,6 +28,11 @@ type Engine interface {
 	// registry reference is pinned at its first resolution and keeps that digest until it
 	// is resolved again with Pull; with Offline an unpinned reference is ErrNotFound.
 	ResolveImage(ctx context.Context, ref string, o ResolveOptions) (string, error)
+	// ImageConfig returns the config of the image ref resolved to digest: from the store,
+	// or else from ref's registry, which sends the config alone (with Offline, ErrNotFound).
+	// Frontends read what they need before the build from it, as BuildKit's
+	// ResolveImageConfig: a Dockerfile's base image's ONBUILD triggers.
+	ImageConfig(ctx context.Context, ref, digest string, o ResolveOptions) (*v1.ConfigFile, error)
 
 	// Build builds the plan's layers, reusing every cached one, and returns the image.
 	// A failed step is a *BuildError.

@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -81,17 +82,18 @@ func (in Instruction) CopyFlags() (CopyFlags, error) {
 
 // Healthcheck returns a HEALTHCHECK as the image config holds it, read by BuildKit's
 // instructions package: {"NONE"}, {"CMD", argv...} or {"CMD-SHELL", command}, with its
-// interval, timeout, start period and retries.
-func (in Instruction) Healthcheck() (*v1.HealthConfig, error) {
+// interval, timeout, start period and retries. It also returns --start-interval, which the
+// config cannot hold: go-containerregistry's HealthConfig has no StartInterval (Docker 25's).
+func (in Instruction) Healthcheck() (*v1.HealthConfig, time.Duration, error) {
 	if in.Op != OpHealthcheck {
-		return nil, fmt.Errorf("%s is not HEALTHCHECK", in.Op)
+		return nil, 0, fmt.Errorf("%s is not HEALTHCHECK", in.Op)
 	}
 	v, err := in.parseFlags(strings.Join(in.Args, " "))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	h := v.(*instructions.HealthCheckCommand).Health
-	return &v1.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}, nil
+	return &v1.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}, h.StartInterval, nil
 }
 
 // Mounts returns a RUN's --mount flags as BuildKit reads them, before their words are

@@ -112,6 +112,18 @@ func ParseDockerfile(r io.Reader, stages bool) (*ParsedDockerfile, error) {
 	return out, nil
 }
 
+// ParseTriggers reads an image's ONBUILD triggers (its config's OnBuild) as instructions.
+func ParseTriggers(triggers []string) ([]Instruction, error) {
+	if len(triggers) == 0 {
+		return nil, nil
+	}
+	df, err := ParseDockerfile(strings.NewReader(strings.Join(triggers, "\n")), false)
+	if err != nil {
+		return nil, fmt.Errorf("ONBUILD triggers: %w", err)
+	}
+	return df.Stages[0].Instructions, nil
+}
+
 func nodeWords(n *parser.Node) []string {
 	var words []string
 	for w := n.Next; w != nil; w = w.Next {

@@ -216,7 +216,7 @@ func (s *State) Apply(in spec.Instruction) (bool, error) {
 		// Recorded; they run when an image is built FROM this one.
 		cfg.OnBuild = append(cfg.OnBuild, in.Args[0])
 	case spec.OpHealthcheck:
-		h, err := in.Healthcheck()
+		h, _, err := in.Healthcheck()
 		if err != nil {
 			return true, err
 		}

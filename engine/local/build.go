@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -55,7 +56,19 @@ type build struct {
 	o      engine.BuildOptions
 	cache  *remoteCache
 	stages map[string]*stageBuild
-	total  int
+	index  map[string]int // the progress number of each layer
+
+	// layers holds the layers this build has made or is making, by key: two stages that
+	// share layers (a stage FROM another) make each of them once.
+	mu     sync.Mutex
+	layers map[string]*layerCall
+}
+
+// layerCall is one layer of the build, made once; done closes when rec or err is set.
+type layerCall struct {
+	done chan struct{}
+	rec  *store.Record
+	err  error
 }
 
 // stageBuild is a stage of the plan being built; done closes when st or err is set.
@@ -103,31 +116,38 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 	if err != nil {
 		return nil, err
 	}
-	b := &build{e: e, o: o, cache: cache, stages: map[string]*stageBuild{}, total: len(p.Layers)}
-	for _, s := range p.Stages {
-		b.total += len(s.Layers)
+	b := &build{e: e, o: o, cache: cache, stages: map[string]*stageBuild{}, index: map[string]int{}}
+	// Progress numbers each layer once, however many stages share it.
+	for _, s := range append(p.Stages, spec.Stage{Layers: p.Layers}) {
+		for _, l := range s.Layers {
+			if _, ok := b.index[l.Key]; !ok {
+				b.index[l.Key] = len(b.index)
+			}
+		}
 	}
 	// The stages the layers read from build first, the independent ones at once; a layer
 	// that needs one waits for it.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	offset := 0
 	for _, s := range p.Stages {
 		sb := &stageBuild{done: make(chan struct{})}
 		b.stages[s.Name] = sb
-		go func(s spec.Stage, offset int) {
+		go func(s spec.Stage) {
 			defer close(sb.done)
-			sb.st, sb.err = b.chain(ctx, s.Layers, offset)
+			sb.st, sb.err = b.chain(ctx, s.Layers)
 			if sb.err != nil {
 				cancel()
 			}
-		}(s, offset)
-		offset += len(s.Layers)
+		}(s)
 	}
-	st, err := b.chain(ctx, p.Layers, offset)
+	st, err := b.chain(ctx, p.Layers)
+	if err != nil {
+		cancel()
+	}
+	// The error to report is the one that stopped the build, not a layer it canceled.
 	for _, sb := range b.stages {
 		<-sb.done
-		if err == nil && sb.err != nil && !errors.Is(sb.err, context.Canceled) {
+		if sb.err != nil && !errors.Is(sb.err, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {
 			err = sb.err
 		}
 	}
@@ -169,11 +189,11 @@ func (e *Engine) checkGPUs(p engine.Plan, o engine.BuildOptions) error {
 	return nil
 }
 
-// chain builds a chain of layers, numbered from offset in the build's progress.
-func (b *build) chain(ctx context.Context, layers []*spec.Layer, offset int) (*state, error) {
+// chain builds a chain of layers.
+func (b *build) chain(ctx context.Context, layers []*spec.Layer) (*state, error) {
 	st := &state{config: b.e.emptyConfig()}
-	for i, l := range layers {
-		ev := engine.Event{Index: offset + i, Total: b.total, Method: l.Method, Title: l.Title, Key: l.Key}
+	for _, l := range layers {
+		ev := engine.Event{Index: b.index[l.Key], Total: len(b.index), Method: l.Method, Title: l.Title, Key: l.Key}
 		rec, err := b.layer(ctx, st, l, ev)
 		if err != nil {
 			return nil, err
@@ -188,8 +208,32 @@ func (e *Engine) emptyConfig() v1.ConfigFile {
 	return v1.ConfigFile{Architecture: e.platform.Architecture, OS: e.platform.OS, Variant: e.platform.Variant}
 }
 
-// layer returns the cache entry of one layer, building it on a miss.
+// layer returns the cache entry of one layer, building it on a miss; a layer that another
+// chain of the build is already making is waited for, not made again.
 func (b *build) layer(ctx context.Context, st *state, l *spec.Layer, ev engine.Event) (*store.Record, error) {
+	b.mu.Lock()
+	if c, ok := b.layers[l.Key]; ok {
+		b.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.rec, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c := &layerCall{done: make(chan struct{})}
+	if b.layers == nil {
+		b.layers = map[string]*layerCall{}
+	}
+	b.layers[l.Key] = c
+	b.mu.Unlock()
+	defer close(c.done)
+	c.rec, c.err = b.makeLayer(ctx, st, l, ev)
+	return c.rec, c.err
+}
+
+// makeLayer returns the cache entry of one layer, building it on a miss.
+func (b *build) makeLayer(ctx context.Context, st *state, l *spec.Layer, ev engine.Event) (*store.Record, error) {
 	s := b.e.store
 	force := b.o.ForceBuild || l.ForceBuild
 	cached := func() *store.Record {
@@ -301,7 +345,7 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 	// A Dockerfile stage FROM another stage runs that stage's ONBUILD triggers first.
 	if l.Base == nil && l.Scope != "" && st.scope != "" && l.Scope != st.scope && len(cur.config.Config.OnBuild) > 0 {
 		cur.config.Config = imageconfig.Copy(cur.config.Config)
-		if triggers, err = parseTriggers(cur.config.Config.OnBuild); err != nil {
+		if triggers, err = spec.ParseTriggers(cur.config.Config.OnBuild); err != nil {
 			return nil, err
 		}
 		cur.config.Config.OnBuild = nil
@@ -317,7 +361,7 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 		rec.History = append(rec.History, base.history...)
 		// As in Docker, a base's ONBUILD triggers run right after FROM, and are spent.
 		if t := base.config.Config.OnBuild; len(t) > 0 {
-			if triggers, err = parseTriggers(t); err != nil {
+			if triggers, err = spec.ParseTriggers(t); err != nil {
 				return nil, err
 			}
 			cur.config.Config.OnBuild = nil
@@ -351,15 +395,6 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 		EmptyLayer: desc == nil,
 	})
 	return rec, nil
-}
-
-// parseTriggers reads ONBUILD triggers as Dockerfile instructions.
-func parseTriggers(t []string) ([]spec.Instruction, error) {
-	df, err := spec.ParseDockerfile(strings.NewReader(strings.Join(t, "\n")), false)
-	if err != nil {
-		return nil, fmt.Errorf("the base image's ONBUILD triggers: %w", err)
-	}
-	return df.Stages[0].Instructions, nil
 }
 
 // clamp limits t to the layer's SOURCE_DATE_EPOCH, if it has one.

@@ -72,6 +72,30 @@ func (e *Engine) ResolveImage(ctx context.Context, ref string, o engine.ResolveO
 	return d.String(), nil
 }
 
+// ImageConfig returns the config of ref's image with manifest digest: the stored one, or
+// else the config blob alone from ref's registry.
+func (e *Engine) ImageConfig(ctx context.Context, ref, digest string, o engine.ResolveOptions) (*v1.ConfigFile, error) {
+	if cfg, err := e.config(digest); err == nil {
+		return cfg, nil
+	}
+	if o.Offline {
+		return nil, fmt.Errorf("%s@%s is not in the store: %w", ref, digest, engine.ErrNotFound)
+	}
+	r, err := e.reg.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := e.remoteImage(ctx, r.Context().Digest(digest).String(), o.Auth)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, registry.Explain(err, ref)
+	}
+	return cfg, nil
+}
+
 // remoteImage opens a registry image for this machine's platform (its manifest, not yet its
 // layers).
 func (e *Engine) remoteImage(ctx context.Context, ref string, a *spec.RegistryAuth) (v1.Image, error) {
