@@ -3,8 +3,9 @@
 #   runc, mmdebstrap: the local engine (OCI runtime, Debian bases)
 #   git: the example's local repository
 #   docker-registry, skopeo, umoci, podman: the tests' real registry and independent checks
+#   buildah, openssh-client: the Dockerfile conformance corpus's peer builder and its ssh agent
 set -euo pipefail
-pkgs=(runc mmdebstrap git ca-certificates docker-registry skopeo umoci podman uidmap)
+pkgs=(runc mmdebstrap git ca-certificates docker-registry skopeo umoci podman uidmap buildah openssh-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
