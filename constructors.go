@@ -16,7 +16,8 @@ import (
 
 // DebianSlimOptions are the parameters of debian_slim.
 type DebianSlimOptions struct {
-	// PythonVersion is a series, "3.11", "3.13" (the default) or "3.14".
+	// PythonVersion is a series from "3.10" to "3.14" ("3.13" by default): Debian's Python
+	// for 3.11, 3.13 and 3.14, a python-build-standalone build in /usr/local for the others.
 	PythonVersion string `yaml:"python_version"`
 	ForceBuild    bool   `yaml:"force_build"`
 }
@@ -29,12 +30,8 @@ func DebianSlim(pythonVersion string) Image {
 
 // DebianSlimWith is DebianSlim with all options.
 func DebianSlimWith(o DebianSlimOptions) Image {
-	return newRoot("debian_slim", o.ForceBuild, func(*resolver) ([]*spec.Layer, error) {
-		l, err := debianSlimBase(o.PythonVersion)
-		if err != nil {
-			return nil, err
-		}
-		return []*spec.Layer{l}, nil
+	return newRoot("debian_slim", o.ForceBuild, func(r *resolver) ([]*spec.Layer, error) {
+		return debianSlim(o.PythonVersion, r.platform)
 	})
 }
 
@@ -150,7 +147,7 @@ func fromRegistry(method, authType string, o FromRegistryOptions) Image {
 		}
 		l := &spec.Layer{Base: base}
 		if o.AddPython != "" {
-			ins, art, err := addPython(o.AddPython)
+			ins, art, err := addPython(o.AddPython, r.platform)
 			if err != nil {
 				return nil, err
 			}
@@ -266,7 +263,7 @@ func FromDockerfileWith(o FromDockerfileOptions) Image {
 		}
 		d.record(layers)
 		if o.AddPython != "" {
-			ins, art, err := addPython(o.AddPython)
+			ins, art, err := addPython(o.AddPython, r.platform)
 			if err != nil {
 				return nil, err
 			}

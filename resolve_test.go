@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -318,8 +319,7 @@ func TestDefinitionErrors(t *testing.T) {
 		{"empty package", strata.DebianSlim("").AptInstall(""), "an empty package name"},
 		{"python float-ish", strata.DebianSlim("3"), `invalid Python version "3"`},
 		{"python garbage", strata.DebianSlim("three"), `invalid Python version "three"`},
-		{"python unsupported", strata.DebianSlim("3.12"), "3.11 (bookworm), 3.13 (trixie), 3.14 (sid)"},
-		{"python unsupported points to what works", strata.DebianSlim("3.12"), `from_registry("python:3.12-slim")`},
+		{"python unsupported", strata.DebianSlim("3.9"), "Debian ships 3.11 (bookworm), 3.13 (trixie), 3.14 (sid), and python-build-standalone builds are pinned for 3.10, 3.11, 3.12, 3.14 "},
 		{"python micro", strata.DebianSlim("3.13.1"), `takes a series such as "3.13"`},
 		{"free threaded", strata.DebianSlim("3.14t"), "free-threaded Python is not supported"},
 		{"micromamba python", strata.Micromamba("3.9"), "not supported by micromamba"},
@@ -643,6 +643,55 @@ func TestBooleanEnvironment(t *testing.T) {
 		_, err := strata.FromScratch().Build(context.Background(), strata.WithHome(t.TempDir()))
 		if err == nil || !strings.Contains(err.Error(), "STRATA_FORCE_BUILD") {
 			t.Errorf("STRATA_FORCE_BUILD=%s: %v", v, err)
+		}
+	}
+}
+
+// TestPythonStandalone: the series Debian does not ship come from a pinned
+// python-build-standalone build, fetched from STRATA_PYTHON_MIRROR and keyed by the archive's
+// checksum, not by where it is fetched from; STRATA_PYTHON_STANDALONE names other builds,
+// always with their checksums.
+func TestPythonStandalone(t *testing.T) {
+	if strata.HostPlatform() != "linux/amd64" {
+		t.Skip("the pinned builds are for linux/amd64 images, which this machine's are not")
+	}
+	dir := fixture(t)
+	plan := resolve(t, strata.DebianSlim("3.12"), dir)
+	if len(plan.Layers) != 2 || plan.Layers[0].Base == nil || plan.Layers[0].Base.Python != "" || slices.Contains(plan.Layers[0].Base.Packages, "python3") {
+		t.Fatalf("debian_slim 3.12: want a Debian base without Python and an add_python layer, got %+v", plan.Layers)
+	}
+	a := plan.Layers[1].Artifacts
+	if len(a) != 1 || a[0].Version != "20240107/3.12.1" || !strings.HasPrefix(a[0].Digest, "sha256:") || len(a[0].Digest) != 71 ||
+		a[0].URL != strata.DefaultPythonMirror+"/20240107/cpython-3.12.1+20240107-x86_64-unknown-linux-gnu-install_only.tar.gz" {
+		t.Fatalf("add_python artifact: %+v", a)
+	}
+	key := plan.Layers[1].Key
+
+	t.Setenv("STRATA_PYTHON_MIRROR", "http://127.0.0.1:1/pbs/")
+	plan = resolve(t, strata.DebianSlim("3.12"), dir)
+	if got := plan.Layers[1].Artifacts[0].URL; got != "http://127.0.0.1:1/pbs/20240107/cpython-3.12.1+20240107-x86_64-unknown-linux-gnu-install_only.tar.gz" {
+		t.Errorf("mirror URL: %s", got)
+	}
+	if plan.Layers[1].Key != key {
+		t.Errorf("the mirror changed the key")
+	}
+
+	_, err := strata.DebianSlim("3.12").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""), strata.WithPlatform("linux/arm64"))
+	if err == nil || !strings.Contains(err.Error(), "are for linux/amd64, and this image is for linux/arm64") {
+		t.Errorf("debian_slim 3.12 for arm64: %v", err)
+	}
+
+	sum := strings.Repeat("ab", 32)
+	t.Setenv("STRATA_PYTHON_STANDALONE", "3.12=20990101/3.12.9@sha256:"+sum)
+	plan = resolve(t, strata.FromRegistryWith(strata.FromRegistryOptions{Tag: "debian:12", AddPython: "3.12"}), dir)
+	if a := plan.Layers[0].Artifacts[0]; a.Digest != "sha256:"+sum || a.Version != "20990101/3.12.9" {
+		t.Errorf("STRATA_PYTHON_STANDALONE: %+v", a)
+	}
+	for _, bad := range []string{"3.12=20990101/3.12.9", "3.12=20990101/3.11.9@sha256:" + sum, "3.12t=20990101/3.12.9@sha256:" + sum} {
+		t.Setenv("STRATA_PYTHON_STANDALONE", bad)
+		_, err = strata.FromRegistryWith(strata.FromRegistryOptions{Tag: "debian:12", AddPython: "3.12"}).Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+		if err == nil || !strings.Contains(err.Error(), "STRATA_PYTHON_STANDALONE") {
+			t.Errorf("STRATA_PYTHON_STANDALONE=%s: %v", bad, err)
 		}
 	}
 }

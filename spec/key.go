@@ -52,6 +52,11 @@ func (l *Layer) ComputeKey(builder, parent string) string {
 			images[i].Ref = ""
 		}
 	}
+	artifacts := make([]Artifact, len(l.Artifacts))
+	for i, a := range l.Artifacts {
+		a.URL = "" // a mirror serves the same bytes: the digest says which
+		artifacts[i] = a
+	}
 	in := keyInput{
 		Builder:      builder,
 		Parent:       parent,
@@ -59,7 +64,7 @@ func (l *Layer) ComputeKey(builder, parent string) string {
 		Base:         base,
 		Instructions: l.Instructions,
 		Context:      ctx,
-		Artifacts:    l.Artifacts,
+		Artifacts:    artifacts,
 		Env:          l.Env,
 		Secrets:      secrets,
 		BuildArgs:    l.BuildArgs,

@@ -181,13 +181,18 @@ type VolumeMount struct {
 	Path string `json:"path"`
 }
 
-// Artifact is a named, versioned input that the builder provides to a layer's context (for
-// example a python-build-standalone release for add_python).
+// Artifact is a named, versioned archive that the builder fetches into a layer's context
+// (for example a python-build-standalone release for add_python). It is keyed by its
+// digest, never by where it is fetched from.
 type Artifact struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
-	// Path is where its files appear in the layer's build context.
+	// Path is the archive's top folder, where its files appear in the layer's build context.
 	Path string `json:"path"`
+	// Digest is the sha256 of the archive (a .tar.gz), checked before it is used.
+	Digest string `json:"digest"`
+	// URL is where the archive is fetched from when the store does not have it.
+	URL string `json:"url,omitempty"`
 }
 
 // Layer is one step of an image: what one chain method produced.

@@ -14,6 +14,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -105,6 +107,10 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 	}
 	if len(local) > 0 {
 		files := x.layer.Context
+		if len(x.artifacts) > 0 {
+			files = slices.Concat(files, x.artifacts)
+			sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+		}
 		if flags.From != "" {
 			var cleanup func()
 			files, cleanup, err = x.fromImage(ctx, flags.From, local)

@@ -52,6 +52,8 @@ type executor struct {
 	triggers []spec.Instruction
 	// devices are the CDI devices (GPUs) the layer's steps get.
 	devices []string
+	// artifacts are the files of the layer's artifacts, context files for its COPYs.
+	artifacts []spec.ContextFile
 
 	work   *store.WorkDir
 	rootfs string
@@ -75,8 +77,14 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 		return nil, err
 	}
 	if len(x.layer.Artifacts) > 0 {
-		a := x.layer.Artifacts[0]
-		return nil, fmt.Errorf("add_python needs the %s %s release, which the local engine does not fetch; use debian_slim, or a registry image that has Python", a.Name, a.Version)
+		dir, err := x.e.store.NewWorkDir("artifacts-")
+		if err != nil {
+			return nil, err
+		}
+		defer dir.Remove()
+		if x.artifacts, err = x.artifactFiles(ctx, dir.Path); err != nil {
+			return nil, &engine.BuildError{Command: "fetch " + x.layer.Artifacts[0].Name, Err: err}
+		}
 	}
 	if x.layer.Function != nil {
 		if err := x.runFunction(ctx); err != nil {

@@ -1,0 +1,123 @@
+package integration
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/strata-build/strata"
+)
+
+// standaloneArchive makes a python-build-standalone install_only archive with the real
+// layout (python/bin/python3.X, python/lib/python3.X) from this machine's own Python, which
+// is what these machines have instead of the real releases. It returns the archive's path,
+// its sha256 and the Python's version.
+func standaloneArchive(t *testing.T) (string, string, string) {
+	t.Helper()
+	out, err := exec.Command("/usr/bin/python3", "-c", `import sys; print("%d.%d %d.%d.%d" % (sys.version_info[:2] + sys.version_info[:3]))`).Output()
+	if err != nil {
+		t.Skipf("no /usr/bin/python3 to make a python-build-standalone archive from: %v", err)
+	}
+	series, version, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+	dir := t.TempDir()
+	py := filepath.Join(dir, "python")
+	for _, d := range []string{"bin", "lib"} {
+		if err := os.MkdirAll(filepath.Join(py, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range [][]string{
+		{"cp", "/usr/bin/python" + series, filepath.Join(py, "bin")},
+		{"ln", "-s", "python" + series, filepath.Join(py, "bin", "python3")},
+		{"cp", "-a", "/usr/lib/python" + series, filepath.Join(py, "lib")},
+		{"tar", "-C", dir, "--exclude=__pycache__", "--exclude=dist-packages", "--owner=0", "--group=0", "-czf", filepath.Join(dir, "python.tar.gz"), "python"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	archive := filepath.Join(dir, "python.tar.gz")
+	b, err := os.ReadFile(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return archive, hex.EncodeToString(sum[:]), version
+}
+
+// TestAddPython: add_python on a registry image fetches the python-build-standalone build
+// that the plan pins from STRATA_PYTHON_MIRROR, checks its checksum, and installs it into
+// /usr/local, where it runs; a second build of the layer takes the archive from the store;
+// an archive whose checksum is not the pinned one fails the build, naming both, and is not
+// kept; add_python on a Dockerfile's image works the same. The archive is made from this
+// machine's Python (the real releases cannot be reached here), in the real layout.
+func TestAddPython(t *testing.T) {
+	need(t, "runc", "mmdebstrap", "tar")
+	archive, sum, version := standaloneArchive(t)
+	series := version[:strings.LastIndex(version, ".")]
+	const release = "20990101"
+	file := "cpython-" + version + "+" + release + "-x86_64-unknown-linux-gnu-install_only.tar.gz"
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/pbs/"+release+"/"+file {
+			http.NotFound(w, r)
+			return
+		}
+		gets.Add(1)
+		http.ServeFile(w, r, archive)
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("STRATA_PYTHON_MIRROR", srv.URL+"/pbs")
+
+	reg := registry(t)
+	pushImage(t, build(t, base(), "it-addpy-base"), reg+"/py/base:v1")
+	img := strata.FromRegistryWith(strata.FromRegistryOptions{Tag: reg + "/py/base:v1", AddPython: series}).
+		RunCommands("python --version > /python-version")
+
+	// A checksum that is not the archive's: the build fails and keeps nothing.
+	wrong := strings.Repeat("0", 64)
+	t.Setenv("STRATA_PYTHON_STANDALONE", series+"="+release+"/"+version+"@sha256:"+wrong)
+	_, err := img.Build(ctx(t), strata.WithHome(home), strata.WithName("it-addpy"), strata.WithResolveOptions(strata.WithHashCache("")))
+	if err == nil || !strings.Contains(err.Error(), "is not the pinned build") || !strings.Contains(err.Error(), "sha256:"+sum) || !strings.Contains(err.Error(), "sha256:"+wrong) {
+		t.Fatalf("a wrong checksum: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(home, "blobs", "sha256", sum)); err == nil {
+		t.Errorf("the archive with the wrong checksum was kept in the store")
+	}
+
+	t.Setenv("STRATA_PYTHON_STANDALONE", series+"="+release+"/"+version+"@sha256:"+sum)
+	b := build(t, img, "it-addpy")
+	if got := run(t, b, "python", "-c", "import sys, ssl, json; print('%d.%d.%d' % sys.version_info[:3], sys.prefix, sys.executable)"); got != version+" /usr/local /usr/local/bin/python\n" {
+		t.Errorf("the added Python: %q", got)
+	}
+	if got := run(t, b, "cat", "/python-version"); got != "Python "+version+"\n" {
+		t.Errorf("python on PATH at build time: %q", got)
+	}
+	if got := run(t, b, "sh", "-c", "echo $TERMINFO_DIRS"); !strings.HasPrefix(got, "/etc/terminfo:") {
+		t.Errorf("TERMINFO_DIRS: %q", got)
+	}
+	// One download for the failed build, one for this one; the forced rebuild takes the
+	// archive from the store.
+	if n := gets.Load(); n != 2 {
+		t.Errorf("the archive was downloaded %d times, want 2", n)
+	}
+	build(t, img, "it-addpy", strata.WithForceBuild())
+	if n := gets.Load(); n != 2 {
+		t.Errorf("the forced rebuild downloaded the archive again (%d downloads in all)", n)
+	}
+
+	// add_python on a Dockerfile's image: a layer after the Dockerfile's.
+	dir := t.TempDir()
+	write(t, dir, "Dockerfile", "FROM "+reg+"/py/base:v1\nRUN echo from-the-dockerfile > /df\n")
+	df := build(t, strata.FromDockerfileWith(strata.FromDockerfileOptions{Path: filepath.Join(dir, "Dockerfile"), ContextDir: dir, AddPython: series}), "it-addpy-df")
+	if got := run(t, df, "sh", "-c", "cat /df; python --version"); got != "from-the-dockerfile\nPython "+version+"\n" {
+		t.Errorf("add_python on from_dockerfile: %q", got)
+	}
+}
