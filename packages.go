@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/strata-build/strata/internal/shell"
 	"github.com/strata-build/strata/localfiles"
@@ -137,7 +138,8 @@ func pipInstall(pkgs []string, o PipOptions) string {
 // "latest", which never changes the cache key when uv changes; strata pins it.
 const DefaultUvVersion = "0.9.5"
 
-// UvImage is the image uv's binary is copied from.
+// UvImage is the repository of the images uv's binary is copied from, tagged by uv release.
+// STRATA_UV_IMAGE names another (a mirror, or a registry on the build's network).
 const UvImage = "ghcr.io/astral-sh/uv"
 
 // UvPipInstallOptions are the parameters of uv_pip_install.
@@ -216,7 +218,14 @@ func copyUv(version string) (spec.Instruction, error) {
 	if strings.ContainsAny(version, " /:@") {
 		return spec.Instruction{}, fmt.Errorf("uv_version %q is not a uv release such as %q", version, DefaultUvVersion)
 	}
-	return copyIn([]string{"--from=" + UvImage + ":" + version}, "/uv", "/.uv/uv"), nil
+	repo := UvImage
+	if env := os.Getenv("STRATA_UV_IMAGE"); env != "" {
+		if _, err := name.NewRepository(env); err != nil {
+			return spec.Instruction{}, fmt.Errorf("STRATA_UV_IMAGE %q is not a repository such as %q (the tag is the uv release): %v", env, UvImage, err)
+		}
+		repo = env
+	}
+	return copyIn([]string{"--from=" + repo + ":" + version}, "/uv", "/.uv/uv"), nil
 }
 
 // contextFile lists one local file as a context file at name.

@@ -695,3 +695,25 @@ func TestPythonStandalone(t *testing.T) {
 		}
 	}
 }
+
+// TestUvImage: uv's binary comes from UvImage tagged with the uv release, or from the
+// repository STRATA_UV_IMAGE names; a value that is not a repository is an error naming it.
+func TestUvImage(t *testing.T) {
+	dir := fixture(t)
+	copyFrom := func() string {
+		p := resolve(t, strata.DebianSlim("").UvPipInstallWith(strata.UvPipInstallOptions{Packages: []string{"greet"}, UvVersion: "0.8.1"}), dir)
+		return p.Layers[1].Instructions[0].String()
+	}
+	if got := copyFrom(); got != "COPY --from="+strata.UvImage+":0.8.1 /uv /.uv/uv" {
+		t.Errorf("default: %s", got)
+	}
+	t.Setenv("STRATA_UV_IMAGE", "127.0.0.1:5000/mirror/uv")
+	if got := copyFrom(); got != "COPY --from=127.0.0.1:5000/mirror/uv:0.8.1 /uv /.uv/uv" {
+		t.Errorf("STRATA_UV_IMAGE: %s", got)
+	}
+	t.Setenv("STRATA_UV_IMAGE", "Not A Repo")
+	_, err := strata.DebianSlim("").UvPipInstall("greet").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+	if err == nil || !strings.Contains(err.Error(), `STRATA_UV_IMAGE "Not A Repo"`) {
+		t.Errorf("a bad STRATA_UV_IMAGE: %v", err)
+	}
+}

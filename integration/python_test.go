@@ -3,6 +3,7 @@ package integration
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -119,5 +120,68 @@ func TestAddPython(t *testing.T) {
 	df := build(t, strata.FromDockerfileWith(strata.FromDockerfileOptions{Path: filepath.Join(dir, "Dockerfile"), ContextDir: dir, AddPython: series}), "it-addpy-df")
 	if got := run(t, df, "sh", "-c", "cat /df; python --version"); got != "from-the-dockerfile\nPython "+version+"\n" {
 		t.Errorf("add_python on from_dockerfile: %q", got)
+	}
+}
+
+// uvDouble is a test double of uv's binary, not uv: a script that records how it was called
+// (its arguments, the python on PATH, and the files under /.uv with their digests) into
+// /uv-invocations.txt, and fails as a resolver would for the package "fail-please".
+const uvDouble = `#!/bin/sh
+{
+  echo "argv: $*"
+  echo "python: $(command -v python)"
+  find /.uv -type f ! -path /.uv/uv | sort | while read -r f; do echo "file: $f $(sha256sum < "$f" | cut -c1-64)"; done
+} >> /uv-invocations.txt
+case " $* " in *" fail-please "*) echo "uv-double: no solution found when resolving dependencies: fail-please was not found in the package registry" >&2; exit 1;; esac
+`
+
+// TestUvWithATestDouble: uv's image cannot be reached here, so the uv methods run against a
+// test double of its binary (uvDouble), served as the real image would be, from a registry
+// named by STRATA_UV_IMAGE and tagged with the uv release. uv_pip_install and uv_sync copy
+// it from there and call it with exactly the arguments and files Modal's methods give it;
+// its failure fails the layer with its message. Nothing here has run the real uv.
+func TestUvWithATestDouble(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	reg := registry(t)
+	dir := t.TempDir()
+	write(t, dir, "uv", uvDouble)
+	double := build(t, strata.FromScratch().DockerfileCommands("COPY --chmod=755 uv /uv"), "it-uv-double", strata.WithResolveOptions(strata.WithDir(dir)))
+	pushImage(t, double, reg+"/double/uv:"+strata.DefaultUvVersion)
+	t.Setenv("STRATA_UV_IMAGE", reg+"/double/uv")
+
+	write(t, dir, "reqs.txt", "greet==1.0\n")
+	write(t, dir, "proj/pyproject.toml", "[project]\nname = \"proj\"\nversion = \"0.1\"\ndependencies = [\"greet\"]\n")
+	write(t, dir, "proj/uv.lock", "version = 1\n")
+	sum := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sha256.Sum256(b)
+		return hex.EncodeToString(s[:])
+	}
+	img := base().
+		UvPipInstallWith(strata.UvPipInstallOptions{Packages: []string{"b-pkg", "a-pkg"}, Requirements: []string{"reqs.txt"}, PipOptions: strata.PipOptions{IndexURL: "http://127.0.0.1:9/simple"}}).
+		UvSyncWith(strata.UvSyncOptions{UvProjectDir: "proj", Groups: []string{"dev"}, Extras: []string{"gpu"}})
+	b := build(t, img, "it-uv", strata.WithResolveOptions(strata.WithDir(dir)))
+	want := "argv: pip install --python /usr/bin/python --compile-bytecode --index-url http://127.0.0.1:9/simple --requirements /.uv/0/reqs.txt a-pkg b-pkg\n" +
+		"python: /usr/bin/python\n" +
+		"file: /.uv/0/reqs.txt " + sum("reqs.txt") + "\n" +
+		"argv: sync --project=/.uv --no-install-workspace --compile-bytecode --group=dev --extra=gpu --frozen\n" +
+		"python: /usr/bin/python\n" +
+		"file: /.uv/0/reqs.txt " + sum("reqs.txt") + "\n" +
+		"file: /.uv/pyproject.toml " + sum("proj/pyproject.toml") + "\n" +
+		"file: /.uv/uv.lock " + sum("proj/uv.lock") + "\n"
+	if got := run(t, b, "cat", "/uv-invocations.txt"); got != want {
+		t.Errorf("the double's invocations:\n%s\nwant:\n%s", got, want)
+	}
+	if got := run(t, b, "sh", "-c", "echo $PATH"); !strings.HasPrefix(got, "/.uv/.venv/bin:") {
+		t.Errorf("PATH after uv_sync: %q", got)
+	}
+
+	_, err := base().UvPipInstall("fail-please").Build(ctx(t), strata.WithHome(home), strata.WithName("it-uv-fail"), strata.WithResolveOptions(strata.WithHashCache("")))
+	var be *strata.BuildError
+	if !errors.As(err, &be) || be.Method != "uv_pip_install" || !strings.Contains(err.Error(), "uv-double: no solution found") || !strings.Contains(err.Error(), "exit code 1") {
+		t.Errorf("a failing uv: %v", err)
 	}
 }
