@@ -42,7 +42,20 @@ type MicromambaOptions struct {
 }
 
 // MicromambaImage is the micromamba base image that Micromamba starts from.
+// STRATA_MICROMAMBA_IMAGE names another (a mirror, or a pinned digest).
 const MicromambaImage = "mambaorg/micromamba:2.1.1-debian12-slim"
+
+// micromambaImage is MicromambaImage, or the image STRATA_MICROMAMBA_IMAGE names.
+func micromambaImage() (string, error) {
+	ref := os.Getenv("STRATA_MICROMAMBA_IMAGE")
+	if ref == "" {
+		return MicromambaImage, nil
+	}
+	if _, err := checkRef(ref); err != nil {
+		return "", fmt.Errorf("STRATA_MICROMAMBA_IMAGE: %w", err)
+	}
+	return ref, nil
+}
 
 // Micromamba is the micromamba base image with Python installed from conda-forge.
 func Micromamba(pythonVersion string) Image {
@@ -66,8 +79,12 @@ func MicromambaWith(o MicromambaOptions) Image {
 		if !slices.Contains(micromambaPython, series) {
 			return nil, fmt.Errorf("python_version %q is not supported by micromamba: use one of %s", v, strings.Join(micromambaPython, ", "))
 		}
+		ref, err := micromambaImage()
+		if err != nil {
+			return nil, err
+		}
 		return []*spec.Layer{{
-			Base: &spec.Base{Kind: spec.BaseRegistry, Ref: MicromambaImage, Python: series},
+			Base: &spec.Base{Kind: spec.BaseRegistry, Ref: ref, Python: series},
 			Instructions: []spec.Instruction{
 				{Op: spec.OpShell, JSON: true, Args: []string{"/usr/local/bin/_dockerfile_shell.sh"}},
 				{Op: spec.OpEnv, Pairs: []spec.KV{{Key: "MAMBA_DOCKERFILE_ACTIVATE", Value: "1"}}},

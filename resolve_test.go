@@ -717,3 +717,21 @@ func TestUvImage(t *testing.T) {
 		t.Errorf("a bad STRATA_UV_IMAGE: %v", err)
 	}
 }
+
+// TestMicromambaImage: micromamba starts from MicromambaImage, or the image
+// STRATA_MICROMAMBA_IMAGE names; a value that is not an image reference is an error naming it.
+func TestMicromambaImage(t *testing.T) {
+	dir := fixture(t)
+	if p := resolve(t, strata.Micromamba("3.12"), dir); p.Layers[0].Base.Ref != strata.MicromambaImage {
+		t.Errorf("default: %s", p.Layers[0].Base.Ref)
+	}
+	t.Setenv("STRATA_MICROMAMBA_IMAGE", "127.0.0.1:5000/mirror/micromamba:2.1.1")
+	if p := resolve(t, strata.Micromamba("3.12"), dir); p.Layers[0].Base.Ref != "127.0.0.1:5000/mirror/micromamba:2.1.1" {
+		t.Errorf("STRATA_MICROMAMBA_IMAGE: %s", p.Layers[0].Base.Ref)
+	}
+	t.Setenv("STRATA_MICROMAMBA_IMAGE", "Not A Ref")
+	_, err := strata.Micromamba("3.12").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+	if err == nil || !strings.Contains(err.Error(), `STRATA_MICROMAMBA_IMAGE: tag "Not A Ref"`) {
+		t.Errorf("a bad STRATA_MICROMAMBA_IMAGE: %v", err)
+	}
+}

@@ -185,3 +185,68 @@ func TestUvWithATestDouble(t *testing.T) {
 		t.Errorf("a failing uv: %v", err)
 	}
 }
+
+// micromambaShellDouble and micromambaDouble stand in for what mambaorg/micromamba's image
+// gives a Dockerfile: the SHELL script that runs each RUN in the activated environment, and
+// the micromamba binary. They are test doubles, not micromamba: they record the command each
+// RUN gave the shell, micromamba's arguments and the spec files it was given, into
+// /micromamba-invocations.txt; micromamba fails as a solver would for "fail-please".
+const (
+	micromambaShellDouble = `#!/bin/sh
+echo "shell: $*" >> /micromamba-invocations.txt
+exec /bin/sh -c "$*"
+`
+	micromambaDouble = `#!/bin/sh
+echo "argv: $*" >> /micromamba-invocations.txt
+prev=
+for a in "$@"; do
+  [ "$prev" = -f ] && echo "file: $a $(sha256sum < "$a" | cut -c1-64)" >> /micromamba-invocations.txt
+  prev=$a
+done
+case " $* " in *" fail-please "*) echo "micromamba-double: error: libmamba Could not solve for environment specs: nothing provides fail-please" >&2; exit 1;; esac
+`
+)
+
+// TestMicromambaWithATestDouble: the micromamba image cannot be reached here, so micromamba
+// and micromamba_install build on a test double of it (a Debian image with the doubles
+// above), pushed to a local registry and named by STRATA_MICROMAMBA_IMAGE. The RUN steps go
+// through the image's shell script with exactly Modal's commands; the spec file reaches
+// micromamba; its failure fails the layer with its message. Nothing here has run the real
+// micromamba.
+func TestMicromambaWithATestDouble(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	reg := registry(t)
+	dir := t.TempDir()
+	write(t, dir, "shell.sh", micromambaShellDouble)
+	write(t, dir, "micromamba", micromambaDouble)
+	write(t, dir, "env.yml", "name: base\ndependencies:\n  - numpy\n")
+	double := build(t, base().DockerfileCommands(
+		"COPY --chmod=755 shell.sh /usr/local/bin/_dockerfile_shell.sh",
+		"COPY --chmod=755 micromamba /usr/local/bin/micromamba",
+	), "it-micromamba-double", strata.WithResolveOptions(strata.WithDir(dir)))
+	pushImage(t, double, reg+"/double/micromamba:test")
+	t.Setenv("STRATA_MICROMAMBA_IMAGE", reg+"/double/micromamba:test")
+
+	img := strata.Micromamba("3.12").MicromambaInstallWith(strata.MicromambaInstallOptions{
+		Packages: []string{"scipy", "numpy"}, SpecFile: "env.yml", Channels: []string{"conda-forge", "bioconda"},
+	})
+	b := build(t, img, "it-micromamba", strata.WithResolveOptions(strata.WithDir(dir)))
+	envSum := sha256.Sum256([]byte("name: base\ndependencies:\n  - numpy\n"))
+	want := "shell: micromamba install -n base -y python=3.12 pip -c conda-forge\n" +
+		"argv: install -n base -y python=3.12 pip -c conda-forge\n" +
+		"shell: micromamba install scipy numpy -f /env.yml -n base -c conda-forge -c bioconda --yes\n" +
+		"argv: install scipy numpy -f /env.yml -n base -c conda-forge -c bioconda --yes\n" +
+		"file: /env.yml " + hex.EncodeToString(envSum[:]) + "\n"
+	if got := run(t, b, "cat", "/micromamba-invocations.txt"); got != want {
+		t.Errorf("the doubles' invocations:\n%s\nwant:\n%s", got, want)
+	}
+	if got := run(t, b, "sh", "-c", "echo $MAMBA_DOCKERFILE_ACTIVATE"); got != "1\n" {
+		t.Errorf("MAMBA_DOCKERFILE_ACTIVATE: %q", got)
+	}
+
+	_, err := strata.Micromamba("3.12").MicromambaInstall("fail-please").Build(ctx(t), strata.WithHome(home), strata.WithName("it-micromamba-fail"), strata.WithResolveOptions(strata.WithHashCache("")))
+	var be *strata.BuildError
+	if !errors.As(err, &be) || be.Method != "micromamba_install" || !strings.Contains(err.Error(), "nothing provides fail-please") {
+		t.Errorf("a failing micromamba: %v", err)
+	}
+}
