@@ -158,33 +158,16 @@ func layerFiles(t *testing.T, b *strata.Built) map[string]bool {
 	return out
 }
 
-func TestSecretsReachTheStepAndNothingElse(t *testing.T) {
-	need(t, "runc", "mmdebstrap")
-	value := "s3cr3t-" + strings.ReplaceAll(unique(t), "/", "-")
-	if err := secrets.Open(filepath.Join(home, "secrets")).Create("it-token", map[string]string{"API_TOKEN": value}); err != nil {
-		t.Fatal(err)
-	}
-	// The step proves it saw the value by its hash; the value itself is in no instruction.
-	sum := sha256.Sum256([]byte(value))
-	img := base().RunCommandsWith(strata.RunCommandsOptions{
-		Commands:     []string{`printf %s "$API_TOKEN" | sha256sum | cut -d' ' -f1 > /token-hash`, `echo "the token is $API_TOKEN"`},
-		LayerOptions: strata.LayerOptions{Secrets: []string{"it-token"}},
-	})
-	b := build(t, img, "it-secret")
-	if got := run(t, b, "cat", "/token-hash"); got != hex.EncodeToString(sum[:])+"\n" {
-		t.Fatalf("the step did not see the secret: %q", got)
-	}
-	if got := run(t, b, "sh", "-c", "echo ${API_TOKEN:-unset}"); got != "unset\n" {
-		t.Errorf("the secret is in the image's environment: %q", got)
-	}
-	// Nowhere in the exported image: layers, config, history, manifest.
+// notInExport exports an image as an OCI layout and fails the test if value is in any of its
+// files (layers decompressed). It returns how many files it read, and how many were layers.
+// Every file is read, every gzip blob decompressed whole: a file that cannot be read is a
+// failure, not a clean file.
+func notInExport(t *testing.T, image, value string) (scanned, layers int) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "oci")
-	if o, err := cli(t, "export", "it-secret", "--format", "oci", "-o", out); err != nil {
+	if o, err := cli(t, "export", image, "--format", "oci", "-o", out); err != nil {
 		t.Fatalf("%v: %s", err, o)
 	}
-	// Every file is read, every gzip blob decompressed whole: a file that cannot be read is
-	// a failure, not a clean file.
-	scanned, layers := 0, 0
 	err := filepath.Walk(out, func(p string, info os.FileInfo, err error) error {
 		if err != nil || !info.Mode().IsRegular() {
 			return err
@@ -212,13 +195,15 @@ func TestSecretsReachTheStepAndNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scanning the export: %v", err)
 	}
-	// The index, the layout file, a manifest, a config and both layers at least.
-	if scanned < 6 || layers != 2 {
-		t.Errorf("scanned %d files, %d of them layers: the export is not what the scan expects", scanned, layers)
-	}
-	// Nor in any log; the step's echo was masked.
+	return scanned, layers
+}
+
+// notInLogs fails the test if value is in any build log of the store; it returns whether
+// some log holds want.
+func notInLogs(t *testing.T, value, want string) bool {
+	t.Helper()
 	logs, _ := filepath.Glob(filepath.Join(home, "logs", "*"))
-	masked := false
+	found := false
 	for _, l := range logs {
 		data, err := os.ReadFile(l)
 		if err != nil {
@@ -227,13 +212,41 @@ func TestSecretsReachTheStepAndNothingElse(t *testing.T) {
 		if bytes.Contains(data, []byte(value)) {
 			t.Errorf("the secret's value is in the log %s", l)
 		}
-		masked = masked || bytes.Contains(data, []byte("the token is ****"))
+		found = found || bytes.Contains(data, []byte(want))
 	}
-	if !masked {
+	return found
+}
+
+func TestSecretsReachTheStepAndNothingElse(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	value := "s3cr3t-" + strings.ReplaceAll(unique(t), "/", "-")
+	if err := secrets.Open(filepath.Join(home, "secrets")).Create("it-token", map[string]string{"API_TOKEN": value}); err != nil {
+		t.Fatal(err)
+	}
+	// The step proves it saw the value by its hash; the value itself is in no instruction.
+	sum := sha256.Sum256([]byte(value))
+	img := base().RunCommandsWith(strata.RunCommandsOptions{
+		Commands:     []string{`printf %s "$API_TOKEN" | sha256sum | cut -d' ' -f1 > /token-hash`, `echo "the token is $API_TOKEN"`},
+		LayerOptions: strata.LayerOptions{Secrets: []string{"it-token"}},
+	})
+	b := build(t, img, "it-secret")
+	if got := run(t, b, "cat", "/token-hash"); got != hex.EncodeToString(sum[:])+"\n" {
+		t.Fatalf("the step did not see the secret: %q", got)
+	}
+	if got := run(t, b, "sh", "-c", "echo ${API_TOKEN:-unset}"); got != "unset\n" {
+		t.Errorf("the secret is in the image's environment: %q", got)
+	}
+	// Nowhere in the exported image: layers, config, history, manifest.
+	// The index, the layout file, a manifest, a config and both layers at least.
+	if scanned, layers := notInExport(t, "it-secret", value); scanned < 6 || layers != 2 {
+		t.Errorf("scanned %d files, %d of them layers: the export is not what the scan expects", scanned, layers)
+	}
+	// Nor in any log; the step's echo was masked.
+	if !notInLogs(t, value, "the token is ****") {
 		t.Error("no log shows the masked echo")
 	}
 	// A missing secret is an error that names it.
-	_, err = base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"true"}, LayerOptions: strata.LayerOptions{Secrets: []string{"no-such-secret"}}}).
+	_, err := base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"true"}, LayerOptions: strata.LayerOptions{Secrets: []string{"no-such-secret"}}}).
 		Build(ctx(t), strata.WithHome(home))
 	if err == nil || !strings.Contains(err.Error(), `secret "no-such-secret"`) {
 		t.Errorf("missing secret: %v", err)

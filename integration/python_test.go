@@ -2,8 +2,10 @@ package integration
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/secrets"
 )
 
 // standaloneArchive makes a python-build-standalone install_only archive with the real
@@ -249,4 +252,131 @@ func TestMicromambaWithATestDouble(t *testing.T) {
 	if !errors.As(err, &be) || be.Method != "micromamba_install" || !strings.Contains(err.Error(), "nothing provides fail-please") {
 		t.Errorf("a failing micromamba: %v", err)
 	}
+}
+
+// privateBackend is an in-tree PEP 517 build backend (pip builds with it without fetching
+// anything: the machines have no PyPI) that builds greet-private 1.0 as a wheel.
+const privateBackend = `import base64, hashlib, os, zipfile
+
+DIST = "greet_private-1.0"
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    files = [
+        ("greet_private/__init__.py", open("greet_private/__init__.py", "rb").read()),
+        (DIST + ".dist-info/METADATA", b"Metadata-Version: 2.1\nName: greet-private\nVersion: 1.0\n"),
+        (DIST + ".dist-info/WHEEL", b"Wheel-Version: 1.0\nGenerator: strata-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
+    ]
+    name = DIST + "-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for path, data in files:
+            z.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+        record.append(DIST + ".dist-info/RECORD,,")
+        z.writestr(DIST + ".dist-info/RECORD", "\n".join(record) + "\n")
+    return name
+`
+
+// privateGitHub serves a bare git repository, github.com/acme/greet-private, over https on
+// 127.0.0.1:443 with git's dumb http protocol, to the user gituser with the password token
+// only, and makes github.com this machine for the test (in /etc/hosts, which build steps
+// get a copy of; restored after the test). It returns the CA that signed its certificate.
+func privateGitHub(t *testing.T, token string) (caPEM string) {
+	t.Helper()
+	src := t.TempDir()
+	write(t, src, "pyproject.toml", "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n")
+	write(t, src, "backend.py", privateBackend)
+	write(t, src, "greet_private/__init__.py", "def hello():\n    return 'hello from a private repository'\n")
+	served := t.TempDir()
+	bare := filepath.Join(served, "acme", "greet-private")
+	for _, c := range [][]string{
+		{"git", "-C", src, "init", "-q", "-b", "main"},
+		{"git", "-C", src, "add", "."},
+		{"git", "-C", src, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "greet-private 1.0"},
+		{"git", "clone", "-q", "--bare", src, bare},
+		{"git", "-C", bare, "update-server-info"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", c, err, out)
+		}
+	}
+	ca, cert, key := selfSignedCA(t, "github.com")
+	pair, err := tls.X509KeyPair([]byte(cert), []byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:443")
+	if err != nil {
+		t.Skipf("port 443 is taken, and github.com must be served there: %v", err)
+	}
+	files := http.FileServer(http.Dir(served))
+	srv := &http.Server{TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "gituser" || p != token {
+			w.Header().Set("WWW-Authenticate", `Basic realm="github.com"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	hosts, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("/etc/hosts", append(append([]byte(nil), hosts...), "127.0.0.1 github.com\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile("/etc/hosts", hosts, 0o644) })
+	return ca
+}
+
+// TestPipInstallPrivateRepos: pip_install_private_repos installs a package from a private
+// "GitHub" repository (served here, see privateGitHub) over https with the token of a
+// named secret; the token is in no layer, config, history or log. A wrong token fails the
+// layer, and its log shows git's message (and not the token).
+func TestPipInstallPrivateRepos(t *testing.T) {
+	need(t, "runc", "mmdebstrap", "git")
+	token := "ghp-" + strings.ReplaceAll(unique(t), "/", "-")
+	ca := privateGitHub(t, token)
+	st := secrets.Open(filepath.Join(home, "secrets"))
+	for name, v := range map[string]string{"it-gh": token, "it-gh-wrong": "ghp-not-the-token"} {
+		if err := st.Create(name, map[string]string{"GITHUB_TOKEN": v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// This machine trusts the test's CA, as a company's machines trust its own; build steps
+	// get the host's CA bundle.
+	bundle, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		t.Skipf("no host CA bundle to add the test's CA to: %v", err)
+	}
+	if err := os.WriteFile("/etc/ssl/certs/ca-certificates.crt", append(append([]byte(nil), bundle...), ca...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile("/etc/ssl/certs/ca-certificates.crt", bundle, 0o644) })
+	repos := func(secret string) strata.Image {
+		return base().PipInstallPrivateReposWith(strata.PipInstallPrivateReposOptions{
+			Repositories: []string{"github.com/acme/greet-private"}, GitUser: "gituser", LayerOptions: strata.LayerOptions{Secrets: []string{secret}},
+		})
+	}
+	b := build(t, repos("it-gh"), "it-private")
+	if got := run(t, b, "python3", "-c", "import greet_private; print(greet_private.hello())"); got != "hello from a private repository\n" {
+		t.Errorf("the private package: %q", got)
+	}
+	if scanned, layers := notInExport(t, "it-private", token); scanned < 6 || layers != 2 {
+		t.Errorf("scanned %d files, %d of them layers: the export is not what the scan expects", scanned, layers)
+	}
+	notInLogs(t, token, "")
+
+	_, err = repos("it-gh-wrong").Build(ctx(t), strata.WithHome(home), strata.WithName("it-private-wrong"), strata.WithResolveOptions(strata.WithHashCache("")))
+	var be *strata.BuildError
+	if !errors.As(err, &be) || be.Method != "pip_install_private_repos" || be.ExitCode != 1 {
+		t.Fatalf("a wrong token: %v", err)
+	}
+	if log, err := os.ReadFile(be.Log); err != nil || !strings.Contains(string(log), "Authentication failed for 'https://github.com/acme/greet-private/'") {
+		t.Errorf("the log of a wrong token does not show git's message: %v\n%s", err, log)
+	}
+	notInLogs(t, "ghp-not-the-token", "")
 }

@@ -445,8 +445,9 @@ func TestBearerTokenRegistry(t *testing.T) {
 	}
 }
 
-// selfSignedCA makes a CA and a server certificate for ip, signed by it.
-func selfSignedCA(t *testing.T, ip string) (caPEM, certPEM, keyPEM string) {
+// selfSignedCA makes a CA and a server certificate for host (an IP address or a DNS name),
+// signed by it.
+func selfSignedCA(t *testing.T, host string) (caPEM, certPEM, keyPEM string) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "strata test CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
@@ -456,8 +457,13 @@ func selfSignedCA(t *testing.T, ip string) (caPEM, certPEM, keyPEM string) {
 		t.Fatal(err)
 	}
 	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srv := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP(ip)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	srv := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	if ip := net.ParseIP(host); ip != nil {
+		srv.IPAddresses = []net.IP{ip}
+	} else {
+		srv.DNSNames = []string{host}
+	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srv, ca, &srvKey.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
