@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/internal/pyindex"
 	"github.com/strata-build/strata/secrets"
 )
 
@@ -379,4 +380,73 @@ func TestPipInstallPrivateRepos(t *testing.T) {
 		t.Errorf("the log of a wrong token does not show git's message: %v\n%s", err, log)
 	}
 	notInLogs(t, "ghp-not-the-token", "")
+}
+
+// TestPipOptionsAndFiles: every pip method and option, against local indexes of real wheels:
+// pip_install with index_url and pre (a release candidate wins), extra_index_url, find_links
+// (with --no-index in extra_options); pip_install_from_requirements; pip_install_from_pyproject
+// with an optional dependency group. A missing package and an index that does not answer fail
+// the layer with pip's own message.
+func TestPipOptionsAndFiles(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	wheel := func(name, version string) (string, []byte) {
+		mod := strings.ReplaceAll(name, "-", "_")
+		return pyindex.WheelName(name, version), pyindex.Wheel(name, version, map[string]string{mod + "/__init__.py": "VERSION = '" + version + "'\n"})
+	}
+	index := func(pkgs ...[2]string) string {
+		m := map[string][]byte{}
+		for _, p := range pkgs {
+			n, w := wheel(p[0], p[1])
+			m[n] = w
+		}
+		return packageIndex(t, m)
+	}
+	main := index([2]string{"greet", "1.0"}, [2]string{"greet", "2.0rc1"}, [2]string{"req-pkg", "1.0"}, [2]string{"dep-pkg", "1.0"}, [2]string{"dev-pkg", "1.0"})
+	extra := index([2]string{"extra-pkg", "1.0"})
+	links := index([2]string{"linked-pkg", "1.0"})
+	dir := t.TempDir()
+	write(t, dir, "reqs.txt", "req-pkg==1.0\n")
+	write(t, dir, "pyproject.toml", "[project]\nname = \"app\"\nversion = \"0.1\"\ndependencies = [\"dep-pkg\"]\n\n[project.optional-dependencies]\ndev = [\"dev-pkg\"]\nother = [\"not-installed\"]\n")
+	img := base().
+		PipInstallWith(strata.PipInstallOptions{Packages: []string{"greet"}, PipOptions: strata.PipOptions{IndexURL: main, Pre: true}}).
+		PipInstallWith(strata.PipInstallOptions{Packages: []string{"extra-pkg"}, PipOptions: strata.PipOptions{IndexURL: main, ExtraIndexURL: extra}}).
+		PipInstallWith(strata.PipInstallOptions{Packages: []string{"linked-pkg"}, PipOptions: strata.PipOptions{FindLinks: strings.TrimSuffix(links, "/simple") + "/simple/linked-pkg/", ExtraOptions: "--no-index"}}).
+		PipInstallFromRequirementsWith(strata.PipInstallFromRequirementsOptions{RequirementsTxt: "reqs.txt", PipOptions: strata.PipOptions{IndexURL: main}}).
+		PipInstallFromPyprojectWith(strata.PipInstallFromPyprojectOptions{PyprojectToml: "pyproject.toml", OptionalDependencies: []string{"dev"}, PipOptions: strata.PipOptions{IndexURL: main}})
+	b := build(t, img, "it-pip-options", strata.WithResolveOptions(strata.WithDir(dir)))
+	const show = `import importlib.metadata as m
+for d in ["greet", "extra-pkg", "linked-pkg", "req-pkg", "dep-pkg", "dev-pkg"]:
+    print(d, m.version(d))
+try:
+    m.version("not-installed")
+    print("not-installed is installed")
+except m.PackageNotFoundError:
+    pass`
+	if got := run(t, b, "python3", "-c", show); got != "greet 2.0rc1\nextra-pkg 1.0\nlinked-pkg 1.0\nreq-pkg 1.0\ndep-pkg 1.0\ndev-pkg 1.0\n" {
+		t.Errorf("installed:\n%s", got)
+	}
+
+	for _, c := range []struct {
+		name string
+		o    strata.PipOptions
+		want string
+	}{
+		{"missing package", strata.PipOptions{IndexURL: main}, "No matching distribution found for no-such-pkg"},
+		{"index that does not answer", strata.PipOptions{IndexURL: "http://127.0.0.1:9/simple", ExtraOptions: "--retries 1"}, "Connection refused"},
+	} {
+		_, err := base().PipInstallWith(strata.PipInstallOptions{Packages: []string{"no-such-pkg"}, PipOptions: c.o}).
+			Build(ctx(t), strata.WithHome(home), strata.WithName("it-pip-fail"), strata.WithResolveOptions(strata.WithHashCache("")))
+		var be *strata.BuildError
+		if !errors.As(err, &be) || be.Method != "pip_install" || be.Index != 1 {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		log, err := os.ReadFile(be.Log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), c.want) {
+			t.Errorf("%s: the log does not show pip's %q:\n%s", c.name, c.want, log)
+		}
+	}
 }
