@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -448,5 +449,60 @@ except m.PackageNotFoundError:
 		if !strings.Contains(string(log), c.want) {
 			t.Errorf("%s: the log does not show pip's %q:\n%s", c.name, c.want, log)
 		}
+	}
+}
+
+// TestPoetryWithDebiansPoetry: poetry_install_from_file, with the poetry Debian ships
+// (python3-poetry; poetry_version "none" uses the image's), installs a project's locked
+// dependencies from a local index, with a group added and one left out. The lock file is made
+// by that poetry, in a container of the image, from the same index.
+func TestPoetryWithDebiansPoetry(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	wheels := map[string][]byte{}
+	for _, p := range [][2]string{{"dep-pkg", "1.0"}, {"dep-pkg", "1.1"}, {"dev-pkg", "1.0"}, {"docs-pkg", "1.0"}} {
+		wheels[pyindex.WheelName(p[0], p[1])] = pyindex.Wheel(p[0], p[1], map[string]string{strings.ReplaceAll(p[0], "-", "_") + "/__init__.py": ""})
+	}
+	idx := packageIndex(t, wheels)
+	dir := t.TempDir()
+	write(t, dir, "pyproject.toml", `[tool.poetry]
+name = "app"
+version = "0.1.0"
+description = ""
+authors = ["strata tests"]
+package-mode = false
+
+[tool.poetry.dependencies]
+python = "^3.11"
+dep-pkg = "1.0"
+
+[tool.poetry.group.dev.dependencies]
+dev-pkg = "*"
+
+[tool.poetry.group.docs.dependencies]
+docs-pkg = "*"
+
+[[tool.poetry.source]]
+name = "local"
+url = "`+idx+`/"
+priority = "primary"
+`)
+	withPoetry := base().AptInstall("python3-poetry")
+	pb := build(t, withPoetry, "it-poetry-base")
+	var out, errb bytes.Buffer
+	if err := pb.Run(ctx(t), strata.RunOptions{Args: []string{"poetry", "lock"}, Binds: []strata.Bind{{Source: dir, Target: "/project"}}, Workdir: "/project", Stdout: &out, Stderr: &errb}); err != nil {
+		t.Fatalf("poetry lock: %v\n%s%s", err, out.String(), errb.String())
+	}
+	img := withPoetry.PoetryInstallFromFileWith(strata.PoetryInstallFromFileOptions{
+		PoetryPyprojectToml: filepath.Join(dir, "pyproject.toml"), PoetryVersion: "none", With: []string{"dev"}, Without: []string{"docs"},
+	})
+	b := build(t, img, "it-poetry")
+	const show = `import importlib.metadata as m
+for d in ["dep-pkg", "dev-pkg", "docs-pkg"]:
+    try:
+        print(d, m.version(d))
+    except m.PackageNotFoundError:
+        print(d, "absent")`
+	if got := run(t, b, "python3", "-c", show); got != "dep-pkg 1.0\ndev-pkg 1.0\ndocs-pkg absent\n" {
+		t.Errorf("installed:\n%s", got)
 	}
 }
