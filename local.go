@@ -248,13 +248,15 @@ func (r *resolver) copyContext(ins []spec.Instruction, ctxDir string, ignore []s
 			return nil, fmt.Errorf("COPY source %q matches no file in the context %s (or all of it is ignored)", sources[i], ctxDir)
 		}
 	}
-	return followSourceLinks(out, sources, ctxDir)
+	return followSourceLinks(out, all, sources, ctxDir)
 }
 
 // followSourceLinks replaces each symlink that a source names itself (not one inside a
 // folder it names) by what it points to, under the link's name, as Docker and BuildKit
-// follow the source of a COPY: the target is resolved inside the context, never outside it.
-func followSourceLinks(files []spec.ContextFile, sources []string, ctxDir string) ([]spec.ContextFile, error) {
+// follow the source of a COPY. The target is resolved inside the context, never outside it,
+// and its files are taken from the context's listing (all), so what the ignore patterns
+// leave out stays out through a link too.
+func followSourceLinks(files, all []spec.ContextFile, sources []string, ctxDir string) ([]spec.ContextFile, error) {
 	var out []spec.ContextFile
 	for _, f := range files {
 		if f.Link == "" || !namedBySource(f.Path, sources) {
@@ -265,11 +267,28 @@ func followSourceLinks(files []spec.ContextFile, sources []string, ctxDir string
 		if err != nil {
 			return nil, fmt.Errorf("COPY source %s: %w", f.Path, err)
 		}
-		followed, err := localfiles.Walk(target, f.Path, localfiles.Matcher{})
+		rel, err := filepath.Rel(ctxDir, target)
 		if err != nil {
-			return nil, fmt.Errorf("COPY source %s is a symlink to %s, which is not in the context %s: %w", f.Path, f.Link, ctxDir, unwrapPathError(err))
+			return nil, fmt.Errorf("COPY source %s: %w", f.Path, err)
 		}
-		out = append(out, followed...)
+		rel = filepath.ToSlash(rel)
+		n := len(out)
+		for _, g := range all {
+			switch {
+			case g.Path == rel:
+				g.Path = f.Path
+			case rel == ".":
+				g.Path = f.Path + "/" + g.Path
+			case strings.HasPrefix(g.Path, rel+"/"):
+				g.Path = f.Path + strings.TrimPrefix(g.Path, rel)
+			default:
+				continue
+			}
+			out = append(out, g)
+		}
+		if len(out) == n {
+			return nil, fmt.Errorf("COPY source %s is a symlink to %s, which is not in the context %s (or is ignored)", f.Path, f.Link, ctxDir)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil

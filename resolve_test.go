@@ -526,6 +526,38 @@ func TestCopyFollowsASymlinkNamedAsSource(t *testing.T) {
 	}
 }
 
+// TestCopyThroughALinkKeepsIgnoredFilesOut: a symlink named as a COPY source is followed
+// into the context's listing, so a file .dockerignore leaves out stays out through it.
+func TestCopyThroughALinkKeepsIgnoredFilesOut(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, ".dockerignore", "secret.env\n")
+	write(t, dir, "secret.env", "TOKEN=x")
+	write(t, dir, "a.txt", "a")
+	for link, target := range map[string]string{"cfg": "secret.env", "all": "."} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resolveDockerfile := func(text string) (*strata.Plan, error) {
+		write(t, dir, "Dockerfile", text)
+		return strata.FromDockerfile("Dockerfile").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+	}
+	if _, err := resolveDockerfile("FROM scratch\nCOPY cfg /cfg\n"); err == nil || !strings.Contains(err.Error(), "or is ignored") {
+		t.Errorf("COPY of a link to an ignored file: %v", err)
+	}
+	p, err := resolveDockerfile("FROM scratch\nCOPY all /all\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, f := range p.Layers[len(p.Layers)-1].Context {
+		paths = append(paths, f.Path)
+	}
+	if !slices.Contains(paths, "all/a.txt") || slices.Contains(paths, "all/secret.env") || slices.Contains(paths, "secret.env") {
+		t.Errorf("COPY of a link to the context: %v", paths)
+	}
+}
+
 // TestSyntaxDirectiveWarnings: a syntax directive naming BuildKit's stable 1.x frontend is
 // what strata reads and says nothing; any other frontend image gets a warning.
 func TestSyntaxDirectiveWarnings(t *testing.T) {
