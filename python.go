@@ -3,6 +3,7 @@ package strata
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -30,6 +31,10 @@ var debianSlimPackages = []string{
 	"build-essential", "ca-certificates", "gcc", "gfortran",
 	"python-is-python3", "python3", "python3-dev", "python3-pip", "python3-venv", "python3-wheel",
 }
+
+// standaloneSuite is the Debian suite under the python-build-standalone series of
+// debian_slim: the stable release.
+const standaloneSuite = "trixie"
 
 // debianSlimToolchain is debian_slim's packages without Debian's Python, for the series that
 // come from python-build-standalone (which has its own pip, venv and headers).
@@ -112,7 +117,7 @@ func debianSlim(version, platform string) ([]*spec.Layer, error) {
 	// Base.Python makes the bootstrap check that Debian's python3 is of the series.
 	packages, python := debianSlimPackages, series
 	if !fromDebian {
-		suite, packages, python = debianSuites[DefaultPython], debianSlimToolchain, ""
+		suite, packages, python = standaloneSuite, debianSlimToolchain, ""
 	}
 	root := &spec.Layer{
 		Base: &spec.Base{
@@ -194,6 +199,10 @@ func addPython(version, platform string) ([]spec.Instruction, *spec.Artifact, er
 	if mirror == "" {
 		mirror = DefaultPythonMirror
 	}
+	// The URL goes into plans and logs: it may not carry credentials.
+	if u, err := url.Parse(mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil {
+		return nil, nil, fmt.Errorf("STRATA_PYTHON_MIRROR %q: give an http(s) URL without credentials, under which RELEASE/FILE are served", redactURL(mirror))
+	}
 	return ins, &spec.Artifact{
 		Name:    "python-build-standalone",
 		Version: b.Release + "/" + b.Version,
@@ -234,4 +243,12 @@ func standaloneBuilds() (map[string]standalone, error) {
 		out[m[1]] = standalone{Release: m[2], Version: m[3], SHA256: m[4]}
 	}
 	return out, nil
+}
+
+// redactURL hides the password of a URL that has one.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(not a URL)"
 }

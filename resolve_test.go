@@ -719,6 +719,12 @@ func TestPythonStandalone(t *testing.T) {
 	if a := plan.Layers[0].Artifacts[0]; a.Digest != "sha256:"+sum || a.Version != "20990101/3.12.9" {
 		t.Errorf("STRATA_PYTHON_STANDALONE: %+v", a)
 	}
+	t.Setenv("STRATA_PYTHON_MIRROR", "https://user:hunter22@mirror.example/pbs")
+	_, err = strata.DebianSlim("3.12").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+	if err == nil || !strings.Contains(err.Error(), "without credentials") || strings.Contains(err.Error(), "hunter22") {
+		t.Errorf("a mirror with credentials: %v", err)
+	}
+	t.Setenv("STRATA_PYTHON_MIRROR", "")
 	for _, bad := range []string{"3.12=20990101/3.12.9", "3.12=20990101/3.11.9@sha256:" + sum, "3.12t=20990101/3.12.9@sha256:" + sum} {
 		t.Setenv("STRATA_PYTHON_STANDALONE", bad)
 		_, err = strata.FromRegistryWith(strata.FromRegistryOptions{Tag: "debian:12", AddPython: "3.12"}).Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))

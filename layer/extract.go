@@ -25,6 +25,9 @@ type ExtractOptions struct {
 	// Skip leaves out top-level entries of these names (an eStargz layer's table of contents
 	// and landmark files, which are the format's, not the image's).
 	Skip map[string]bool
+	// Plain is for archives that are not layers (a downloaded Python build): whiteouts,
+	// opaque markers and device nodes are refused, and setuid and setgid bits dropped.
+	Plain bool
 }
 
 // Extract unpacks a layer tar into dir (a fresh snapshot folder) in overlayfs form: OCI
@@ -59,6 +62,9 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 			return err
 		}
 		target := filepath.Join(dir, rel)
+		if o.Plain && (base == opaqueMarker || strings.HasPrefix(base, whiteoutPrefix) || hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock) {
+			return fmt.Errorf("%s: a whiteout or device node, which an archive that is not a layer may not hold", rel)
+		}
 		if base == opaqueMarker {
 			if err := unix.Lsetxattr(filepath.Join(dir, parent), opaqueXattr, []byte("y"), 0); err != nil {
 				return fmt.Errorf("marking %s opaque: %w", parent, err)
@@ -162,10 +168,10 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 		if hdr.Typeflag != tar.TypeSymlink {
 			// chmod after chown: chown clears setuid bits.
 			perm := mode
-			if hdr.Mode&0o4000 != 0 {
+			if hdr.Mode&0o4000 != 0 && !o.Plain {
 				perm |= os.ModeSetuid
 			}
-			if hdr.Mode&0o2000 != 0 {
+			if hdr.Mode&0o2000 != 0 && !o.Plain {
 				perm |= os.ModeSetgid
 			}
 			if hdr.Mode&0o1000 != 0 {

@@ -158,3 +158,29 @@ func TestEpochClampsTimes(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainExtractRefusesLayerEntries: an archive that is not a layer may hold no whiteout,
+// opaque marker or device node, and its setuid and setgid bits are dropped.
+func TestPlainExtractRefusesLayerEntries(t *testing.T) {
+	for name, e := range map[string]entry{
+		"whiteout": {name: "python/.wh.lib", typ: tar.TypeReg},
+		"opaque":   {name: "python/.wh..wh..opq", typ: tar.TypeReg},
+		"device":   {name: "python/dev", typ: tar.TypeChar},
+	} {
+		if err := Extract(mkTar(t, e), t.TempDir(), ExtractOptions{Plain: true}); err == nil || !strings.Contains(err.Error(), "may not hold") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "python/bin/su", Typeflag: tar.TypeReg, Mode: 0o6755, Size: 1})
+	tw.Write([]byte("x"))
+	tw.Close()
+	dir := t.TempDir()
+	if err := Extract(&buf, dir, ExtractOptions{Plain: true}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "python/bin/su")); err != nil || fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 || fi.Mode().Perm() != 0o755 {
+		t.Errorf("setuid file: %v %v", fi.Mode(), err)
+	}
+}

@@ -89,7 +89,8 @@ func (e *Engine) artifact(ctx context.Context, a spec.Artifact, log io.Writer) (
 }
 
 // unpackArtifact unpacks a .tar.gz archive into dir, refusing the entries a hostile layer
-// would have (paths out of dir, links through it).
+// would have (paths out of dir, links through it) and what only layers may hold (whiteouts,
+// device nodes), and dropping setuid and setgid bits.
 func unpackArtifact(archive, dir string) error {
 	f, err := os.Open(archive)
 	if err != nil {
@@ -103,5 +104,5 @@ func unpackArtifact(archive, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return layer.Extract(gz, dir, layer.ExtractOptions{})
+	return layer.Extract(gz, dir, layer.ExtractOptions{Plain: true})
 }

@@ -118,13 +118,17 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 	}
 	b := &build{e: e, o: o, cache: cache, stages: map[string]*stageBuild{}, index: map[string]int{}}
 	// Progress numbers each layer once, however many stages share it.
-	for _, s := range append(p.Stages, spec.Stage{Layers: p.Layers}) {
-		for _, l := range s.Layers {
+	number := func(layers []*spec.Layer) {
+		for _, l := range layers {
 			if _, ok := b.index[l.Key]; !ok {
 				b.index[l.Key] = len(b.index)
 			}
 		}
 	}
+	for _, s := range p.Stages {
+		number(s.Layers)
+	}
+	number(p.Layers)
 	// The stages the layers read from build first, the independent ones at once; a layer
 	// that needs one waits for it.
 	ctx, cancel := context.WithCancel(ctx)
@@ -198,7 +202,6 @@ func (b *build) chain(ctx context.Context, layers []*spec.Layer) (*state, error)
 		if err != nil {
 			return nil, err
 		}
-		b.cache.store(ctx, rec)
 		st.apply(l, rec)
 	}
 	return st, nil
@@ -229,6 +232,9 @@ func (b *build) layer(ctx context.Context, st *state, l *spec.Layer, ev engine.E
 	b.mu.Unlock()
 	defer close(c.done)
 	c.rec, c.err = b.makeLayer(ctx, st, l, ev)
+	if c.err == nil {
+		b.cache.store(ctx, c.rec) // once per layer, by the chain that made it
+	}
 	return c.rec, c.err
 }
 

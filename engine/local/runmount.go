@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -26,7 +27,7 @@ import (
 // runMounts turns a RUN's --mount flags into container mounts, as BuildKit gives them:
 // bind (from the build context, a stage or an image), cache, tmpfs, secret and ssh. It
 // returns the environment they add (a secret as a variable, SSH_AUTH_SOCK) and what to
-// release after the step (cache locks).
+// release after the step (cache locks, ssh forwarding sockets).
 func (x *executor) runMounts(ctx context.Context, mounts []*instructions.Mount) ([]container.Mount, []string, func(), error) {
 	var out []container.Mount
 	var env []string
@@ -366,8 +367,9 @@ func (x *executor) sshMount(i int, m *instructions.Mount) (*container.Mount, fun
 		os.RemoveAll(dir)
 		return nil, nil, fmt.Errorf("SSH agent %q: %w", id, err)
 	}
+	fw := newForwarder(ln, sock)
 	release := func() {
-		ln.Close()
+		fw.close()
 		os.RemoveAll(dir)
 	}
 	mode, uid, gid := fs.FileMode(0o600), 0, 0
@@ -388,24 +390,61 @@ func (x *executor) sshMount(i int, m *instructions.Mount) (*container.Mount, fun
 		release()
 		return nil, nil, err
 	}
-	go forward(ln, sock)
 	return &container.Mount{Source: own, Target: target}, release, nil
 }
 
-// forward passes every connection to ln on to the unix socket at to, until ln is closed.
-func forward(ln net.Listener, to string) {
+// forwarder passes every connection to its listener on to the unix socket at to, until it
+// is closed; closing it also closes the connections still open, so that an agent that
+// blocks (a confirmation prompt) does not outlive the step.
+type forwarder struct {
+	ln     net.Listener
+	to     string
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+	closed bool
+}
+
+func newForwarder(ln net.Listener, to string) *forwarder {
+	f := &forwarder{ln: ln, to: to, conns: map[net.Conn]bool{}}
+	go f.serve()
+	return f
+}
+
+// track adds c to the open connections, or closes it when the forwarder is closed.
+func (f *forwarder) track(c net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		c.Close()
+		return false
+	}
+	f.conns[c] = true
+	return true
+}
+
+func (f *forwarder) untrack(c net.Conn) {
+	f.mu.Lock()
+	delete(f.conns, c)
+	f.mu.Unlock()
+	c.Close()
+}
+
+func (f *forwarder) serve() {
 	for {
-		c, err := ln.Accept()
+		c, err := f.ln.Accept()
 		if err != nil {
 			return
 		}
+		if !f.track(c) {
+			return
+		}
 		go func() {
-			defer c.Close()
-			a, err := net.Dial("unix", to)
-			if err != nil {
+			defer f.untrack(c)
+			a, err := net.Dial("unix", f.to)
+			if err != nil || !f.track(a) {
 				return
 			}
-			defer a.Close()
+			defer f.untrack(a)
 			done := make(chan struct{})
 			go func() {
 				_, _ = io.Copy(a, c)
@@ -416,6 +455,16 @@ func forward(ln net.Listener, to string) {
 			c.(*net.UnixConn).CloseWrite()
 			<-done
 		}()
+	}
+}
+
+func (f *forwarder) close() {
+	f.ln.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	for c := range f.conns {
+		c.Close()
 	}
 }
 

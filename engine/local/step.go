@@ -83,7 +83,7 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 		}
 		defer dir.Remove()
 		if x.artifacts, err = x.artifactFiles(ctx, dir.Path); err != nil {
-			return nil, &engine.BuildError{Command: "fetch " + x.layer.Artifacts[0].Name, Err: err}
+			return nil, &engine.BuildError{Command: "fetch artifacts", Err: err}
 		}
 	}
 	if x.layer.Function != nil {
