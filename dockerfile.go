@@ -126,10 +126,12 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 			}
 		}
 		if len(triggers) > 0 {
-			// They run in the stage's first layer: the files they read are in its key.
-			if _, triggerArgs, err = d.triggerInputs(triggers, nil); err != nil {
+			// They run in the stage's first layer: what they read is in its key.
+			ti, err := d.triggerInputs(triggers, nil)
+			if err != nil {
 				return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, from, err)
 			}
+			triggerArgs = ti.args
 		}
 		layers = append(layers, base...)
 		parent = base[len(base)-1].Key
@@ -147,8 +149,14 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 			if triggers, env, err = d.baseTriggers(root); err != nil {
 				return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, from, err)
 			}
-			if root.Context, triggerArgs, err = d.triggerInputs(triggers, func(w string) (string, error) { return expandWord(w, env) }); err != nil {
+			ti, err := d.triggerInputs(triggers, func(w string) (string, error) { return expandWord(w, env) })
+			if err != nil {
 				return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, from, err)
+			}
+			triggerArgs = ti.args
+			root.Context, root.Remote = ti.files, ti.remote
+			for _, ref := range ti.images {
+				root.Images = append(root.Images, spec.ImageRef{Ref: ref})
 			}
 			root.BuildArgs = d.givenArgs(triggerArgs)
 			root.Scope = scopeName
@@ -225,10 +233,25 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 			}
 			sort.Slice(l.ProxyEnv, func(a, b int) bool { return l.ProxyEnv[a].Key < l.ProxyEnv[b].Key })
 		}
-		// References to other stages are keyed by their last layers' keys.
+		// The triggers of the stage this one is FROM run first, in its first layer.
+		var ti triggerInput
+		if n == 0 && fromStage && len(triggers) > 0 {
+			if ti, err = d.triggerInputs(triggers, expand); err != nil {
+				return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, from, err)
+			}
+		}
+		// References to other stages are keyed by their last layers' keys; the images the
+		// triggers name are resolved with the layer's own.
 		refs, err := imageRefs(l.Instructions)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", d.name, in.Line, err)
+		}
+		for _, ref := range ti.images {
+			if word, err := expandWord(ref, args); err == nil && d.stageIndex(word, len(d.df.Stages)) < 0 {
+				l.Images = append(l.Images, spec.ImageRef{Ref: ref})
+			} else {
+				refs = append(refs, ref)
+			}
 		}
 		for _, ref := range refs {
 			word, err := expandWord(ref, args)
@@ -248,17 +271,11 @@ func (d *dockerfile) stage(i int, visiting map[int]bool) ([]*spec.Layer, error) 
 		if l.Context, err = d.context(in, expand); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", d.name, in.Line, err)
 		}
-		if n == 0 && fromStage && len(triggers) > 0 {
-			// The triggers of the stage this one is FROM run first, in this layer.
-			files, _, err := d.triggerInputs(triggers, expand)
-			if err != nil {
-				return nil, fmt.Errorf("%s:%d: FROM %s: %w", d.name, st.Line, from, err)
-			}
-			l.Context = mergeContext(l.Context, files)
-		}
+		l.Context = mergeContext(l.Context, ti.files)
 		if l.Remote, err = remoteSources(l.Instructions, expand); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", d.name, in.Line, err)
 		}
+		l.Remote = append(l.Remote, ti.remote...)
 		if err := d.r.finish(l, "from_dockerfile", parent, d.force); err != nil {
 			return nil, err
 		}
@@ -360,20 +377,29 @@ func (d *dockerfile) baseTriggers(root *spec.Layer) ([]string, map[string]string
 	return triggers, vars, nil
 }
 
-// triggerInputs lists what ONBUILD triggers read before the build: the files of the build
-// context they copy (when expand is given), and the names of the ARGs they declare, whose
-// build args are in the key of the layers that see them, as a stage's own ARGs' are.
-func (d *dockerfile) triggerInputs(triggers []string, expand func(string) (string, error)) ([]spec.ContextFile, []string, error) {
+// triggerInput is what ONBUILD triggers read that the key of the layer running them must
+// hold: the context files their COPY and ADD read, the names of the ARGs they declare (whose
+// build args are in the key, as a stage's own ARGs' are), the URLs and git repositories they
+// ADD, and the images (or stages) their --from and from= name.
+type triggerInput struct {
+	files  []spec.ContextFile
+	args   []string
+	remote []spec.RemoteRef
+	images []string
+}
+
+// triggerInputs lists what ONBUILD triggers read before the build; context files only when
+// expand is given.
+func (d *dockerfile) triggerInputs(triggers []string, expand func(string) (string, error)) (triggerInput, error) {
+	var ti triggerInput
 	ins, err := spec.ParseTriggers(triggers)
 	if err != nil {
-		return nil, nil, err
+		return ti, err
 	}
-	var files []spec.ContextFile
-	var args []string
 	for _, in := range ins {
 		if in.Op == spec.OpArg {
 			for _, kv := range in.Pairs {
-				args = append(args, kv.Key)
+				ti.args = append(ti.args, kv.Key)
 			}
 		}
 		if expand == nil {
@@ -381,11 +407,19 @@ func (d *dockerfile) triggerInputs(triggers []string, expand func(string) (strin
 		}
 		f, err := d.context(in, expand)
 		if err != nil {
-			return nil, nil, fmt.Errorf("ONBUILD %s: %w", in.Op, err)
+			return ti, fmt.Errorf("ONBUILD %s: %w", in.Op, err)
 		}
-		files = mergeContext(files, f)
+		ti.files = mergeContext(ti.files, f)
 	}
-	return files, args, nil
+	if expand != nil {
+		if ti.remote, err = remoteSources(ins, expand); err != nil {
+			return ti, fmt.Errorf("ONBUILD: %w", err)
+		}
+	}
+	if ti.images, err = imageRefs(ins); err != nil {
+		return ti, fmt.Errorf("ONBUILD: %w", err)
+	}
+	return ti, nil
 }
 
 // givenArgs are the build args given for the ARGs named.

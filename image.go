@@ -364,20 +364,25 @@ func resolveImages(ctx context.Context, l *spec.Layer, o *resolveOptions) error 
 			l.Base.Digest = d
 		}
 	}
-	// References to stages of the plan are set by the Dockerfile converter; the rest are
-	// images.
+	// References to stages of the plan, and images resolved already, are set by the
+	// Dockerfile converter; the rest are images: those the instructions name, and those a
+	// base's ONBUILD triggers name (set without a digest).
 	var images []spec.ImageRef
+	var pending []string
 	seen := map[string]bool{}
 	for _, im := range l.Images {
-		if im.Stage != "" {
+		if im.Stage != "" || im.Digest != "" {
 			images = append(images, im)
 			seen[im.Ref] = true
+		} else {
+			pending = append(pending, im.Ref)
 		}
 	}
 	froms, err := imageRefs(l.Instructions)
 	if err != nil {
 		return err
 	}
+	froms = append(froms, pending...)
 	for _, from := range froms {
 		if seen[from] {
 			continue

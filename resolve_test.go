@@ -558,6 +558,25 @@ func TestCopyThroughALinkKeepsIgnoredFilesOut(t *testing.T) {
 	}
 }
 
+// TestOnbuildTriggersInputsAreKeyed: the ONBUILD triggers a stage runs first are read before
+// the build, so the URLs they ADD and the images they COPY --from are inputs of the layer
+// that runs them, as its own instructions' are.
+func TestOnbuildTriggersInputsAreKeyed(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "Dockerfile", "FROM scratch AS parent\nONBUILD ADD https://example.com/x.txt /x.txt\nONBUILD COPY --from=busybox:1 /bin/sh /sh\nFROM parent\nRUN true\n")
+	p, err := strata.FromDockerfile("Dockerfile").Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := p.Layers[len(p.Layers)-1]
+	if len(first.Remote) != 1 || first.Remote[0].Ref != "https://example.com/x.txt" {
+		t.Errorf("remote inputs of the layer running the triggers: %+v", first.Remote)
+	}
+	if len(first.Images) != 1 || first.Images[0].Ref != "busybox:1" || first.Images[0].Stage != "" {
+		t.Errorf("images of the layer running the triggers: %+v", first.Images)
+	}
+}
+
 // TestSyntaxDirectiveWarnings: a syntax directive naming BuildKit's stable 1.x frontend is
 // what strata reads and says nothing; any other frontend image gets a warning.
 func TestSyntaxDirectiveWarnings(t *testing.T) {
