@@ -193,8 +193,11 @@ func readFile(t *testing.T, p string) string {
 	return string(b)
 }
 
-// scanForValue fails if value is in any file below dir, gzip blobs and tars included.
-func scanForValue(t *testing.T, dir, value string) {
+// scanForValue fails if value is in any file below dir, gzip blobs and tars included. It
+// returns how many files it read, and how many of them were gzip blobs. Every file is read
+// and every gzip blob decompressed whole: a file that cannot be read is a failure, not a
+// clean file.
+func scanForValue(t *testing.T, dir, value string) (scanned, gzipped int) {
 	t.Helper()
 	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 		if err != nil || !info.Mode().IsRegular() {
@@ -212,7 +215,9 @@ func scanForValue(t *testing.T, dir, value string) {
 			if data, err = io.ReadAll(zr); err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
+			gzipped++
 		}
+		scanned++
 		if bytes.Contains(data, []byte(value)) {
 			t.Errorf("the secret's value is in %s", p)
 		}
@@ -221,6 +226,7 @@ func scanForValue(t *testing.T, dir, value string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return scanned, gzipped
 }
 
 // TestDockerfileADDAndCOPYFlags: ADD of an http URL with --checksum and of a git repository
