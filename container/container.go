@@ -105,9 +105,11 @@ func (r *Runner) Run(ctx context.Context, id, bundleDir string, s Spec) error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.Stdin, s.Stdout, s.Stderr
 	// If strata dies, runc dies with it; the next store recovery removes the container.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: !s.Terminal}
-	if err := cmd.Start(); err != nil {
+	release, err := StartPinned(cmd)
+	if err != nil {
 		return fmt.Errorf("starting %s: %w", bin, err)
 	}
+	defer release()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	if s.Signals != nil {

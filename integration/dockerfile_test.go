@@ -127,6 +127,15 @@ RUN echo last-%[2]s > /out/last.txt
 	if out, err := cli(t, "build", "-t", "it-df-bad", "--build-arg", "BASE="+from, "--progress", "plain", bad); err == nil || !strings.Contains(out, "line 4: RUN echo failing && exit 3: exit code 3") {
 		t.Errorf("a failing line: %v\n%s", err, out)
 	}
+	// A stage that fails stops the stages building beside it, and its error is the one
+	// reported, not that of a step it canceled.
+	racing := dockerfileContext(t, "ARG BASE\nFROM $BASE AS slow\nRUN sleep 20 && echo "+u+" > /slow\n"+
+		"FROM $BASE AS fails\nRUN echo failing-fast && exit 6\n"+
+		"FROM $BASE\nCOPY --from=slow /slow /slow\nCOPY --from=fails /etc/hostname /x\n", nil)
+	out, err = cli(t, "build", "-t", "it-df-racing", "--build-arg", "BASE="+from, "--progress", "plain", racing)
+	if err == nil || !strings.Contains(out, "line 5: RUN echo failing-fast && exit 6: exit code 6") || strings.Contains(out, "exit code 137") {
+		t.Errorf("a failing stage beside a running one: %v\n%s", err, out)
+	}
 }
 
 // TestDockerfileSecretsAndMounts: a build secret reaches its step as a file and as an

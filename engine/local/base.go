@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-build/strata/container"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/engine"
@@ -81,9 +83,11 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 		return store.LayerDesc{}, err
 	}
 	fmt.Fprintf(log, "mmdebstrap %s\n", strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
+	release, err := container.StartPinned(cmd)
+	if err != nil {
 		return store.LayerDesc{}, err
 	}
+	defer release()
 	snap, err := e.store.NewWorkDir("snap-")
 	if err != nil {
 		return store.LayerDesc{}, err

@@ -131,8 +131,16 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 	number(p.Layers)
 	// The stages the layers read from build first, the independent ones at once; a layer
 	// that needs one waits for it.
+	// The first chain to fail stops the others; its error is the one to report, not those
+	// of the steps it canceled.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var first error
+	var once sync.Once
+	fail := func(err error) {
+		once.Do(func() { first = err })
+		cancel()
+	}
 	for _, s := range p.Stages {
 		sb := &stageBuild{done: make(chan struct{})}
 		b.stages[s.Name] = sb
@@ -140,22 +148,18 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 			defer close(sb.done)
 			sb.st, sb.err = b.chain(ctx, s.Layers)
 			if sb.err != nil {
-				cancel()
+				fail(sb.err)
 			}
 		}(s)
 	}
 	st, err := b.chain(ctx, p.Layers)
 	if err != nil {
-		cancel()
+		fail(err)
 	}
-	// The error to report is the one that stopped the build, not a layer it canceled.
 	for _, sb := range b.stages {
 		<-sb.done
-		if sb.err != nil && !errors.Is(sb.err, context.Canceled) && (err == nil || errors.Is(err, context.Canceled)) {
-			err = sb.err
-		}
 	}
-	if err != nil {
+	if err = first; err != nil {
 		cache.wait()
 		return nil, err
 	}
