@@ -121,8 +121,9 @@ type Client struct {
 // Open opens the engine the options name (the local engine on Home(), unless WithHome says
 // otherwise). The local engine reads STRATA_RUNTIME (the OCI runtime, default runc),
 // STRATA_DEBIAN_MIRROR, STRATA_INSECURE_REGISTRIES (comma-separated hosts reached over
-// plain http, beyond loopback ones) and STRATA_CDI_SPEC_DIRS (where the CDI specs of the
-// machine's GPUs are, default /etc/cdi and /var/run/cdi).
+// plain http, beyond loopback ones), STRATA_CDI_SPEC_DIRS (where the CDI specs of the
+// machine's GPUs are, default /etc/cdi and /var/run/cdi) and STRATA_NO_PACKAGE_CACHES (set,
+// the steps of apt, pip, uv, poetry and micromamba layers get no download cache).
 func Open(opts ...Option) (*Client, error) {
 	o := newOptions(opts)
 	var insecure []string
@@ -145,6 +146,7 @@ func Open(opts ...Option) (*Client, error) {
 		Mirror:             os.Getenv("STRATA_DEBIAN_MIRROR"),
 		InsecureRegistries: insecure,
 		CertDirs:           certs,
+		NoPackageCaches:    os.Getenv("STRATA_NO_PACKAGE_CACHES") != "",
 	})
 	if err != nil {
 		return nil, err
@@ -274,21 +276,25 @@ func (c *Client) Remove(ctx context.Context, names ...string) error {
 }
 
 // PruneReport says what Prune removed.
-type PruneReport struct {
-	Records   int
-	Blobs     int
-	Snapshots int
-	Bytes     int64
-}
+type PruneReport = engine.PruneReport
+
+// PruneOptions say what Prune removes beyond what no image uses.
+type PruneOptions = engine.PruneOptions
 
 // Prune removes the cache entries, blobs and snapshots that no named image uses. Builds and
 // runs under way finish first.
 func (c *Client) Prune(ctx context.Context) (*PruneReport, error) {
-	r, err := c.eng.Prune(ctx)
+	return c.PruneWith(ctx, PruneOptions{})
+}
+
+// PruneWith is Prune with options: Caches also empties the package managers' download
+// caches and the RUN --mount=type=cache folders.
+func (c *Client) PruneWith(ctx context.Context, o PruneOptions) (*PruneReport, error) {
+	r, err := c.eng.Prune(ctx, o)
 	if err != nil {
 		return nil, fromEngine(err)
 	}
-	return (*PruneReport)(r), nil
+	return r, nil
 }
 
 // Log opens the build log of the layer with the given cache key.

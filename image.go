@@ -224,11 +224,29 @@ type resolutionError struct{ err error }
 func (e *resolutionError) Error() string { return e.err.Error() }
 func (e *resolutionError) Unwrap() error { return e.err }
 
+// packageCaches are the download caches each method's steps use (spec.Layer.Caches).
+var packageCaches = map[string][]string{
+	"debian_slim":                   {"apt"},
+	"apt_install":                   {"apt"},
+	"pip_install":                   {"pip"},
+	"pip_install_from_requirements": {"pip"},
+	"pip_install_from_pyproject":    {"pip"},
+	"pip_install_private_repos":     {"apt", "pip"},
+	"poetry_install_from_file":      {"pip", "poetry"},
+	"uv_pip_install":                {"uv"},
+	"uv_sync":                       {"uv"},
+	"micromamba":                    {"micromamba"},
+	"micromamba_install":            {"micromamba"},
+}
+
 // finish completes a layer: its method, its context's digests, the images it reads, its
 // epoch and force flag, and its cache key on top of parent.
 func (r *resolver) finish(l *spec.Layer, method, parent string, force bool) error {
 	if l.Method == "" {
 		l.Method = method
+	}
+	if l.Caches == nil {
+		l.Caches = packageCaches[l.Method]
 	}
 	if err := r.hasher.Hash(l.Context); err != nil {
 		return err

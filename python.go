@@ -132,9 +132,14 @@ func debianSlim(version, platform string) ([]*spec.Layer, error) {
 			// externally managed (PEP 668), so lift that.
 			run("rm -f /usr/lib/python3*/EXTERNALLY-MANAGED"),
 			run("echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections"),
-			// As Debian's official images: apt keeps no downloaded packages, pip no cache, so
-			// install steps do not carry them into their layers.
-			run(`printf 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' > /etc/apt/apt.conf.d/docker-clean && rm -f /var/cache/apt/*.bin && printf '[global]\nno-cache-dir = true\n' > /etc/pip.conf`),
+			// As Debian's official images: apt keeps no downloaded packages, so install steps do
+			// not carry them into their layers.
+			run(`printf 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };\nDir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n' > /etc/apt/apt.conf.d/docker-clean && rm -f /var/cache/apt/*.bin`),
+			// Nor does pip keep a cache in the image: a pip install in run_commands or at run
+			// time writes none. The pip methods' steps use strata's pip cache on the host
+			// instead, which is lent to them without this variable (an environment variable,
+			// not pip.conf, because pip lets nothing re-enable a cache that pip.conf disables).
+			{Op: spec.OpEnv, Pairs: []spec.KV{{Key: "PIP_NO_CACHE_DIR", Value: "1"}}},
 		},
 	}
 	cmd := spec.Instruction{Op: spec.OpCmd, JSON: true, Args: []string{"python3"}}

@@ -83,8 +83,8 @@ type Engine interface {
 	// Log opens the build log of the layer with the given cache key.
 	Log(ctx context.Context, key string) (io.ReadCloser, error)
 
-	// Prune removes what no named image uses.
-	Prune(ctx context.Context) (*PruneReport, error)
+	// Prune removes what no named image uses and, with o.Caches, empties the build caches.
+	Prune(ctx context.Context, o PruneOptions) (*PruneReport, error)
 
 	Close() error
 }
@@ -383,10 +383,27 @@ type ExportOptions struct {
 	IncludeMounts bool
 }
 
+// PruneOptions say what Prune removes beyond what no image uses.
+type PruneOptions struct {
+	// Caches empties the caches that make builds faster but hold no layer: the package
+	// managers' download caches and the RUN --mount=type=cache folders.
+	Caches bool
+}
+
 // PruneReport says what prune removed.
 type PruneReport struct {
 	Records   int
 	Blobs     int
 	Snapshots int
 	Bytes     int64
+	// Caches are the build caches emptied, with the bytes each held (Bytes counts them too).
+	Caches []CacheUsage
+}
+
+// CacheUsage is a build cache and the bytes it holds.
+type CacheUsage struct {
+	// Name is a package manager's (apt, pip, uv, poetry, micromamba), or "cache-mounts" for
+	// the folders of RUN --mount=type=cache.
+	Name  string
+	Bytes int64
 }

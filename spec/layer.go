@@ -240,6 +240,10 @@ type Layer struct {
 	Function *FunctionRef `json:"function,omitempty"`
 	// ForceBuild rebuilds the layer even on a cache hit and replaces the cached entry.
 	ForceBuild bool `json:"force_build,omitempty"`
+	// Caches name the package managers' download caches (apt, pip, uv, poetry, micromamba)
+	// that the builder keeps on its host and lends to the layer's steps, as BuildKit's cache
+	// mounts. They make a build faster, never different, and are in no key.
+	Caches []string `json:"caches,omitempty"`
 
 	// Parent and Key are filled by resolution.
 	Parent string `json:"parent,omitempty"`

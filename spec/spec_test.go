@@ -114,8 +114,9 @@ func TestKeyIgnoresWhatDoesNotChangeTheBuild(t *testing.T) {
 	moved.ForceBuild = true
 	moved.Context = []ContextFile{{Path: "a", Digest: "sha256:1", Source: "/elsewhere/a"}, {Path: "b", Digest: "sha256:2", Source: "/elsewhere/b", Size: 9}}
 	moved.Secrets = []string{"s1", "s2"}
+	moved.Caches = []string{"pip"}
 	if moved.ComputeKey("v1", "sha256:parent") != k {
-		t.Error("method name, force flag, local paths, sizes or secret order changed the key")
+		t.Error("method name, force flag, local paths, sizes, secret order or package caches changed the key")
 	}
 	for name, change := range map[string]func(*Layer){
 		"builder": nil,

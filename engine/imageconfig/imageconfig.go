@@ -7,6 +7,7 @@ package imageconfig
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -238,6 +239,11 @@ func SetEnv(env []string, key, value string) []string {
 		}
 	}
 	return append(env, key+"="+value)
+}
+
+// UnsetEnv removes key from a KEY=VALUE list.
+func UnsetEnv(env []string, key string) []string {
+	return slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
 }
 
 // Fill adds KEY=VALUE pairs whose keys env does not set: defaults that never override.

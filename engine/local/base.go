@@ -8,14 +8,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/strata-build/strata/container"
-
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/strata-build/strata/container"
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/internal/shell"
 	"github.com/strata-build/strata/layer"
@@ -76,6 +76,15 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 	args = append(args, l.Base.Suite, "-", e.mirror)
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", BaseEpoch.Unix()))
+	if !e.noPackageCaches && slices.Contains(l.Caches, "apt") {
+		// apt on the host fetches through the caching proxy (which itself goes through the
+		// user's proxy, if any); an --aptopt would stay in the image's apt configuration.
+		url, err := e.aptProxyURL()
+		if err != nil {
+			return store.LayerDesc{}, err
+		}
+		cmd.Env = append(cmd.Env, "http_proxy="+url)
+	}
 	cmd.Stderr = log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -40,6 +41,8 @@ type Options struct {
 	// CDIDirs hold the Container Device Interface specs that describe the machine's GPUs
 	// (default /etc/cdi and /var/run/cdi, where NVIDIA's container toolkit writes them).
 	CDIDirs []string
+	// NoPackageCaches turns off the package managers' download caches (STRATA_NO_PACKAGE_CACHES).
+	NoPackageCaches bool
 }
 
 // Engine is the local engine.
@@ -51,6 +54,11 @@ type Engine struct {
 	reg      *registry.Client
 	platform v1.Platform
 	cdiDirs  []string
+
+	noPackageCaches bool
+	aptOnce         sync.Once
+	apt             *aptProxy
+	aptErr          error
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -59,12 +67,13 @@ var _ engine.Engine = (*Engine)(nil)
 // their containers, mounts and temp files.
 func Open(o Options) (*Engine, error) {
 	e := &Engine{
-		secrets:  secrets.Open(filepath.Join(o.Home, "secrets")),
-		runtime:  o.Runtime,
-		mirror:   o.Mirror,
-		reg:      registry.New(registry.Options{Insecure: o.InsecureRegistries, CertDirs: o.CertDirs}),
-		platform: HostPlatform(),
-		cdiDirs:  o.CDIDirs,
+		secrets:         secrets.Open(filepath.Join(o.Home, "secrets")),
+		runtime:         o.Runtime,
+		mirror:          o.Mirror,
+		reg:             registry.New(registry.Options{Insecure: o.InsecureRegistries, CertDirs: o.CertDirs}),
+		platform:        HostPlatform(),
+		cdiDirs:         o.CDIDirs,
+		noPackageCaches: o.NoPackageCaches,
 	}
 	if len(e.cdiDirs) == 0 {
 		e.cdiDirs = []string{"/etc/cdi", "/var/run/cdi"}
@@ -103,7 +112,10 @@ func (e *Engine) runner(work string) *container.Runner {
 }
 
 // Close releases the engine.
-func (e *Engine) Close() error { return nil }
+func (e *Engine) Close() error {
+	e.apt.close()
+	return nil
+}
 
 // Image finds a named image, or one by its manifest digest.
 func (e *Engine) Image(ctx context.Context, ref string) (*engine.Image, error) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,8 +25,8 @@ import (
 
 // Prune removes cache entries that no named image uses, then the blobs, snapshots and logs
 // that nothing references any more, and what dead processes left. It waits for builds and
-// runs under way to finish.
-func (e *Engine) Prune(ctx context.Context) (*engine.PruneReport, error) {
+// runs under way to finish. With o.Caches it empties the package caches and the cache mounts.
+func (e *Engine) Prune(ctx context.Context, o engine.PruneOptions) (*engine.PruneReport, error) {
 	lock, err := e.store.Exclusive()
 	if err != nil {
 		return nil, err
@@ -132,7 +134,30 @@ func (e *Engine) Prune(ctx context.Context) (*engine.PruneReport, error) {
 		}
 		rep.Snapshots++
 	}
+	if o.Caches {
+		if err := e.pruneCaches(rep); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
+}
+
+// pruneCaches empties the package caches and the RUN --mount=type=cache folders. The store
+// is locked for prune: no step is using them.
+func (e *Engine) pruneCaches(rep *engine.PruneReport) error {
+	dirs := map[string]string{"cache-mounts": e.store.Path("cachemounts")}
+	for _, name := range PackageCacheNames() {
+		dirs[name] = e.store.Path("caches", name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(dirs)) {
+		n := duBytes(dirs[name])
+		if err := store.RemoveAll(dirs[name]); err != nil {
+			return fmt.Errorf("emptying the %s cache: %w", name, err)
+		}
+		rep.Caches = append(rep.Caches, engine.CacheUsage{Name: name, Bytes: n})
+		rep.Bytes += n
+	}
+	return nil
 }
 
 func duBytes(dir string) int64 {

@@ -299,7 +299,12 @@ func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {
 	cs.Mounts = append(cs.Mounts, vols...)
 	cs.CDIDevices, cs.CDIDirs = x.devices, x.e.cdiDirs
 	_, hostCA := os.Stat(hostCABundle)
-	cs.Env = stepEnv(x.cfg.Env(), x.layer, append(x.secretEnv, mountEnv...), hostCA == nil)
+	caches, env, releaseCaches, err := x.lendCaches(stepEnv(x.cfg.Env(), x.layer, append(x.secretEnv, mountEnv...), hostCA == nil))
+	if err != nil {
+		return err
+	}
+	defer releaseCaches()
+	cs.Mounts, cs.Env = append(cs.Mounts, caches...), env
 	fmt.Fprintf(x.log, "+ %s\n", in.String())
 	bundle, err := os.MkdirTemp(x.work.Path, "bundle-")
 	if err != nil {

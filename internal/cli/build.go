@@ -581,26 +581,41 @@ func rmCmd() *cobra.Command {
 }
 
 func pruneCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "prune",
+	var caches bool
+	cmd := &cobra.Command{
+		Use:   "prune [--caches]",
 		Short: "Remove cache entries, blobs and snapshots that no named image uses",
 		Long: `Remove cache entries that no named image uses, then the blobs, snapshots and logs that
-nothing references, and say how much was freed. Builds and runs under way finish first.`,
-		Example: "  strata rm old-image && strata prune",
+nothing references, and say how much was freed. Builds and runs under way finish first.
+
+--caches also empties the build caches that hold no layer: the download caches of apt, pip,
+uv, poetry and micromamba that strata lends to the steps of those methods, and the folders
+of RUN --mount=type=cache. It shows what each held.`,
+		Example: "  strata rm old-image && strata prune\n  strata prune --caches",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := open()
 			if err != nil {
 				return err
 			}
-			r, err := c.Prune(cmd.Context())
+			r, err := c.PruneWith(cmd.Context(), strata.PruneOptions{Caches: caches})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %d cache entries, %d blobs, %d snapshots: %s freed\n", r.Records, r.Blobs, r.Snapshots, human(r.Bytes))
+			out := cmd.OutOrStdout()
+			for _, cu := range r.Caches {
+				what := "the " + cu.Name + " cache"
+				if cu.Name == "cache-mounts" {
+					what = "the RUN --mount=type=cache folders"
+				}
+				fmt.Fprintf(out, "emptied %s: %s\n", what, human(cu.Bytes))
+			}
+			fmt.Fprintf(out, "removed %d cache entries, %d blobs, %d snapshots: %s freed\n", r.Records, r.Blobs, r.Snapshots, human(r.Bytes))
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&caches, "caches", false, "also empty the package download caches and the RUN --mount=type=cache folders")
+	return cmd
 }
 
 func exportCmd() *cobra.Command {

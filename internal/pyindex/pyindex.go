@@ -56,7 +56,8 @@ var sep = regexp.MustCompile(`[-_.]+`)
 func normalize(name string) string { return sep.ReplaceAllString(strings.ToLower(name), "_") }
 
 // Handler serves wheels (file name to bytes) as a simple index under /simple/ with the
-// files under /files/, each link carrying its sha256 as pip expects.
+// files under /files/, each link carrying its sha256 as pip expects, and with PyPI's
+// caching headers, so that pip's http cache keeps what it downloads as it does from PyPI.
 func Handler(wheels map[string][]byte) http.Handler {
 	projects := map[string][]string{}
 	for file := range wheels {
@@ -70,6 +71,8 @@ func Handler(wheels map[string][]byte) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
+		// As files.pythonhosted.org: a file never changes at its URL.
+		w.Header().Set("Cache-Control", "max-age=365000000, immutable, public")
 		w.Write(data)
 	})
 	mux.HandleFunc("/simple/", func(w http.ResponseWriter, r *http.Request) {
@@ -80,6 +83,7 @@ func Handler(wheels map[string][]byte) http.Handler {
 			return
 		}
 		sort.Strings(files)
+		w.Header().Set("Cache-Control", "max-age=600, public") // as PyPI's simple pages
 		fmt.Fprint(w, "<!DOCTYPE html>\n<html><body>\n")
 		for _, f := range files {
 			sum := sha256.Sum256(wheels[f])

@@ -1,0 +1,167 @@
+package local
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/strata-build/strata/container"
+	"github.com/strata-build/strata/engine/imageconfig"
+)
+
+// packageCacheRoot is where a step sees the package caches it is lent. The folders are
+// mount points that exist only while the step runs: nothing of them enters the layer.
+const packageCacheRoot = "/.strata-cache"
+
+// packageCache is a package manager's download cache that strata keeps on the host, in
+// $STRATA_HOME/caches/NAME, and lends to the steps of the layers that name it (spec.Layer
+// Caches), as a BuildKit cache mount would be. The tools find it through their environment.
+type packageCache struct {
+	// env points the tool at the cache folder dir.
+	env func(dir string) []string
+	// unset are variables the image may set that would turn the cache off.
+	unset []string
+	// locked caches are used by one step at a time (BuildKit's sharing=locked); the others
+	// lock their own entries.
+	locked bool
+}
+
+var packageCaches = map[string]packageCache{
+	// pip's http and wheel caches: safe for concurrent pips. debian_slim sets
+	// PIP_NO_CACHE_DIR so that other pip runs keep no cache in the image.
+	"pip": {env: func(d string) []string { return []string{"PIP_CACHE_DIR=" + d} }, unset: []string{"PIP_NO_CACHE_DIR"}},
+	// uv locks its cache itself; it cannot hard-link across the mount, so it copies.
+	"uv": {env: func(d string) []string { return []string{"UV_CACHE_DIR=" + d, "UV_LINK_MODE=copy"} }, unset: []string{"UV_NO_CACHE"}},
+	// poetry's artifact cache (its virtualenvs would live here too, but the method turns
+	// virtualenv creation off).
+	"poetry": {env: func(d string) []string { return []string{"POETRY_CACHE_DIR=" + d} }, unset: []string{"POETRY_NO_CACHE"}},
+	// micromamba's package folder, copied (not linked) into the environment.
+	"micromamba": {env: func(d string) []string { return []string{"CONDA_PKGS_DIRS=" + d, "CONDA_ALWAYS_COPY=true"} }, locked: true},
+	// apt is pointed at strata's caching proxy (aptproxy.go) by a configuration file.
+	"apt": {env: func(d string) []string { return []string{"APT_CONFIG=" + d + "/apt.conf"} }},
+}
+
+// PackageCacheNames are the package caches strata keeps, sorted.
+func PackageCacheNames() []string {
+	var names []string
+	for n := range packageCaches {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// lendCaches gives a RUN step the package caches of its layer: the mounts, and the
+// environment with the variables that point the tools at them. A step that runs as another
+// user than root, or a build with the caches turned off, gets none: it downloads as it would
+// without strata.
+func (x *executor) lendCaches(env []string) ([]container.Mount, []string, func(), error) {
+	if x.e.noPackageCaches || len(x.layer.Caches) == 0 {
+		return nil, env, func() {}, nil
+	}
+	if u := x.cfg.Config.User; u != "" {
+		uid, _, err := container.LookupUser(x.rootfs, u)
+		if err != nil || uid != 0 {
+			return nil, env, func() {}, nil
+		}
+	}
+	var mounts []container.Mount
+	var releases []func()
+	release := func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	for _, name := range x.layer.Caches {
+		pc, ok := packageCaches[name]
+		if !ok {
+			release()
+			return nil, nil, nil, fmt.Errorf("layer %s names the package cache %q, which this engine does not keep (it keeps %s)", x.layer.Key, name, strings.Join(PackageCacheNames(), ", "))
+		}
+		target := packageCacheRoot + "/" + name
+		var src string
+		if name == "apt" {
+			// Not a folder of debs, which steps would empty (apt-get clean) and lock, but a
+			// proxy that keeps them; the step gets only the file that names it.
+			if proxyEnvSet(env) {
+				continue // the user's own proxy carries apt's traffic
+			}
+			dir, err := x.aptConfig()
+			if err != nil {
+				release()
+				return nil, nil, nil, err
+			}
+			src = dir
+		} else {
+			dir, err := x.e.packageCacheDir(name)
+			if err != nil {
+				release()
+				return nil, nil, nil, err
+			}
+			src = dir
+			if pc.locked {
+				lock, err := x.e.store.Lock("package-cache-" + name)
+				if err != nil {
+					release()
+					return nil, nil, nil, err
+				}
+				releases = append(releases, lock.Unlock)
+			}
+		}
+		mounts = append(mounts, container.Mount{Source: src, Target: target, ReadOnly: name == "apt"})
+		for _, k := range pc.unset {
+			env = imageconfig.UnsetEnv(env, k)
+		}
+		for _, kv := range pc.env(target) {
+			k, v, _ := strings.Cut(kv, "=")
+			env = imageconfig.SetEnv(env, k, v)
+		}
+	}
+	if len(mounts) > 0 {
+		var names []string
+		for _, m := range mounts {
+			names = append(names, path.Base(m.Target))
+		}
+		fmt.Fprintf(x.log, "# package caches lent to this step: %s\n", strings.Join(names, ", "))
+	}
+	return mounts, env, release, nil
+}
+
+// proxyEnvSet says whether the step's environment names an http proxy.
+func proxyEnvSet(env []string) bool {
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if v != "" && (k == "http_proxy" || k == "HTTP_PROXY") {
+			return true
+		}
+	}
+	return false
+}
+
+// packageCacheDir is the host folder of a package cache, made on first use.
+func (e *Engine) packageCacheDir(name string) (string, error) {
+	dir := e.store.Path("caches", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("package cache %s: %w", name, err)
+	}
+	return dir, nil
+}
+
+// aptConfig writes the apt configuration that sends a step's apt through strata's caching
+// proxy, in a folder of the step's work folder, and returns the folder.
+func (x *executor) aptConfig() (string, error) {
+	url, err := x.e.aptProxyURL()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(x.work.Path, "apt-cache")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	// Read before /etc/apt/apt.conf.d, so an image's own proxy settings win.
+	conf := fmt.Sprintf("Acquire::http::Proxy %q;\n", url)
+	return dir, os.WriteFile(filepath.Join(dir, "apt.conf"), []byte(conf), 0o644)
+}
