@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/sbom"
 )
 
 // Build resolves the image and builds it with the engine the options name (the local
@@ -147,13 +148,25 @@ type PushOptions struct {
 	MediaTypes string
 	// Progress receives each layer's transfer.
 	Progress func(Transfer)
+	// SBOM, "spdx" or "cyclonedx", attaches the image's SBOM (as Built.SBOM writes it) to
+	// the pushed image as an OCI referrer: an artifact of type application/spdx+json or
+	// application/vnd.cyclonedx+json whose subject is the image's manifest.
+	SBOM string
 }
 
 // Push writes the image to a registry reference and returns the pushed manifest's digest.
 // Layers the registry already has are not sent; layers it has in another repository are
 // mounted from there.
 func (b *Built) Push(ctx context.Context, ref string, o PushOptions) (string, error) {
-	d, err := b.c.eng.Push(ctx, b.img, ref, engine.PushOptions{Compression: o.Compression, MediaTypes: o.MediaTypes, Progress: transferFunc(o.Progress)})
+	eo := engine.PushOptions{Compression: o.Compression, MediaTypes: o.MediaTypes, Progress: transferFunc(o.Progress)}
+	if o.SBOM != "" {
+		doc, err := b.SBOM(ctx, o.SBOM)
+		if err != nil {
+			return "", err
+		}
+		eo.Referrers = append(eo.Referrers, engine.Referrer{ArtifactType: sbom.Formats[o.SBOM], Data: doc})
+	}
+	d, err := b.c.eng.Push(ctx, b.img, ref, eo)
 	return d, fromEngine(err)
 }
 
@@ -193,6 +206,10 @@ type InspectLayer struct {
 	Method string `json:"method"`
 	Key    string `json:"key"`
 	Blobs  []Blob `json:"blobs"`
+	// Packages are the packages the layer installed, changed or removed (Debian packages,
+	// Python distributions, conda packages): what its requirements resolved to when it was
+	// built.
+	Packages *sbom.Changes `json:"packages,omitempty"`
 }
 
 // Blob is one OCI layer blob.
@@ -211,13 +228,36 @@ func (b *Built) Inspect(ctx context.Context) (*Inspect, error) {
 	}
 	out := &Inspect{Name: in.Name, Manifest: in.Manifest, Config: in.Config, Mounts: b.Mounts}
 	for _, l := range in.Layers {
-		il := InspectLayer{Method: l.Method, Key: l.Key}
+		il := InspectLayer{Method: l.Method, Key: l.Key, Packages: l.Packages}
 		for _, bl := range l.Blobs {
 			il.Blobs = append(il.Blobs, Blob(bl))
 		}
 		out.Layers = append(out.Layers, il)
 	}
 	return out, nil
+}
+
+// SBOM writes the image's packages, as the metadata of their package managers in its
+// layers lists them, as an SPDX 2.3 ("spdx") or CycloneDX 1.6 ("cyclonedx") JSON document.
+// The same image always gives the same document.
+func (b *Built) SBOM(ctx context.Context, format string) ([]byte, error) {
+	in, err := b.Inspect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var layers []sbom.Changes
+	for _, l := range in.Layers {
+		if l.Packages != nil {
+			layers = append(layers, *l.Packages)
+		}
+	}
+	return sbom.Document(format, sbom.Image{
+		Name:     in.Name,
+		Digest:   in.Manifest,
+		Created:  in.Config.Created.Time,
+		Tool:     "strata " + BuilderVersion,
+		Packages: sbom.Fold(layers),
+	})
 }
 
 // Status is the state of a layer in a build.

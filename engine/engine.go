@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/strata-build/strata/sbom"
 	"github.com/strata-build/strata/spec"
 )
 
@@ -146,6 +147,16 @@ type PushOptions struct {
 	MediaTypes string
 	// Progress receives each layer's transfer.
 	Progress func(Transfer)
+	// Referrers are documents about the image (an SBOM) pushed with it as OCI artifacts
+	// whose subject is the pushed manifest.
+	Referrers []Referrer
+}
+
+// Referrer is a document attached to a pushed image.
+type Referrer struct {
+	// ArtifactType is the document's media type (application/spdx+json...).
+	ArtifactType string
+	Data         []byte
 }
 
 // PullOptions say how to pull an image.
@@ -232,6 +243,9 @@ type LayerInfo struct {
 	Method string `json:"method"`
 	Key    string `json:"key"`
 	Blobs  []Blob `json:"blobs"`
+	// Packages are the packages the step installed, changed or removed: what an unpinned
+	// requirement resolved to when the layer was built.
+	Packages *sbom.Changes `json:"packages,omitempty"`
 }
 
 // Blob is one OCI layer.

@@ -22,6 +22,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-build/strata/sbom"
 )
 
 // ErrNotFound is returned when a record, image or blob does not exist.
@@ -295,6 +297,9 @@ type Record struct {
 	Created time.Time `json:"created"`
 	// Seconds is how long the step took to build.
 	Seconds float64 `json:"seconds"`
+	// Packages are the packages the step installed, changed or removed, as their package
+	// managers' metadata in its layers says; nil in a record made before strata listed them.
+	Packages *sbom.Changes `json:"packages,omitempty"`
 }
 
 func (s *Store) recordPath(key string) string { return s.Path("cache", hexOf(key)+".json") }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/engine/imageconfig"
+	"github.com/strata-build/strata/sbom"
 	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/store"
 )
@@ -392,6 +394,9 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 	if desc != nil {
 		rec.Layers = append(rec.Layers, *desc)
 	}
+	if rec.Packages, err = e.scanPackages(st.layers, rec.Layers); err != nil {
+		fmt.Fprintf(log, "strata: the packages of this layer could not be listed: %v\n", err)
+	}
 	rec.Config = cur.config
 	rec.Config.Config, rec.Config.Author = x.cfg.Config, x.cfg.Author
 	rec.Args = x.cfg.Args
@@ -457,4 +462,41 @@ func (e *Engine) snapshots(layers []store.LayerDesc) ([]string, error) {
 		out[len(layers)-1-i] = p
 	}
 	return out, nil
+}
+
+// scanPackages lists the packages that the layers added (on top of below) installed,
+// changed or removed.
+func (e *Engine) scanPackages(below, added []store.LayerDesc) (*sbom.Changes, error) {
+	if len(added) == 0 {
+		return &sbom.Changes{}, nil
+	}
+	all := append(append([]store.LayerDesc(nil), below...), added...)
+	if _, err := e.snapshots(all); err != nil {
+		return nil, err
+	}
+	var status []byte
+	for i := len(below) - 1; i >= 0; i-- {
+		if b, err := os.ReadFile(filepath.Join(e.store.SnapshotPath(below[i].DiffID), sbom.DpkgStatus)); err == nil {
+			status = b
+			break
+		}
+	}
+	var changes []sbom.Changes
+	for _, l := range added {
+		dir := e.store.SnapshotPath(l.DiffID)
+		c, err := sbom.ScanLayer(dir, status)
+		if err != nil {
+			return nil, err
+		}
+		changes = append(changes, c)
+		if b, err := os.ReadFile(filepath.Join(dir, sbom.DpkgStatus)); err == nil {
+			status = b
+		}
+	}
+	c := changes[0]
+	if len(changes) > 1 {
+		// A base of several layers: what they leave installed.
+		c = sbom.Changes{Added: sbom.Fold(changes)}
+	}
+	return &c, nil
 }

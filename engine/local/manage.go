@@ -160,6 +160,18 @@ func (e *Engine) pruneCaches(rep *engine.PruneReport) error {
 	return nil
 }
 
+// addPackages lists the packages of a record that has none and keeps them in it.
+func (e *Engine) addPackages(r *store.Record, below []store.LayerDesc) {
+	use, err := e.store.Use()
+	if err != nil {
+		return
+	}
+	defer use.Unlock()
+	if r.Packages, err = e.scanPackages(below, r.Layers); err == nil {
+		_ = e.store.PutRecord(r)
+	}
+}
+
 func duBytes(dir string) int64 {
 	var n int64
 	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
@@ -251,12 +263,19 @@ func (e *Engine) Inspect(ctx context.Context, img *engine.Image) (*engine.Inspec
 		return nil, err
 	}
 	out := &engine.Inspect{Name: img.Name, Manifest: img.Manifest, Config: cfg, Mounts: img.Mounts}
+	var below []store.LayerDesc
 	for i, k := range img.Keys {
 		il := engine.LayerInfo{Key: k, Method: img.Methods[i]}
 		if r, err := e.store.Record(k); err == nil {
 			for _, l := range r.Layers {
 				il.Blobs = append(il.Blobs, engine.Blob{Digest: l.Digest, DiffID: l.DiffID, Size: l.Size, MediaType: l.MediaType})
 			}
+			if r.Packages == nil {
+				// Made before strata listed packages: list them now, once.
+				e.addPackages(r, below)
+			}
+			il.Packages = r.Packages
+			below = append(below, r.Layers...)
 		}
 		out.Layers = append(out.Layers, il)
 	}

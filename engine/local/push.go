@@ -66,7 +66,20 @@ func (e *Engine) Push(ctx context.Context, img *engine.Image, ref string, o engi
 		}
 		_ = e.store.AddSource(l.Digest, r.Context().Name())
 	}
-	return pi.digest()
+	d, err := pi.digest()
+	if err != nil || len(o.Referrers) == 0 {
+		return d, err
+	}
+	mt, err := pi.MediaType()
+	if err != nil {
+		return "", err
+	}
+	h, err := v1.NewHash(d)
+	if err != nil {
+		return "", err
+	}
+	subject := v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(pi.manifest))}
+	return d, e.pushReferrers(ctx, r.Context(), subject, o.Referrers, opts)
 }
 
 // pushImage assembles the image as it is pushed: the stored manifest and config when the

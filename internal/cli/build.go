@@ -19,6 +19,7 @@ import (
 
 	"github.com/strata-build/strata"
 	"github.com/strata-build/strata/localfiles"
+	"github.com/strata-build/strata/sbom"
 	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/specfile"
 )
@@ -547,6 +548,10 @@ func inspectCmd() *cobra.Command {
 				for _, b := range l.Blobs {
 					fmt.Fprintf(out, "        %s %s\n", b.Digest, human(b.Size))
 				}
+				if l.Packages != nil {
+					printPackages(out, "installed", l.Packages.Added)
+					printPackages(out, "removed", l.Packages.Removed)
+				}
 			}
 			for _, m := range in.Mounts {
 				fmt.Fprintf(out, "mount %s: %d files at %s at start\n", m.Method, m.Files, m.Target)
@@ -555,6 +560,62 @@ func inspectCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// printPackages shows a layer's packages, a line per package type, the first few of each
+// (strata inspect --json lists them all).
+func printPackages(out io.Writer, what string, pkgs []sbom.Package) {
+	const shown = 12
+	byType := map[string][]string{}
+	var types []string
+	for _, p := range pkgs {
+		if _, ok := byType[p.Type]; !ok {
+			types = append(types, p.Type)
+		}
+		byType[p.Type] = append(byType[p.Type], p.Name+" "+p.Version)
+	}
+	for _, t := range types {
+		list := byType[t]
+		more := ""
+		if len(list) > shown {
+			more = fmt.Sprintf(" and %d more", len(list)-shown)
+			list = list[:shown]
+		}
+		fmt.Fprintf(out, "        %s (%s, %d): %s%s\n", what, t, len(byType[t]), strings.Join(list, ", "), more)
+	}
+}
+
+func sbomCmd() *cobra.Command {
+	var format, output string
+	cmd := &cobra.Command{
+		Use:   "sbom NAME [--format spdx|cyclonedx] [-o FILE]",
+		Short: "Write an image's software bill of materials (SPDX 2.3 or CycloneDX 1.6 JSON)",
+		Long: `Write the packages an image holds as an SPDX 2.3 or CycloneDX 1.6 JSON document: the
+Debian packages, Python distributions and conda packages that the metadata of their package
+managers lists in its layers, each with its package URL. strata push --sbom attaches the
+document to the pushed image as an OCI referrer.`,
+		Example: "  strata sbom myapp > myapp.spdx.json\n  strata sbom myapp --format cyclonedx -o myapp.cdx.json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			img, err := openImage(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			doc, err := img.SBOM(cmd.Context(), format)
+			if err != nil {
+				return err
+			}
+			doc = append(doc, '\n')
+			if output == "" || output == "-" {
+				_, err = cmd.OutOrStdout().Write(doc)
+				return err
+			}
+			return os.WriteFile(output, doc, 0o644)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "spdx", "spdx or cyclonedx")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE instead of the standard output")
 	return cmd
 }
 

@@ -29,7 +29,7 @@ defined in Go (package github.com/strata-build/strata) or in a spec file:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(specCmd(), dockerfileCmd(), buildCmd(), runCmd(), imagesCmd(), inspectCmd(), rmCmd(), pruneCmd(), exportCmd(), logsCmd(), secretCmd(), versionCmd(),
+	root.AddCommand(specCmd(), dockerfileCmd(), buildCmd(), runCmd(), imagesCmd(), inspectCmd(), sbomCmd(), rmCmd(), pruneCmd(), exportCmd(), logsCmd(), secretCmd(), versionCmd(),
 		pushCmd(), pullCmd(), tagCmd(), loginCmd(), logoutCmd(), psCmd(), stopCmd(), volumeCmd())
 	return root
 }

@@ -18,17 +18,19 @@ import (
 type pushFlags struct {
 	compression string
 	mediaTypes  string
+	sbom        string
 }
 
 func (f *pushFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.compression, "compression", "gzip", "layer compression: gzip, zstd or estargz (lazy-pullable gzip)")
 	cmd.Flags().StringVar(&f.mediaTypes, "media-types", "oci", "manifest media types: oci, or docker for registries that predate OCI")
+	cmd.Flags().StringVar(&f.sbom, "sbom", "", "attach the image's SBOM (spdx or cyclonedx) as an OCI referrer of the pushed image")
 }
 
 // push pushes an image and prints its digest.
 func (f *pushFlags) push(cmd *cobra.Command, img *strata.Built, ref string) error {
 	p := newTransfers(cmd.ErrOrStderr(), "pushed")
-	d, err := img.Push(cmd.Context(), ref, strata.PushOptions{Compression: f.compression, MediaTypes: f.mediaTypes, Progress: p.update})
+	d, err := img.Push(cmd.Context(), ref, strata.PushOptions{Compression: f.compression, MediaTypes: f.mediaTypes, SBOM: f.sbom, Progress: p.update})
 	if err != nil {
 		return err
 	}
