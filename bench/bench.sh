@@ -18,15 +18,7 @@ export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
 go build -o "$work/strata" ./cmd/strata
 strata() { "$work/strata" "$@"; }
 
-echo "preparing the shared base..." >&2
-printf 'image:\n  - debian_slim: {python_version: "3.13"}\n' > "$work/base.yaml"
-strata build -f "$work/base.yaml" -t bench-base --progress plain >/dev/null 2>&1
-# buildah's copy of the base is tagged by strata's manifest digest, so both start from the same bytes.
-tag=$(strata inspect bench-base | awk '/^manifest:/ {print substr($2, 8, 12)}')
-if ! buildah inspect --type image "localhost/bench-base:$tag" >/dev/null 2>&1; then
-  strata export bench-base --format oci -o "$work/base-oci"
-  skopeo copy -q "oci:$work/base-oci:bench-base:latest" "containers-storage:localhost/bench-base:$tag"
-fi
+. bench/base.sh
 
 mkdir -p "$work/ctx"
 write() { # nonce last
