@@ -135,6 +135,7 @@ const uvDouble = `#!/bin/sh
 {
   echo "argv: $*"
   echo "python: $(command -v python)"
+  echo "cache: $UV_CACHE_DIR $UV_LINK_MODE $(test -d "$UV_CACHE_DIR" && test -w "$UV_CACHE_DIR" && echo writable)"
   find /.uv -type f ! -path /.uv/uv | sort | while read -r f; do echo "file: $f $(sha256sum < "$f" | cut -c1-64)"; done
 } >> /uv-invocations.txt
 case " $* " in *" fail-please "*) echo "uv-double: no solution found when resolving dependencies: fail-please was not found in the package registry" >&2; exit 1;; esac
@@ -171,9 +172,11 @@ func TestUvWithATestDouble(t *testing.T) {
 	b := build(t, img, "it-uv", strata.WithResolveOptions(strata.WithDir(dir)))
 	want := "argv: pip install --python /usr/bin/python --compile-bytecode --index-url http://127.0.0.1:9/simple --requirements /.uv/0/reqs.txt a-pkg b-pkg\n" +
 		"python: /usr/bin/python\n" +
+		"cache: /.strata-cache/uv copy writable\n" +
 		"file: /.uv/0/reqs.txt " + sum("reqs.txt") + "\n" +
 		"argv: sync --project=/.uv --no-install-workspace --compile-bytecode --group=dev --extra=gpu --frozen\n" +
 		"python: /usr/bin/python\n" +
+		"cache: /.strata-cache/uv copy writable\n" +
 		"file: /.uv/0/reqs.txt " + sum("reqs.txt") + "\n" +
 		"file: /.uv/pyproject.toml " + sum("proj/pyproject.toml") + "\n" +
 		"file: /.uv/uv.lock " + sum("proj/uv.lock") + "\n"
@@ -203,6 +206,7 @@ exec /bin/sh -c "$*"
 `
 	micromambaDouble = `#!/bin/sh
 echo "argv: $*" >> /micromamba-invocations.txt
+echo "pkgs: $CONDA_PKGS_DIRS $CONDA_ALWAYS_COPY $(test -d "$CONDA_PKGS_DIRS" && test -w "$CONDA_PKGS_DIRS" && echo writable)" >> /micromamba-invocations.txt
 prev=
 for a in "$@"; do
   [ "$prev" = -f ] && echo "file: $a $(sha256sum < "$a" | cut -c1-64)" >> /micromamba-invocations.txt
@@ -239,8 +243,10 @@ func TestMicromambaWithATestDouble(t *testing.T) {
 	envSum := sha256.Sum256([]byte("name: base\ndependencies:\n  - numpy\n"))
 	want := "shell: micromamba install -n base -y python=3.12 pip -c conda-forge\n" +
 		"argv: install -n base -y python=3.12 pip -c conda-forge\n" +
+		"pkgs: /.strata-cache/micromamba true writable\n" +
 		"shell: micromamba install scipy numpy -f /env.yml -n base -c conda-forge -c bioconda --yes\n" +
 		"argv: install scipy numpy -f /env.yml -n base -c conda-forge -c bioconda --yes\n" +
+		"pkgs: /.strata-cache/micromamba true writable\n" +
 		"file: /env.yml " + hex.EncodeToString(envSum[:]) + "\n"
 	if got := run(t, b, "cat", "/micromamba-invocations.txt"); got != want {
 		t.Errorf("the doubles' invocations:\n%s\nwant:\n%s", got, want)
