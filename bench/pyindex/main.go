@@ -1,7 +1,8 @@
 // Command pyindex serves a PEP 503 package index of generated wheels on 127.0.0.1, for the
-// package cache benchmark (bench/pipcache.sh). Each wheel holds Python sources and binary
-// data (a third of each wheel compressible text, the rest pseudo-random bytes, as compiled
-// extensions are), generated from a fixed seed so every run serves the same bytes. With
+// package cache benchmark (bench/pipcache.sh). Each wheel holds a small module, a data
+// file of compressible text (a third of its bytes) and a binary of pseudo-random bytes (the
+// rest, as compiled extensions are), generated from a fixed seed so every run serves the same
+// bytes. With
 // -rate, every response is paced to that many megabytes per second, as a network link
 // would be; the default serves as fast as loopback allows.
 package main
@@ -31,10 +32,11 @@ func main() {
 		name := fmt.Sprintf("benchpkg%02d", i)
 		blob := make([]byte, *size*2/3)
 		rng.Read(blob)
-		src := strings.Repeat(fmt.Sprintf("def f%d(x):\n    return x * %d  # generated source\n", i, i), *size/3/50)
+		text := strings.Repeat(fmt.Sprintf("record %d of a generated data file, as packages ship them\n", i), *size/3/50)
 		wheels[pyindex.WheelName(name, "1.0")] = pyindex.Wheel(name, "1.0", map[string]string{
-			name + "/__init__.py": src,
-			name + "/_native.bin": string(blob),
+			name + "/__init__.py":    fmt.Sprintf("NAME = %q\n", name),
+			name + "/data/table.txt": text,
+			name + "/_native.bin":    string(blob),
 		})
 		names = append(names, name)
 	}
