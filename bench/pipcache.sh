@@ -48,17 +48,15 @@ ms() { date +%s%N | cut -b1-13; }
 declare -A T
 time_strata() { local s; s=$(ms); strata build -f "$work/image.yaml" -t bench-pip --progress plain >/dev/null 2>&1; T[$1]+="$(( $(ms) - s )) "; }
 time_buildah() { local s; s=$(ms); buildah build --layers --network host --build-arg NONCE=$RANDOM$RANDOM -t bench-pip-buildah "$work/ctx" >/dev/null 2>&1; T[$1]+="$(( $(ms) - s )) "; }
-bcache() { # buildah's cache mount folder for id=bench-pip
-  find /var/tmp /var/lib/containers -maxdepth 3 -name 'buildah-cache-*' -type d 2>/dev/null
-}
-
+# buildah keeps RUN --mount=type=cache folders under /var/tmp/buildah-cache: emptied for a
+# cold run, as strata's pip cache is.
 for i in $(seq "$N"); do
   echo "run $i/$N" >&2
   rm -rf "$STRATA_HOME/caches/pip"
   time_strata strata_cold
   time_strata strata_warm
   buildah prune -f >/dev/null 2>&1 || true
-  rm -rf $(bcache) 2>/dev/null || true
+  rm -rf /var/tmp/buildah-cache
   time_buildah buildah_cold
   time_buildah buildah_warm
 done

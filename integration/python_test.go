@@ -458,13 +458,42 @@ except m.PackageNotFoundError:
 	}
 }
 
-// TestPoetryWithDebiansPoetry: poetry_install_from_file, with the poetry Debian ships
-// (python3-poetry; poetry_version "none" uses the image's), installs a project's locked
-// dependencies from a local index, with a group added and one left out. The lock file is made
-// by that poetry, in a container of the image, from the same index.
-func TestPoetryWithDebiansPoetry(t *testing.T) {
+// TestPoetry: poetry_install_from_file installs a project's locked dependencies from a local
+// index, with a group added and one left out, with the poetry Debian ships (python3-poetry;
+// poetry_version "none" uses the image's) and with a pinned poetry_version installed by pip
+// from the same index. The lock file is made by Debian's poetry, in a container. PyPI cannot
+// be reached here, so the index serves poetry and its dependencies as wheels that
+// testdata/poetry-wheels.py makes from the files Debian installed: the same poetry, as pip
+// installs it from wheels.
+func TestPoetry(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
+	withPoetry := base().AptInstall("python3-poetry")
+	pb := build(t, withPoetry, "it-poetry-base")
+	wheelDir := t.TempDir()
+	script, err := filepath.Abs("testdata/poetry-wheels.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if err := pb.Run(ctx(t), strata.RunOptions{Args: []string{"python3", "/fixture/poetry-wheels.py", "/wheels"},
+		Binds: []strata.Bind{{Source: filepath.Dir(script), Target: "/fixture"}, {Source: wheelDir, Target: "/wheels"}}, Stdout: &out, Stderr: &errb}); err != nil {
+		t.Fatalf("making poetry's wheels: %v\n%s%s", err, out.String(), errb.String())
+	}
 	wheels := map[string][]byte{}
+	poetryVersion := ""
+	for _, f := range strings.Fields(out.String()) {
+		b, err := os.ReadFile(filepath.Join(wheelDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wheels[f] = b
+		if v, ok := strings.CutPrefix(f, "poetry-"); ok {
+			poetryVersion = strings.SplitN(v, "-", 2)[0]
+		}
+	}
+	if poetryVersion == "" {
+		t.Fatalf("no poetry wheel was made: %s", out.String())
+	}
 	for _, p := range [][2]string{{"dep-pkg", "1.0"}, {"dep-pkg", "1.1"}, {"dev-pkg", "1.0"}, {"docs-pkg", "1.0"}} {
 		wheels[pyindex.WheelName(p[0], p[1])] = pyindex.Wheel(p[0], p[1], map[string]string{strings.ReplaceAll(p[0], "-", "_") + "/__init__.py": ""})
 	}
@@ -492,23 +521,41 @@ name = "local"
 url = "`+idx+`/"
 priority = "primary"
 `)
-	withPoetry := base().AptInstall("python3-poetry")
-	pb := build(t, withPoetry, "it-poetry-base")
-	var out, errb bytes.Buffer
+	out.Reset()
+	errb.Reset()
 	if err := pb.Run(ctx(t), strata.RunOptions{Args: []string{"poetry", "lock"}, Binds: []strata.Bind{{Source: dir, Target: "/project"}}, Workdir: "/project", Stdout: &out, Stderr: &errb}); err != nil {
 		t.Fatalf("poetry lock: %v\n%s%s", err, out.String(), errb.String())
 	}
-	img := withPoetry.PoetryInstallFromFileWith(strata.PoetryInstallFromFileOptions{
-		PoetryPyprojectToml: filepath.Join(dir, "pyproject.toml"), PoetryVersion: "none", With: []string{"dev"}, Without: []string{"docs"},
-	})
-	b := build(t, img, "it-poetry")
 	const show = `import importlib.metadata as m
 for d in ["dep-pkg", "dev-pkg", "docs-pkg"]:
     try:
         print(d, m.version(d))
     except m.PackageNotFoundError:
         print(d, "absent")`
-	if got := run(t, b, "python3", "-c", show); got != "dep-pkg 1.0\ndev-pkg 1.0\ndocs-pkg absent\n" {
-		t.Errorf("installed:\n%s", got)
-	}
+	const want = "dep-pkg 1.0\ndev-pkg 1.0\ndocs-pkg absent\n"
+	groups := strata.PoetryInstallFromFileOptions{PoetryPyprojectToml: filepath.Join(dir, "pyproject.toml"), With: []string{"dev"}, Without: []string{"docs"}}
+
+	t.Run("debian's poetry", func(t *testing.T) {
+		o := groups
+		o.PoetryVersion = "none"
+		b := build(t, withPoetry.PoetryInstallFromFileWith(o), "it-poetry")
+		if got := run(t, b, "python3", "-c", show); got != want {
+			t.Errorf("installed:\n%s", got)
+		}
+	})
+	t.Run("poetry installed with pip", func(t *testing.T) {
+		o := groups
+		o.PoetryVersion = poetryVersion
+		o.Env = map[string]string{"PIP_INDEX_URL": idx, "PIP_TRUSTED_HOST": "127.0.0.1"}
+		b := build(t, base().PoetryInstallFromFileWith(o), "it-poetry-pip")
+		if got := run(t, b, "python3", "-c", show); got != want {
+			t.Errorf("installed:\n%s", got)
+		}
+		if got := run(t, b, "sh", "-c", "command -v poetry; poetry --version"); got != "/usr/local/bin/poetry\nPoetry (version "+poetryVersion+")\n" {
+			t.Errorf("the poetry pip installed: %q", got)
+		}
+		if _, err := os.Stat(filepath.Join(home, "caches", "poetry")); err != nil {
+			t.Errorf("poetry's cache on the host: %v", err)
+		}
+	})
 }
