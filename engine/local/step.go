@@ -3,7 +3,6 @@ package local
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -390,27 +389,6 @@ func supportMounts(work string) ([]container.Mount, error) {
 		mounts = append(mounts, container.Mount{Source: filepath.Join(dir, "ca"), Target: "/.strata", ReadOnly: true})
 	}
 	return mounts, nil
-}
-
-// runMount makes the folder of a RUN --mount=type=cache: a persistent folder shared by the
-// builds that name the same id. Other mount types are refused with the alternative.
-func (x *executor) runMount(m *instructions.Mount) (container.Mount, error) {
-	if m.Type != instructions.MountTypeCache {
-		return container.Mount{}, fmt.Errorf("RUN --mount=type=%s is not supported (only type=cache); use secrets= or a volume instead", m.Type)
-	}
-	if !path.IsAbs(m.Target) {
-		return container.Mount{}, fmt.Errorf("RUN --mount=type=cache needs an absolute target=, got %q", m.Target)
-	}
-	id := m.CacheID
-	if id == "" {
-		id = m.Target
-	}
-	sum := sha256.Sum256([]byte(id))
-	dir := x.e.store.Path("cachemounts", hex.EncodeToString(sum[:8]))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return container.Mount{}, err
-	}
-	return container.Mount{Source: dir, Target: m.Target, ReadOnly: m.ReadOnly}, nil
 }
 
 func randomID() string {
