@@ -160,11 +160,13 @@ type PushOptions struct {
 func (b *Built) Push(ctx context.Context, ref string, o PushOptions) (string, error) {
 	eo := engine.PushOptions{Compression: o.Compression, MediaTypes: o.MediaTypes, Progress: transferFunc(o.Progress)}
 	if o.SBOM != "" {
-		doc, err := b.SBOM(ctx, o.SBOM)
-		if err != nil {
+		// Checked before the push: a format or an image strata cannot describe fails it.
+		if _, err := b.SBOM(ctx, o.SBOM); err != nil {
 			return "", err
 		}
-		eo.Referrers = append(eo.Referrers, engine.Referrer{ArtifactType: sbom.Formats[o.SBOM], Data: doc})
+		eo.Referrers = append(eo.Referrers, engine.Referrer{ArtifactType: sbom.Formats[o.SBOM], Document: func(subject string) ([]byte, error) {
+			return b.sbom(ctx, o.SBOM, subject)
+		}})
 	}
 	d, err := b.c.eng.Push(ctx, b.img, ref, eo)
 	return d, fromEngine(err)
@@ -241,19 +243,28 @@ func (b *Built) Inspect(ctx context.Context) (*Inspect, error) {
 // layers lists them, as an SPDX 2.3 ("spdx") or CycloneDX 1.6 ("cyclonedx") JSON document.
 // The same image always gives the same document.
 func (b *Built) SBOM(ctx context.Context, format string) ([]byte, error) {
+	return b.sbom(ctx, format, "")
+}
+
+// sbom writes the SBOM for the image as stored, or as pushed with the manifest digest given.
+func (b *Built) sbom(ctx context.Context, format, digest string) ([]byte, error) {
 	in, err := b.Inspect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var layers []sbom.Changes
-	for _, l := range in.Layers {
-		if l.Packages != nil {
-			layers = append(layers, *l.Packages)
+	for i, l := range in.Layers {
+		if l.Packages == nil {
+			return nil, fmt.Errorf("layer %d (%s, %s): its packages could not be listed (see strata logs for the layer); rebuild it with force_build to list them", i, l.Method, l.Key)
 		}
+		layers = append(layers, *l.Packages)
+	}
+	if digest == "" {
+		digest = in.Manifest
 	}
 	return sbom.Document(format, sbom.Image{
 		Name:     in.Name,
-		Digest:   in.Manifest,
+		Digest:   digest,
 		Created:  in.Config.Created.Time,
 		Tool:     "strata " + BuilderVersion,
 		Packages: sbom.Fold(layers),

@@ -156,7 +156,9 @@ type PushOptions struct {
 type Referrer struct {
 	// ArtifactType is the document's media type (application/spdx+json...).
 	ArtifactType string
-	Data         []byte
+	// Document writes it for the manifest digest pushed, which differs from the stored one
+	// when the push recompresses the layers or changes the media types.
+	Document func(subject string) ([]byte, error)
 }
 
 // PullOptions say how to pull an image.

@@ -78,26 +78,47 @@ func TestResolvedPackagesAndSBOM(t *testing.T) {
 	}
 
 	reg := registry(t)
-	ref := reg + "/sbom/app:1"
-	out, err = cli(t, "push", "it-sbom", ref, "--sbom", "spdx")
-	if err != nil {
-		t.Fatalf("push --sbom: %v\n%s", err, out)
+	// As stored: the attached document is strata sbom's. Recompressed to zstd: the
+	// manifest is another, and the document names that one, its subject.
+	for _, c := range []struct{ tag, format, compression string }{{"1", "spdx", "gzip"}, {"zstd", "cyclonedx", "zstd"}} {
+		ref := reg + "/sbom/app:" + c.tag
+		out, err = cli(t, "push", "it-sbom", ref, "--sbom", c.format, "--compression", c.compression)
+		if err != nil {
+			t.Fatalf("push --sbom: %v\n%s", err, out)
+		}
+		_, digest, _ := strings.Cut(strings.TrimSpace(out[strings.LastIndex(out, "\n"+ref)+1:]), "@")
+		got := attached(t, reg+"/sbom/app@"+digest, sbomMediaTypes[c.format])
+		if err := sbomtest.Validate(c.format, got); err != nil {
+			t.Errorf("the attached %s document does not validate: %v", c.format, err)
+		}
+		if c.compression == "gzip" && strings.TrimSpace(string(got)) != strings.TrimSpace(docs[c.format]) {
+			t.Errorf("the attached %s document is not the one strata sbom writes", c.format)
+		}
+		if !strings.Contains(string(got), digest) {
+			t.Errorf("the %s document attached to %s does not name it", c.format, digest)
+		}
 	}
-	_, digest, _ := strings.Cut(strings.TrimSpace(out[strings.LastIndex(out, "\n"+ref)+1:]), "@")
-	r, err := name.ParseReference(reg+"/sbom/app@"+digest, name.Insecure)
-	if err != nil {
-		t.Fatalf("%v (push said %q)", err, out)
-	}
-	idxm, err := remote.Referrers(r.Context().Digest(digest))
+}
+
+var sbomMediaTypes = map[string]string{"spdx": "application/spdx+json", "cyclonedx": "application/vnd.cyclonedx+json"}
+
+// attached returns the one document of the artifact type that refers to the image.
+func attached(t *testing.T, image, artifactType string) []byte {
+	t.Helper()
+	r, err := name.NewDigest(image, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := idxm.IndexManifest()
+	idx, err := remote.Referrers(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Manifests) != 1 || m.Manifests[0].ArtifactType != "application/spdx+json" {
-		t.Fatalf("referrers of the pushed image: %+v", m.Manifests)
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Manifests) != 1 || m.Manifests[0].ArtifactType != artifactType {
+		t.Fatalf("referrers of %s: %+v", image, m.Manifests)
 	}
 	art, err := remote.Image(r.Context().Digest(m.Manifests[0].Digest.String()))
 	if err != nil {
@@ -113,7 +134,5 @@ func TestResolvedPackagesAndSBOM(t *testing.T) {
 	}
 	defer rc.Close()
 	got, _ := io.ReadAll(rc)
-	if strings.TrimSpace(string(got)) != strings.TrimSpace(docs["spdx"]) {
-		t.Error("the attached SBOM is not the one strata sbom writes")
-	}
+	return got
 }

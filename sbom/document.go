@@ -51,11 +51,18 @@ func PURL(p Package) string {
 			s += "?arch=" + escape(p.Arch)
 		}
 	case PyPI:
-		s = "pkg:pypi/" + escape(normalize(PyPI, p.Name)) + "@" + escape(p.Version)
+		// The purl spec's pypi names: lowercased, '_' as '-' (dots stay).
+		s = "pkg:pypi/" + escape(strings.ReplaceAll(strings.ToLower(p.Name), "_", "-")) + "@" + escape(p.Version)
 	case Conda:
 		s = "pkg:conda/" + escape(p.Name) + "@" + escape(p.Version)
-		if p.Channel != "" {
-			s += "?channel=" + escape(p.Channel)
+		var q []string // qualifiers, sorted by key
+		for _, kv := range [][2]string{{"build", p.Build}, {"channel", p.Channel}, {"subdir", p.Subdir}} {
+			if kv[1] != "" {
+				q = append(q, kv[0]+"="+escape(kv[1]))
+			}
+		}
+		if len(q) > 0 {
+			s += "?" + strings.Join(q, "&")
 		}
 	default:
 		s = "pkg:generic/" + escape(p.Name) + "@" + escape(p.Version)
@@ -77,12 +84,13 @@ func escape(s string) string {
 	return b.String()
 }
 
-// uuid is a name-based UUID (the form of version 5, from sha256) of the image's digest and
-// the format: the same image always gets the same document.
+// uuid is a name-based UUID (RFC 9562 version 8, from sha256) of what the document says
+// and in which format: the same image, name and tool always get the same document, and
+// two different documents never share a namespace.
 func uuid(parts ...string) string {
 	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
 	u := sum[:16]
-	u[6] = u[6]&0x0f | 0x50
+	u[6] = u[6]&0x0f | 0x80
 	u[8] = u[8]&0x3f | 0x80
 	h := hex.EncodeToString(u)
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
@@ -135,7 +143,7 @@ func SPDX(img Image) ([]byte, error) {
 		DataLicense:       "CC0-1.0",
 		SPDXID:            "SPDXRef-DOCUMENT",
 		Name:              imageName(img),
-		DocumentNamespace: "urn:uuid:" + uuid(img.Digest, "spdx"),
+		DocumentNamespace: "urn:uuid:" + uuid(img.Digest, img.Name, img.Tool, fmt.Sprint(len(img.Packages)), "spdx"),
 	}
 	doc.CreationInfo.Created = img.Created.UTC().Format(time.RFC3339)
 	doc.CreationInfo.Creators = []string{"Tool: " + strings.ReplaceAll(img.Tool, " ", "-")}
@@ -184,7 +192,7 @@ func CycloneDX(img Image) ([]byte, error) {
 		} `json:"metadata"`
 		Components []component `json:"components"`
 	}
-	d := doc{BOMFormat: "CycloneDX", SpecVersion: "1.6", SerialNumber: "urn:uuid:" + uuid(img.Digest, "cyclonedx"), Version: 1, Components: []component{}}
+	d := doc{BOMFormat: "CycloneDX", SpecVersion: "1.6", SerialNumber: "urn:uuid:" + uuid(img.Digest, img.Name, img.Tool, fmt.Sprint(len(img.Packages)), "cyclonedx"), Version: 1, Components: []component{}}
 	d.Metadata.Timestamp = img.Created.UTC().Format(time.RFC3339)
 	d.Metadata.Tools.Components = []component{{Type: "application", Name: tool, Version: version}}
 	d.Metadata.Component = component{Type: "container", BOMRef: "image", Name: imageName(img), Version: img.Digest}

@@ -8,11 +8,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The package types, as in package URLs.
@@ -32,8 +36,11 @@ type Package struct {
 	// Path is where a Python distribution or conda package is installed: the site-packages
 	// folder, or the conda prefix.
 	Path string `json:"path,omitempty"`
-	// Channel is a conda package's channel.
+	// Channel, Subdir and Build are a conda package's channel name ("conda-forge"),
+	// platform folder ("linux-64") and build string.
 	Channel string `json:"channel,omitempty"`
+	Subdir  string `json:"subdir,omitempty"`
+	Build   string `json:"build,omitempty"`
 }
 
 // id identifies a package slot: a later layer's package with the same id replaces it.
@@ -46,9 +53,10 @@ func normalize(typ, name string) string {
 	if typ != PyPI {
 		return name
 	}
-	name = strings.ToLower(name)
-	return strings.NewReplacer("_", "-", ".", "-").Replace(name)
+	return pep503.ReplaceAllString(strings.ToLower(name), "-")
 }
+
+var pep503 = regexp.MustCompile(`[-_.]+`)
 
 // Changes is what a layer did to its image's packages.
 type Changes struct {
@@ -56,10 +64,15 @@ type Changes struct {
 	Added []Package `json:"added,omitempty"`
 	// Removed are the packages it uninstalled (with the version they had, when known).
 	Removed []Package `json:"removed,omitempty"`
+	// Cleared are folders the layer deleted or replaced whole (a whiteout, an opaque
+	// folder): the Python and conda packages installed below them before are gone.
+	Cleared []string `json:"cleared,omitempty"`
 }
 
 // Empty says whether the layer changed no package.
-func (c Changes) Empty() bool { return len(c.Added) == 0 && len(c.Removed) == 0 }
+func (c Changes) Empty() bool {
+	return len(c.Added) == 0 && len(c.Removed) == 0 && len(c.Cleared) == 0
+}
 
 // DpkgStatus is where dpkg keeps the installed packages.
 const DpkgStatus = "var/lib/dpkg/status"
@@ -74,8 +87,15 @@ func ScanLayer(dir string, parentStatus []byte) (Changes, error) {
 		if err != nil {
 			return err
 		}
+		if whiteout(d, p) {
+			c.Cleared = append(c.Cleared, inImage(dir, p))
+			return nil
+		}
 		if !d.IsDir() {
 			return nil
+		}
+		if opaque(p) {
+			c.Cleared = append(c.Cleared, inImage(dir, p))
 		}
 		switch d.Name() {
 		case "site-packages", "dist-packages":
@@ -107,6 +127,18 @@ func ScanLayer(dir string, parentStatus []byte) (Changes, error) {
 	return c, nil
 }
 
+// inImage is a snapshot path as a path of the image.
+func inImage(root, p string) string {
+	return "/" + strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(p, root)), "/")
+}
+
+// opaque says whether a folder is an overlay opaque folder: it hides what is below it.
+func opaque(p string) bool {
+	b := make([]byte, 1)
+	n, err := unix.Lgetxattr(p, "trusted.overlay.opaque", b)
+	return err == nil && n == 1 && b[0] == 'y'
+}
+
 // whiteout says whether an entry is an overlay whiteout.
 func whiteout(d fs.DirEntry, p string) bool {
 	if d.Type()&fs.ModeCharDevice == 0 {
@@ -127,7 +159,7 @@ func scanSitePackages(root, dir string, c *Changes) error {
 	if err != nil {
 		return err
 	}
-	where := "/" + strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(dir, root)), "/")
+	where := inImage(root, dir)
 	for _, e := range entries {
 		name := e.Name()
 		ext := filepath.Ext(name)
@@ -187,7 +219,7 @@ func scanCondaMeta(root, dir string, c *Changes) error {
 	if err != nil {
 		return err
 	}
-	prefix := "/" + strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(filepath.Dir(dir), root)), "/")
+	prefix := inImage(root, filepath.Dir(dir))
 	for _, e := range entries {
 		name := e.Name()
 		if filepath.Ext(name) != ".json" {
@@ -210,13 +242,31 @@ func scanCondaMeta(root, dir string, c *Changes) error {
 			Name    string `json:"name"`
 			Version string `json:"version"`
 			Channel string `json:"channel"`
+			Subdir  string `json:"subdir"`
+			Build   string `json:"build"`
 		}
 		if json.Unmarshal(b, &rec) != nil || rec.Name == "" {
 			continue // history and other files
 		}
-		c.Added = append(c.Added, Package{Type: Conda, Name: rec.Name, Version: rec.Version, Path: prefix, Channel: rec.Channel})
+		c.Added = append(c.Added, Package{Type: Conda, Name: rec.Name, Version: rec.Version, Path: prefix,
+			Channel: channelName(rec.Channel, rec.Subdir), Subdir: rec.Subdir, Build: rec.Build})
 	}
 	return nil
+}
+
+// channelName is the name of a conda channel that conda-meta may give as its URL
+// ("https://conda.anaconda.org/conda-forge/linux-64" is "conda-forge").
+func channelName(channel, subdir string) string {
+	u, err := url.Parse(channel)
+	if err != nil || u.Host == "" {
+		return channel
+	}
+	p := strings.Trim(u.Path, "/")
+	p = strings.TrimSuffix(strings.TrimSuffix(p, subdir), "/")
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		p = p[i+1:]
+	}
+	return p
 }
 
 // ParseDpkgStatus lists the installed packages of a dpkg status file.
@@ -271,6 +321,13 @@ func diffDpkg(before, after []Package) (added, removed []Package) {
 func Fold(layers []Changes) []Package {
 	m := map[string]Package{}
 	for _, c := range layers {
+		for _, dir := range c.Cleared {
+			for id, p := range m {
+				if p.Path != "" && (p.Path == dir || strings.HasPrefix(p.Path, strings.TrimSuffix(dir, "/")+"/")) {
+					delete(m, id)
+				}
+			}
+		}
 		for _, p := range c.Removed {
 			delete(m, p.id())
 		}

@@ -3,6 +3,8 @@ package local
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -32,6 +34,9 @@ type aptProxy struct {
 	ln  net.Listener
 	srv *http.Server
 	rp  *httputil.ReverseProxy
+	// auth is the Proxy-Authorization the proxy's URL gives: other local users cannot use
+	// it (nor, through it, the user's own upstream proxy).
+	auth, token string
 }
 
 // aptProxyURL starts the process's apt proxy on first use and returns its URL.
@@ -47,7 +52,11 @@ func (e *Engine) aptProxyURL() (string, error) {
 			e.aptErr = fmt.Errorf("starting the apt cache proxy: %w", err)
 			return
 		}
-		p := &aptProxy{dir: dir, ln: ln}
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		token := hex.EncodeToString(b)
+		p := &aptProxy{dir: dir, ln: ln, token: token, auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("strata:"+token))}
+		p.removeStale()
 		p.rp = &httputil.ReverseProxy{
 			// A proxy request carries its absolute URL: it goes where it names, unchanged.
 			Rewrite:        func(*httputil.ProxyRequest) {},
@@ -61,7 +70,18 @@ func (e *Engine) aptProxyURL() (string, error) {
 	if e.aptErr != nil {
 		return "", e.aptErr
 	}
-	return "http://" + e.apt.ln.Addr().String() + "/", nil
+	return "http://strata:" + e.apt.token + "@" + e.apt.ln.Addr().String() + "/", nil
+}
+
+// removeStale removes what a proxy that died left half-written (an hour old: another
+// process's proxy may be writing its own now).
+func (p *aptProxy) removeStale() {
+	tmps, _ := filepath.Glob(filepath.Join(p.dir, ".tmp-*"))
+	for _, f := range tmps {
+		if info, err := os.Stat(f); err == nil && time.Since(info.ModTime()) > time.Hour {
+			os.Remove(f)
+		}
+	}
 }
 
 func (p *aptProxy) close() {
@@ -70,10 +90,10 @@ func (p *aptProxy) close() {
 	}
 }
 
-// immutable says whether a request's answer never changes: a whole GET of a package or of
-// an index file by its hash.
+// immutable says whether a request's answer never changes, and is anybody's: a whole GET,
+// without credentials, of a package or of an index file by its hash.
 func immutable(r *http.Request) bool {
-	if r.Method != http.MethodGet || r.Header.Get("Range") != "" {
+	if r.Method != http.MethodGet || r.Header.Get("Range") != "" || r.Header.Get("Authorization") != "" || r.Header.Get("Cookie") != "" {
 		return false
 	}
 	p := r.URL.Path
@@ -86,6 +106,12 @@ func (p *aptProxy) file(u string) string {
 }
 
 func (p *aptProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if subtle.ConstantTimeCompare([]byte(r.Header.Get("Proxy-Authorization")), []byte(p.auth)) != 1 {
+		w.Header().Set("Proxy-Authenticate", `Basic realm="strata"`)
+		http.Error(w, "strata's apt cache serves the builds of the process that started it", http.StatusProxyAuthRequired)
+		return
+	}
+	r.Header.Del("Proxy-Authorization")
 	if r.URL.Scheme != "http" || r.URL.Host == "" {
 		// apt is only given this proxy for http; https goes straight to its host.
 		http.Error(w, "strata's apt cache proxies plain-http requests in proxy form only", http.StatusBadRequest)
@@ -107,7 +133,12 @@ func (p *aptProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // keep tees a whole answer to an immutable request into the cache, where it lands only
 // once the body has been read to its end and is as long as the server said.
 func (p *aptProxy) keep(resp *http.Response) error {
-	if resp.StatusCode != http.StatusOK || !immutable(resp.Request) {
+	// An encoded body is not the file: served from the cache without its header, it would
+	// be read as the file.
+	if resp.StatusCode != http.StatusOK || !immutable(resp.Request) || resp.Header.Get("Content-Encoding") != "" {
+		return nil
+	}
+	if err := os.MkdirAll(p.dir, 0o755); err != nil { // emptied by prune --caches since
 		return nil
 	}
 	b := make([]byte, 8)
@@ -117,7 +148,8 @@ func (p *aptProxy) keep(resp *http.Response) error {
 	if err != nil {
 		return nil // serve it uncached
 	}
-	resp.Body = &teeToCache{ReadCloser: resp.Body, f: f, tmp: tmp, dst: p.file(resp.Request.URL.String()), want: resp.ContentLength}
+	deb := strings.HasSuffix(resp.Request.URL.Path, ".deb") || strings.HasSuffix(resp.Request.URL.Path, ".udeb")
+	resp.Body = &teeToCache{ReadCloser: resp.Body, f: f, tmp: tmp, dst: p.file(resp.Request.URL.String()), want: resp.ContentLength, deb: deb}
 	return nil
 }
 
@@ -128,7 +160,14 @@ type teeToCache struct {
 	want, got int64
 	failed    bool
 	done      sync.Once
+	// deb files must start as ar archives do: a 200 page from a captive portal is no
+	// package, and would fail apt's check in every later build.
+	deb  bool
+	head []byte
 }
+
+// arMagic starts every .deb.
+const arMagic = "!<arch>\n"
 
 func (t *teeToCache) Read(b []byte) (int, error) {
 	n, err := t.ReadCloser.Read(b)
@@ -137,6 +176,9 @@ func (t *teeToCache) Read(b []byte) (int, error) {
 			t.failed = true
 		}
 		t.got += int64(n)
+		if len(t.head) < len(arMagic) {
+			t.head = append(t.head, b[:min(n, len(arMagic)-len(t.head))]...)
+		}
 	}
 	if errors.Is(err, io.EOF) {
 		t.finish(true)
@@ -151,7 +193,7 @@ func (t *teeToCache) Close() error {
 
 func (t *teeToCache) finish(eof bool) {
 	t.done.Do(func() {
-		ok := eof && !t.failed && (t.want < 0 || t.got == t.want)
+		ok := eof && !t.failed && (t.want < 0 || t.got == t.want) && (!t.deb || string(t.head) == arMagic)
 		if err := t.f.Close(); err != nil {
 			ok = false
 		}

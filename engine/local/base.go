@@ -58,6 +58,26 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		return store.LayerDesc{}, fmt.Errorf("debian_slim needs mmdebstrap: apt-get install -y mmdebstrap")
 	}
+	env := append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", BaseEpoch.Unix()))
+	chroot := `chroot "$1"`
+	if !e.noPackageCaches && slices.Contains(l.Caches, "apt") {
+		// apt on the host fetches through the caching proxy (which itself goes through the
+		// user's proxy, if any); an --aptopt would stay in the image's apt configuration.
+		url, err := e.aptProxyURL()
+		if err != nil {
+			return store.LayerDesc{}, err
+		}
+		env = append(env, "http_proxy="+url)
+		// The hooks are the image's own steps: the proxy is apt's, not theirs; they see the
+		// user's, as before.
+		chroot = `env -u http_proxy chroot "$1"`
+		if orig := os.Getenv("http_proxy"); orig != "" {
+			// Through the environment: the arguments are logged, and a proxy URL may hold a
+			// password.
+			env = append(env, "STRATA_USER_HTTP_PROXY="+orig)
+			chroot = `env http_proxy="$STRATA_USER_HTTP_PROXY" chroot "$1"`
+		}
+	}
 	args := []string{
 		"--variant=minbase", "--mode=root", "--format=tar",
 		`--aptopt=Acquire::Check-Valid-Until "false"`,
@@ -66,25 +86,16 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 	}
 	if l.Base.Python != "" {
 		check := fmt.Sprintf(`import sys; v="%%d.%%d" %% sys.version_info[:2]; sys.exit(0 if v == "%s" else "Debian %s ships Python " + v + ", not %s")`, l.Base.Python, l.Base.Suite, l.Base.Python)
-		args = append(args, `--customize-hook=chroot "$1" python3 -c `+shell.Quote(check))
+		args = append(args, "--customize-hook="+chroot+" python3 -c "+shell.Quote(check))
 	}
 	for _, in := range l.Instructions {
 		if in.Op == spec.OpRun && !in.JSON {
-			args = append(args, `--customize-hook=chroot "$1" /bin/sh -c `+shell.Quote(in.Args[0]))
+			args = append(args, "--customize-hook="+chroot+" /bin/sh -c "+shell.Quote(in.Args[0]))
 		}
 	}
 	args = append(args, l.Base.Suite, "-", e.mirror)
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", BaseEpoch.Unix()))
-	if !e.noPackageCaches && slices.Contains(l.Caches, "apt") {
-		// apt on the host fetches through the caching proxy (which itself goes through the
-		// user's proxy, if any); an --aptopt would stay in the image's apt configuration.
-		url, err := e.aptProxyURL()
-		if err != nil {
-			return store.LayerDesc{}, err
-		}
-		cmd.Env = append(cmd.Env, "http_proxy="+url)
-	}
+	cmd.Env = env
 	cmd.Stderr = log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
@@ -97,13 +108,16 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 		return store.LayerDesc{}, err
 	}
 	defer release()
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	snap, err := e.store.NewWorkDir("snap-")
 	if err != nil {
+		stop()
 		return store.LayerDesc{}, err
 	}
 	defer snap.Remove()
 	root := snap.Path + "/root"
 	if err := os.Mkdir(root, 0o755); err != nil {
+		stop()
 		return store.LayerDesc{}, err
 	}
 	desc, err := e.commitLayer(func(w io.Writer) error {

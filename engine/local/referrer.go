@@ -28,7 +28,11 @@ type artifact struct {
 }
 
 func newArtifact(a engine.Referrer, subject v1.Descriptor) (*artifact, error) {
-	blob := static.NewLayer(a.Data, types.MediaType(a.ArtifactType))
+	data, err := a.Document(subject.Digest.String())
+	if err != nil {
+		return nil, err
+	}
+	blob := static.NewLayer(data, types.MediaType(a.ArtifactType))
 	d, err := blob.Digest()
 	if err != nil {
 		return nil, err
@@ -42,7 +46,7 @@ func newArtifact(a engine.Referrer, subject v1.Descriptor) (*artifact, error) {
 		MediaType:     types.OCIManifestSchema1,
 		ArtifactType:  a.ArtifactType,
 		Config:        v1.Descriptor{MediaType: "application/vnd.oci.empty.v1+json", Digest: cfg, Size: int64(len(emptyConfig)), Data: emptyConfig},
-		Layers:        []v1.Descriptor{{MediaType: types.MediaType(a.ArtifactType), Digest: d, Size: int64(len(a.Data))}},
+		Layers:        []v1.Descriptor{{MediaType: types.MediaType(a.ArtifactType), Digest: d, Size: int64(len(data))}},
 		Subject:       &subject,
 	}
 	b, err := json.Marshal(m)
