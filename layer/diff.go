@@ -69,8 +69,7 @@ func WriteTar(dir string, w io.Writer, o Options) error {
 		}
 		st := info.Sys().(*syscall.Stat_t)
 		mode := info.Mode()
-		// An overlay whiteout: a character device 0/0.
-		if mode&fs.ModeCharDevice != 0 && st.Rdev == 0 {
+		if IsWhiteout(info) {
 			dirname, base := filepath.Split(rel)
 			return tw.WriteHeader(&tar.Header{Name: dirname + whiteoutPrefix + base, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(0, 0), Format: tar.FormatPAX})
 		}
@@ -131,7 +130,7 @@ func WriteTar(dir string, w io.Writer, o Options) error {
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		if mode.IsDir() && isOpaque(p) {
+		if mode.IsDir() && IsOpaque(p) {
 			if err := tw.WriteHeader(&tar.Header{Name: rel + "/" + opaqueMarker, Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}); err != nil {
 				return err
 			}
@@ -188,10 +187,17 @@ func ClampTimes(dir string, epoch time.Time) error {
 	return nil
 }
 
-func isOpaque(p string) bool {
+// IsOpaque says whether a folder is an overlay opaque folder: it hides what is below it.
+func IsOpaque(p string) bool {
 	buf := make([]byte, 4)
 	n, err := unix.Lgetxattr(p, opaqueXattr, buf)
 	return err == nil && n == 1 && buf[0] == 'y'
+}
+
+// IsWhiteout says whether a file is an overlay whiteout: a character device 0/0.
+func IsWhiteout(info fs.FileInfo) bool {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	return info.Mode()&fs.ModeCharDevice != 0 && ok && st.Rdev == 0
 }
 
 func addXattrs(p string, hdr *tar.Header) error {

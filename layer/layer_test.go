@@ -119,7 +119,7 @@ func TestWhiteoutsRoundTrip(t *testing.T) {
 	if err := unix.Lstat(filepath.Join(dir, "gone"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 		t.Errorf("whiteout not restored: %v %o", err, st.Mode)
 	}
-	if !isOpaque(filepath.Join(dir, "opaque")) {
+	if !IsOpaque(filepath.Join(dir, "opaque")) {
 		t.Error("opaque folder not restored")
 	}
 	var a, b unix.Stat_t

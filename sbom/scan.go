@@ -14,9 +14,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/strata-build/strata/layer"
 )
 
 // The package types, as in package URLs.
@@ -87,14 +86,14 @@ func ScanLayer(dir string, parentStatus []byte) (Changes, error) {
 		if err != nil {
 			return err
 		}
-		if whiteout(d, p) {
+		if whiteout(d) {
 			c.Cleared = append(c.Cleared, inImage(dir, p))
 			return nil
 		}
 		if !d.IsDir() {
 			return nil
 		}
-		if opaque(p) {
+		if layer.IsOpaque(p) {
 			c.Cleared = append(c.Cleared, inImage(dir, p))
 		}
 		switch d.Name() {
@@ -132,24 +131,13 @@ func inImage(root, p string) string {
 	return "/" + strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(p, root)), "/")
 }
 
-// opaque says whether a folder is an overlay opaque folder: it hides what is below it.
-func opaque(p string) bool {
-	b := make([]byte, 1)
-	n, err := unix.Lgetxattr(p, "trusted.overlay.opaque", b)
-	return err == nil && n == 1 && b[0] == 'y'
-}
-
 // whiteout says whether an entry is an overlay whiteout.
-func whiteout(d fs.DirEntry, p string) bool {
+func whiteout(d fs.DirEntry) bool {
 	if d.Type()&fs.ModeCharDevice == 0 {
-		return false
+		return false // spares the stat of every other entry
 	}
-	info, err := os.Lstat(p)
-	if err != nil {
-		return false
-	}
-	st, ok := info.Sys().(*syscall.Stat_t)
-	return ok && st.Rdev == 0
+	info, err := d.Info()
+	return err == nil && layer.IsWhiteout(info)
 }
 
 // scanSitePackages reads the distributions in one site-packages folder: *.dist-info
@@ -167,7 +155,7 @@ func scanSitePackages(root, dir string, c *Changes) error {
 			continue
 		}
 		p := filepath.Join(dir, name)
-		if whiteout(e, p) {
+		if whiteout(e) {
 			n, v, _ := strings.Cut(strings.TrimSuffix(name, ext), "-")
 			c.Removed = append(c.Removed, Package{Type: PyPI, Name: n, Version: strings.SplitN(v, "-", 2)[0], Path: where})
 			continue
@@ -226,7 +214,7 @@ func scanCondaMeta(root, dir string, c *Changes) error {
 			continue
 		}
 		p := filepath.Join(dir, name)
-		if whiteout(e, p) {
+		if whiteout(e) {
 			// name-version-build.json
 			parts := strings.Split(strings.TrimSuffix(name, ".json"), "-")
 			if len(parts) >= 3 {

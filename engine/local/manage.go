@@ -146,7 +146,7 @@ func (e *Engine) Prune(ctx context.Context, o engine.PruneOptions) (*engine.Prun
 // is locked for prune: no step is using them.
 func (e *Engine) pruneCaches(rep *engine.PruneReport) error {
 	dirs := map[string]string{"cache-mounts": e.store.Path("cachemounts")}
-	for _, name := range PackageCacheNames() {
+	for _, name := range packageCacheNames() {
 		dirs[name] = e.store.Path("caches", name)
 	}
 	for _, name := range slices.Sorted(maps.Keys(dirs)) {

@@ -44,8 +44,8 @@ var packageCaches = map[string]packageCache{
 	"apt": {env: func(d string) []string { return []string{"APT_CONFIG=" + d + "/apt.conf"} }},
 }
 
-// PackageCacheNames are the package caches strata keeps, sorted.
-func PackageCacheNames() []string {
+// packageCacheNames are the package caches strata keeps, sorted.
+func packageCacheNames() []string {
 	var names []string
 	for n := range packageCaches {
 		names = append(names, n)
@@ -79,7 +79,7 @@ func (x *executor) lendCaches(env []string) ([]container.Mount, []string, func()
 		pc, ok := packageCaches[name]
 		if !ok {
 			release()
-			return nil, nil, nil, fmt.Errorf("layer %s names the package cache %q, which this engine does not keep (it keeps %s)", x.layer.Key, name, strings.Join(PackageCacheNames(), ", "))
+			return nil, nil, nil, fmt.Errorf("layer %s names the package cache %q, which this engine does not keep (it keeps %s)", x.layer.Key, name, strings.Join(packageCacheNames(), ", "))
 		}
 		target := packageCacheRoot + "/" + name
 		var src string
