@@ -58,7 +58,7 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		return store.LayerDesc{}, fmt.Errorf("debian_slim needs mmdebstrap: apt-get install -y mmdebstrap")
 	}
-	env := append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", BaseEpoch.Unix()))
+	env := bootstrapEnv()
 	chroot := `chroot "$1"`
 	if !e.noPackageCaches && slices.Contains(l.Caches, "apt") {
 		// apt on the host fetches through the caching proxy (which itself goes through the
@@ -142,6 +142,26 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return 0
+}
+
+// bootstrapEnv is the environment mmdebstrap runs in: the same for every caller (root or
+// rootless, a login shell or a CI job), because it reaches the packages' maintainer
+// scripts, and a variable there changes the base's bytes (without PYTHONDONTWRITEBYTECODE,
+// py3compile's own imports leave timestamp-based .pyc files where it would write hash-based
+// ones). Only what changes how packages are fetched, not what they contain, comes from the
+// caller: the proxies, TMPDIR and HOME.
+func bootstrapEnv() []string {
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"PYTHONDONTWRITEBYTECODE=1",
+		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", BaseEpoch.Unix()),
+	}
+	for _, k := range []string{"HOME", "TMPDIR", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // rewriteBootstrap copies mmdebstrap's tar into a canonical layer (names without "./", no
