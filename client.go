@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/engine/local"
+	"github.com/strata-build/strata/internal/rootless"
 	"github.com/strata-build/strata/registry"
 	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/spec"
@@ -125,6 +126,9 @@ type Client struct {
 // machine's GPUs are, default /etc/cdi and /var/run/cdi) and STRATA_NO_PACKAGE_CACHES (set,
 // the steps of apt, pip, uv, poetry and micromamba layers get no download cache).
 func Open(opts ...Option) (*Client, error) {
+	if err := canBuild(); err != nil {
+		return nil, err
+	}
 	o := newOptions(opts)
 	var insecure []string
 	for _, h := range strings.Split(os.Getenv("STRATA_INSECURE_REGISTRIES"), ",") {
@@ -147,6 +151,7 @@ func Open(opts ...Option) (*Client, error) {
 		InsecureRegistries: insecure,
 		CertDirs:           certs,
 		NoPackageCaches:    os.Getenv("STRATA_NO_PACKAGE_CACHES") != "",
+		RunDir:             runDir(),
 	})
 	if err != nil {
 		return nil, err
@@ -400,4 +405,28 @@ func (b *Built) platform() string {
 		return b.Plan.platform()
 	}
 	return HostPlatform()
+}
+
+// enterErr is what kept Main from re-running the program in a user namespace.
+var enterErr error
+
+// canBuild says why this process cannot use the local engine: it is neither root nor in a
+// user namespace, where an ordinary user's builds run.
+func canBuild() error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	if enterErr != nil {
+		return fmt.Errorf("%w: %w", ErrRootless, enterErr)
+	}
+	return fmt.Errorf("%w: this program runs as uid %d, neither root nor in a user namespace: call strata.Main() first in main, which re-runs the program in a user namespace as an ordinary user, as the strata command does; or run it as root", ErrRootless, os.Geteuid())
+}
+
+// runDir is where a rootless strata keeps the OCI runtime's state: $XDG_RUNTIME_DIR/strata
+// when the session has one; otherwise, as for root, the store.
+func runDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); rootless.Active() && filepath.IsAbs(d) {
+		return filepath.Join(d, "strata")
+	}
+	return ""
 }

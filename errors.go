@@ -26,6 +26,10 @@ func (e *Error) Error() string {
 // Unwrap returns ErrInvalid and the cause.
 func (e *Error) Unwrap() []error { return []error{ErrInvalid, e.Err} }
 
+// ErrRootless is the class of errors about running as an ordinary user on a host, or in a
+// program, that cannot give strata a user namespace; each says what to change.
+var ErrRootless = errors.New("strata cannot build as this user")
+
 // ErrNotFound is the class of errors about an image, layer or log that does not
 // exist; test with errors.Is.
 var ErrNotFound = engine.ErrNotFound

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/strata-build/strata/gofunc"
+	"github.com/strata-build/strata/internal/rootless"
 	"github.com/strata-build/strata/spec"
 )
 
@@ -87,13 +88,18 @@ func functionName(fn any) string {
 }
 
 // Main runs the registered function a container was started for, writes its result and
-// exits; started otherwise, it returns at once. Call it first in main.
+// exits. Started otherwise by an ordinary user, it re-runs the program in a user namespace
+// (where the user is root and the user's subordinate ids are the other ids), so that the
+// program can build rootless; as root it returns at once. Call it first in main: the program
+// runs again from the start. If the host cannot give the user a user namespace, Main returns,
+// and Open says why.
 func Main() {
 	if _, file, _, ok := runtime.Caller(1); ok {
 		mainFile = file
 	}
 	name := os.Getenv(gofunc.EnvName)
 	if name == "" || os.Getenv(gofunc.EnvCalled) == "" {
+		enterErr = rootless.Enter()
 		return
 	}
 	res := runRegistered(name)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-build/strata/internal/rootless"
 	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/spec"
 )
@@ -187,19 +188,16 @@ func WithHashCache(file string) ResolveOption {
 	return func(o *resolveOptions) { o.hashCache, o.noCache = file, file == "" }
 }
 
-// Home is strata's state folder: $STRATA_HOME, else /var/lib/strata for root, else
-// ~/.local/share/strata.
+// Home is strata's state folder: $STRATA_HOME, else /var/lib/strata for root, else (an
+// ordinary user, rootless) $XDG_DATA_HOME/strata or ~/.local/share/strata.
 func Home() string {
 	if h := os.Getenv("STRATA_HOME"); h != "" {
 		return h
 	}
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && !rootless.Active() {
 		return "/var/lib/strata"
 	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "share", "strata")
-	}
-	return filepath.Join(os.TempDir(), "strata")
+	return rootless.DataHome()
 }
 
 // resolver carries what layer functions need at resolve time.

@@ -18,9 +18,13 @@ import (
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/sys/userns"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"tags.cncf.io/container-device-interface/pkg/cdi"
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/strata-build/strata/internal/rootless"
 )
 
 // Mount is a mount into the container: a bind mount of Source, or, with Type "tmpfs", a
@@ -129,7 +133,7 @@ func (r *Runner) Run(ctx context.Context, id, bundleDir string, s Spec) error {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		_ = exec.Command(bin, "--root", r.Root, "kill", "--all", id, "KILL").Run()
+		r.signal(bin, id, syscall.SIGKILL)
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -207,21 +211,28 @@ func (r *Runner) Start(ctx context.Context, id, bundleDir string, s Spec) error 
 // State is the runtime's word for a container's state: "running", "stopped" (its process
 // exited), or "unknown" when the runtime does not know it.
 func (r *Runner) State(id string) string {
+	status, _ := r.state(id)
+	return status
+}
+
+// state is the container's state and the pid of its first process.
+func (r *Runner) state(id string) (string, int) {
 	bin, err := r.binary()
 	if err != nil {
-		return "unknown"
+		return "unknown", 0
 	}
 	out, err := exec.Command(bin, "--root", r.Root, "state", id).Output()
 	if err != nil {
-		return "unknown"
+		return "unknown", 0
 	}
 	var st struct {
 		Status string `json:"status"`
+		Pid    int    `json:"pid"`
 	}
 	if json.Unmarshal(out, &st) != nil || st.Status == "" {
-		return "unknown"
+		return "unknown", 0
 	}
-	return st.Status
+	return st.Status, st.Pid
 }
 
 // Stop sends SIGTERM to every process of the container, and SIGKILL after grace.
@@ -230,16 +241,37 @@ func (r *Runner) Stop(id string, grace time.Duration) {
 	if err != nil {
 		return
 	}
-	_ = exec.Command(bin, "--root", r.Root, "kill", "--all", id, "TERM").Run()
+	r.signal(bin, id, syscall.SIGTERM)
 	for end := time.Now().Add(grace); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if r.State(id) != "running" {
 			return
 		}
 	}
-	_ = exec.Command(bin, "--root", r.Root, "kill", "--all", id, "KILL").Run()
+	r.signal(bin, id, syscall.SIGKILL)
 }
 
-// Cleanup removes containers left in the state folder by processes that died.
+// signal sends sig to a container. As root, runc sends it to every process in the
+// container's cgroup. In a user namespace, where runc may have no cgroup, it goes to the
+// container's first process, whose end ends every other process of its PID namespace; a
+// container that another strata process started lives in that process's user namespace,
+// out of this one's reach, and gets the signal from the process that made this namespace,
+// which owns both (rootless.Signal).
+func (r *Runner) signal(bin, id string, sig syscall.Signal) {
+	if !userns.RunningInUserNS() {
+		_ = exec.Command(bin, "--root", r.Root, "kill", "--all", id, strconv.Itoa(int(sig))).Run()
+		return
+	}
+	_, pid := r.state(id)
+	if pid <= 0 {
+		return
+	}
+	if err := unix.Kill(pid, sig); errors.Is(err, unix.EPERM) {
+		_ = rootless.Signal(pid, sig)
+	}
+}
+
+// Cleanup removes the containers left in the state folder by processes that died, then the
+// folder.
 func (r *Runner) Cleanup() {
 	entries, err := os.ReadDir(r.Root)
 	if err != nil {
@@ -250,9 +282,10 @@ func (r *Runner) Cleanup() {
 		return
 	}
 	for _, e := range entries {
-		_ = exec.Command(bin, "--root", r.Root, "kill", "--all", e.Name(), "KILL").Run()
+		r.signal(bin, e.Name(), syscall.SIGKILL)
 		_ = exec.Command(bin, "--root", r.Root, "delete", "--force", e.Name()).Run()
 	}
+	_ = os.RemoveAll(r.Root)
 }
 
 // missingTargets lists the mount targets (and their parent folders) that do not exist in the
@@ -338,6 +371,15 @@ func (s *Spec) ociSpec() (*specs.Spec, error) {
 	}
 	if s.NoNetwork {
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	} else if userns.RunningInUserNS() {
+		// sysfs can be mounted only by the user namespace that owns the network namespace;
+		// the host's is not ours, so the host's /sys is bound read-only, as runc's rootless
+		// specs do.
+		for i, m := range spec.Mounts {
+			if m.Destination == "/sys" {
+				spec.Mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+			}
+		}
 	}
 	if len(s.CDIDevices) > 0 {
 		// The devices' nodes, mounts and environment, as their CDI specs say (NVIDIA's
@@ -348,6 +390,9 @@ func (s *Spec) ociSpec() (*specs.Spec, error) {
 		}
 		if unresolved, err := cache.InjectDevices(spec, s.CDIDevices...); err != nil {
 			return nil, fmt.Errorf("giving the container the devices %s (unresolved: %s): %w", strings.Join(s.CDIDevices, ", "), strings.Join(unresolved, ", "), err)
+		}
+		if userns.RunningInUserNS() {
+			bindDevices(spec, cache, s.CDIDevices)
 		}
 	}
 	for _, m := range s.Mounts {
@@ -363,6 +408,34 @@ func (s *Spec) ociSpec() (*specs.Spec, error) {
 		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: opts})
 	}
 	return spec, nil
+}
+
+// bindDevices turns the device nodes CDI gave a container into bind mounts of the host's
+// nodes. In a user namespace runc cannot make device nodes; it would bind each from the
+// host path equal to the container's, where a CDI device's node is at its hostPath.
+func bindDevices(spec *specs.Spec, cache *cdi.Cache, names []string) {
+	host := map[string]string{}
+	add := func(e cdispec.ContainerEdits) {
+		for _, n := range e.DeviceNodes {
+			if n.HostPath != "" {
+				host[n.Path] = n.HostPath
+			}
+		}
+	}
+	for _, name := range names {
+		if d := cache.GetDevice(name); d != nil {
+			add(d.ContainerEdits)
+			add(d.GetSpec().ContainerEdits)
+		}
+	}
+	for _, d := range spec.Linux.Devices {
+		src := host[d.Path]
+		if src == "" {
+			src = d.Path
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: d.Path, Type: "bind", Source: src, Options: []string{"bind", "nosuid"}})
+	}
+	spec.Linux.Devices = nil
 }
 
 // LookupUser resolves a Docker USER string against the rootfs's /etc/passwd and /etc/group.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,6 +47,9 @@ func mountOverlay(lowers []string, rest string, flags uintptr, target string) er
 	}
 	dir, rel := compactLowers(lowers)
 	data := "lowerdir=" + strings.Join(rel, ":") + rest
+	if userns.RunningInUserNS() {
+		data += ",userxattr"
+	}
 	if len(data) > maxMountData {
 		return fmt.Errorf("the image has too many layers (%d) for one overlay mount: its options take %d bytes, the kernel accepts %d; squash some steps into one", len(lowers), len(data), maxMountData)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/klauspost/pgzip"
+	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,12 +28,22 @@ const MediaTypeGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
 const (
 	whiteoutPrefix = ".wh."
 	opaqueMarker   = ".wh..wh..opq"
-	opaqueXattr    = "trusted.overlay.opaque"
 )
 
-// keptXattrs are the extended attributes a layer carries; overlay's own are not.
+// opaqueXattr marks an opaque folder in overlayfs form. In a user namespace (a rootless
+// strata), trusted.* attributes are out of reach, and overlayfs is mounted with userxattr
+// to read user.overlay.* instead.
+func opaqueXattr() string {
+	if userns.RunningInUserNS() {
+		return "user.overlay.opaque"
+	}
+	return "trusted.overlay.opaque"
+}
+
+// keptXattrs are the extended attributes a layer carries; overlay's own (trusted.overlay.*,
+// or user.overlay.* for a rootless overlay) are not.
 func keptXattr(name string) bool {
-	return name == "security.capability" || strings.HasPrefix(name, "user.")
+	return name == "security.capability" || (strings.HasPrefix(name, "user.") && !strings.HasPrefix(name, "user.overlay."))
 }
 
 // Options tune how a folder becomes a tar.
@@ -190,7 +201,7 @@ func ClampTimes(dir string, epoch time.Time) error {
 // IsOpaque says whether a folder is an overlay opaque folder: it hides what is below it.
 func IsOpaque(p string) bool {
 	buf := make([]byte, 4)
-	n, err := unix.Lgetxattr(p, opaqueXattr, buf)
+	n, err := unix.Lgetxattr(p, opaqueXattr(), buf)
 	return err == nil && n == 1 && buf[0] == 'y'
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/userns"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +32,7 @@ type ExtractOptions struct {
 }
 
 // Extract unpacks a layer tar into dir (a fresh snapshot folder) in overlayfs form: OCI
-// whiteouts become 0/0 character devices, opaque markers the trusted.overlay.opaque xattr.
+// whiteouts become 0/0 character devices, opaque markers the overlay opaque xattr (opaqueXattr).
 // It refuses any entry that could escape dir: absolute or "../" names, paths through
 // symlinks, symlinks whose relative target climbs above the root, and hard links outside.
 // Hard links to files of earlier layers are found in o.Lowers.
@@ -66,7 +67,7 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 			return fmt.Errorf("%s: a whiteout or device node, which an archive that is not a layer may not hold", rel)
 		}
 		if base == opaqueMarker {
-			if err := unix.Lsetxattr(filepath.Join(dir, parent), opaqueXattr, []byte("y"), 0); err != nil {
+			if err := unix.Lsetxattr(filepath.Join(dir, parent), opaqueXattr(), []byte("y"), 0); err != nil {
 				return fmt.Errorf("marking %s opaque: %w", parent, err)
 			}
 			continue
@@ -150,6 +151,12 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 				m = unix.S_IFBLK
 			}
 			if err := unix.Mknod(target, m|uint32(mode), int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))); err != nil {
+				if m != unix.S_IFIFO && errors.Is(err, unix.EPERM) && userns.RunningInUserNS() {
+					// A user namespace may not make device nodes (as Docker's and
+					// containers/storage's rootless extraction, the node is left out of
+					// the snapshot; the layer's blob keeps it).
+					continue
+				}
 				return fmt.Errorf("%s: %w", rel, err)
 			}
 		case tar.TypeXGlobalHeader:
@@ -158,6 +165,9 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 			return fmt.Errorf("%s: unsupported tar entry type %q", rel, hdr.Typeflag)
 		}
 		if err := os.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
+			if errors.Is(err, unix.EINVAL) && userns.RunningInUserNS() {
+				return fmt.Errorf("%s is owned by %d:%d, an id this user namespace does not map (its maps are /proc/self/uid_map and gid_map): give the user more subordinate ids in /etc/subuid and /etc/subgid (usermod --add-subuids, --add-subgids)", rel, hdr.Uid, hdr.Gid)
+			}
 			return err
 		}
 		for k, v := range hdr.PAXRecords {

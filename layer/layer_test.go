@@ -80,7 +80,7 @@ func TestWhiteoutsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Mkdir(filepath.Join(upper, "opaque"), 0o755)
-	if err := unix.Lsetxattr(filepath.Join(upper, "opaque"), opaqueXattr, []byte("y"), 0); err != nil {
+	if err := unix.Lsetxattr(filepath.Join(upper, "opaque"), opaqueXattr(), []byte("y"), 0); err != nil {
 		t.Fatal(err)
 	}
 	os.Symlink("new", filepath.Join(upper, "link"))

@@ -7,12 +7,21 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/strata-build/strata/internal/cli"
+	"github.com/strata-build/strata/internal/rootless"
 )
 
 func main() {
+	if needsEngine(os.Args[1:]) {
+		// As an ordinary user, the rest runs again in a user namespace (rootless).
+		if err := rootless.Enter(); err != nil {
+			fmt.Fprintln(os.Stderr, "strata:", err)
+			os.Exit(1)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.New().ExecuteContext(ctx)
 	stop()
@@ -24,4 +33,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "strata:", err)
 		os.Exit(1)
 	}
+}
+
+// needsEngine says whether a command line may touch the store or run containers: all but
+// version and help, which need no user namespace.
+func needsEngine(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "--help", "help", "version", "--version", "completion":
+			return false
+		}
+		if !strings.HasPrefix(a, "-") {
+			return true // the command's name decides, and it is not one of the above
+		}
+	}
+	return len(args) > 0
 }

@@ -43,6 +43,10 @@ type Options struct {
 	CDIDirs []string
 	// NoPackageCaches turns off the package managers' download caches (STRATA_NO_PACKAGE_CACHES).
 	NoPackageCaches bool
+	// RunDir holds the OCI runtime's state, which lives no longer than the machine's boot
+	// ($XDG_RUNTIME_DIR/strata for a rootless strata). "" keeps it in the store, in the work
+	// folder of the process that started the container.
+	RunDir string
 }
 
 // Engine is the local engine.
@@ -54,6 +58,7 @@ type Engine struct {
 	reg      *registry.Client
 	platform v1.Platform
 	cdiDirs  []string
+	runDir   string
 
 	noPackageCaches bool
 	aptOnce         sync.Once
@@ -74,6 +79,7 @@ func Open(o Options) (*Engine, error) {
 		platform:        HostPlatform(),
 		cdiDirs:         o.CDIDirs,
 		noPackageCaches: o.NoPackageCaches,
+		runDir:          o.RunDir,
 	}
 	if len(e.cdiDirs) == 0 {
 		e.cdiDirs = []string{"/etc/cdi", "/var/run/cdi"}
@@ -101,14 +107,25 @@ func HostPlatform() v1.Platform {
 // release frees what a process placed in one of its work folders: the containers in its
 // runtime state folder, then its mounts.
 func (e *Engine) release(dir string) {
-	if _, err := os.Stat(filepath.Join(dir, "runc")); err == nil {
-		e.runner(dir).Cleanup()
+	r := e.runner(dir)
+	if _, err := os.Stat(r.Root); err == nil {
+		r.Cleanup()
 	}
 	container.UnmountAll(dir)
 }
 
-func (e *Engine) runner(work string) *container.Runner {
-	return &container.Runner{Runtime: e.runtime, Root: filepath.Join(work, "runc")}
+// runner is the OCI runtime for the containers of a work folder (or a detached container's
+// folder): its state is in the folder, or in RunDir under a name made from the folder's.
+func (e *Engine) runner(dir string) *container.Runner {
+	root := filepath.Join(dir, "runc")
+	if e.runDir != "" {
+		rel, err := filepath.Rel(e.store.Root(), dir)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			rel = dir
+		}
+		root = filepath.Join(e.runDir, "runc", strings.ReplaceAll(strings.Trim(rel, "/"), "/", "-"))
+	}
+	return &container.Runner{Runtime: e.runtime, Root: root}
 }
 
 // Close releases the engine.

@@ -12,7 +12,8 @@
 // over HTTP. Nor can it download uv, so the package is installed with pip_install; the
 // uv_pip_install step is in the commented line, for a machine that can pull uv's image.
 //
-// Run it as root: go run ./examples/seed (or ./examples/seed/run.sh on a fresh machine).
+// Run it as root or as an ordinary user (rootless): go run ./examples/seed, or
+// ./examples/seed/run.sh on a fresh machine.
 package main
 
 import (
@@ -31,6 +32,7 @@ import (
 )
 
 func main() {
+	strata.Main() // as an ordinary user: runs the program again in a user namespace
 	indexAddr := flag.String("index", "127.0.0.1:8731", "where to serve the package index")
 	gitAddr := flag.String("git", "127.0.0.1:8732", "where to serve the git repository")
 	flag.Parse()
