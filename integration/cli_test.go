@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -272,4 +274,67 @@ func TestRunPassesSignalsSecretsEnvAndMounts(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 || !strings.Contains(string(rest[:m]), "got-int") {
 		t.Errorf("after Ctrl-C: %v, output %q", err, rest[:m])
 	}
+}
+
+// TestDetachedContainers: `run -d` starts a container of an image whose USER is not root,
+// `ps` lists it, `logs` shows its output, and `stop` (a separate strata process: rootless, a
+// separate user namespace) ends its processes and removes it.
+func TestDetachedContainers(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	u := unique(t)
+	file := spec(t, "image:\n  - debian_slim: {python_version: \"3.13\"}\n  - run_commands: {commands: [\"useradd -u 1234 app\"]}\n  - dockerfile_commands: {commands: [\"USER app\"]}\n")
+	if out, err := cli(t, "build", "-f", file, "-t", "it-detached", "--progress", "plain"); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	secs := fmt.Sprint(40000 + rand.Intn(20000)) // marks the container's process on the host
+	out, err := cli(t, "run", "-d", "it-detached", "--", "sh", "-c", "echo started-"+u+" as $(id -u); exec sleep "+secs)
+	if err != nil {
+		t.Fatalf("run -d: %v\n%s", err, out)
+	}
+	id := strings.TrimSpace(out)
+	if out, err := cli(t, "ps"); err != nil || !strings.Contains(out, id) || !strings.Contains(out, "running") {
+		t.Errorf("ps: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err = cli(t, "logs", id)
+		if strings.Contains(out, "started-"+u+" as 1234") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(out, "started-"+u+" as 1234") {
+		t.Errorf("logs: %v\n%s", err, out)
+	}
+	if len(sleeping(secs)) == 0 {
+		t.Fatalf("no process sleep %s on the host", secs)
+	}
+	if out, err := cli(t, "stop", id); err != nil {
+		t.Fatalf("stop: %v\n%s", err, out)
+	}
+	if pids := sleeping(secs); len(pids) > 0 {
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		t.Errorf("stop left the container's process running: %v", pids)
+	}
+	if out, _ := cli(t, "ps"); strings.Contains(out, id) {
+		t.Errorf("ps after stop:\n%s", out)
+	}
+}
+
+// sleeping lists the host's processes that run `sleep secs`.
+func sleeping(secs string) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && string(b) == "sleep\x00"+secs+"\x00" {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

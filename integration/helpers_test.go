@@ -21,6 +21,7 @@ import (
 
 	"github.com/strata-build/strata"
 	"github.com/strata-build/strata/internal/pyindex"
+	"github.com/strata-build/strata/internal/rootless"
 )
 
 // home is the store shared by the tests, so that the Debian base is bootstrapped once.
@@ -30,8 +31,22 @@ var home string
 var strataBin string
 
 func TestMain(m *testing.M) {
+	// As an ordinary user the tests run again in a user namespace, as strata itself does:
+	// the rootless run of the suite.
+	if err := rootless.Enter(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	home = os.Getenv("STRATA_TEST_HOME")
 	cleanup := func() {}
+	if rootless.Active() {
+		undo, err := containerToolsRootless()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		cleanup = undo
+	}
 	if home == "" {
 		// A space in the path, as users have: mount points in /proc/self/mountinfo are then
 		// escaped, and every test checks that strata still finds and removes its mounts.
@@ -41,7 +56,8 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		home = d
-		cleanup = func() { exec.Command("rm", "-rf", d).Run() }
+		undo := cleanup
+		cleanup = func() { exec.Command("rm", "-rf", d).Run(); undo() }
 	}
 	bin, err := os.MkdirTemp("", "strata-bin-")
 	if err == nil {
@@ -55,6 +71,36 @@ func TestMain(m *testing.M) {
 	cleanup()
 	os.RemoveAll(bin)
 	os.Exit(code)
+}
+
+// containerToolsRootless tells the tools the tests check strata's images with (buildah,
+// podman, skopeo), which run as root of the test's user namespace in the rootless run of
+// the suite, that they run in a user namespace made for them, as `podman unshare` tells
+// them: they then keep their state in the user's home rather than root's
+// /var/lib/containers and /run, and make no cgroups. A session without XDG_RUNTIME_DIR (su,
+// setpriv) gets one for the run.
+func containerToolsRootless() (func(), error) {
+	for _, m := range []struct{ file, env string }{{"/proc/self/uid_map", "_CONTAINERS_ROOTLESS_UID"}, {"/proc/self/gid_map", "_CONTAINERS_ROOTLESS_GID"}} {
+		b, err := os.ReadFile(m.file)
+		if err != nil {
+			return nil, err
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 3 || f[0] != "0" {
+			return nil, fmt.Errorf("%s maps no id to 0: %q", m.file, b)
+		}
+		os.Setenv(m.env, f[1])
+	}
+	os.Setenv("_CONTAINERS_USERNS_CONFIGURED", "done")
+	if os.Getenv("XDG_RUNTIME_DIR") != "" {
+		return func() {}, nil
+	}
+	d, err := os.MkdirTemp("", "strata-it-run-")
+	if err != nil {
+		return nil, err
+	}
+	os.Setenv("XDG_RUNTIME_DIR", d)
+	return func() { exec.Command("rm", "-rf", d).Run() }, nil
 }
 
 // need skips (or, in CI, fails) a test whose prerequisites are missing.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-build/strata"
 	"github.com/strata-build/strata/internal/pyindex"
+	"github.com/strata-build/strata/internal/rootless"
 	"github.com/strata-build/strata/secrets"
 )
 
@@ -313,6 +314,9 @@ func privateGitHub(t *testing.T, token string) (caPEM string) {
 	pair, err := tls.X509KeyPair([]byte(cert), []byte(key))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rootless.Active() {
+		t.Skip("serves github.com on port 443, which an ordinary user may not bind, and edits /etc/hosts: it runs in the root run of the suite")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:443")
 	if err != nil {
