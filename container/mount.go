@@ -1,6 +1,7 @@
 package container
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,6 +55,9 @@ func mountOverlay(lowers []string, rest string, flags uintptr, target string) er
 		return fmt.Errorf("the image has too many layers (%d) for one overlay mount: its options take %d bytes, the kernel accepts %d; squash some steps into one", len(lowers), len(data), maxMountData)
 	}
 	if err := mountAt(dir, "overlay", target, "overlay", flags, data); err != nil {
+		if userns.RunningInUserNS() && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL)) {
+			return fmt.Errorf("mounting overlay at %s: %w: this kernel does not mount overlayfs in a user namespace with userxattr, which rootless strata needs (Linux 5.11 and later do): run strata as root, or on a newer kernel", target, err)
+		}
 		return fmt.Errorf("mounting overlay at %s: %w (strata needs overlayfs and the right to mount: root, or a user namespace)", target, err)
 	}
 	return nil

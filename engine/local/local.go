@@ -58,6 +58,7 @@ type Engine struct {
 	reg      *registry.Client
 	platform v1.Platform
 	cdiDirs  []string
+	home     string
 	runDir   string
 
 	noPackageCaches bool
@@ -79,6 +80,7 @@ func Open(o Options) (*Engine, error) {
 		platform:        HostPlatform(),
 		cdiDirs:         o.CDIDirs,
 		noPackageCaches: o.NoPackageCaches,
+		home:            o.Home,
 		runDir:          o.RunDir,
 	}
 	if len(e.cdiDirs) == 0 {
@@ -119,7 +121,7 @@ func (e *Engine) release(dir string) {
 func (e *Engine) runner(dir string) *container.Runner {
 	root := filepath.Join(dir, "runc")
 	if e.runDir != "" {
-		rel, err := filepath.Rel(e.store.Root(), dir)
+		rel, err := filepath.Rel(e.home, dir)
 		if err != nil || strings.HasPrefix(rel, "..") {
 			rel = dir
 		}

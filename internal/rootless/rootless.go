@@ -103,7 +103,7 @@ func reexec() error {
 	if err != nil {
 		return fmt.Errorf("strata is not running as root, and cannot find who it runs as: %w", err)
 	}
-	if err := CheckHost(); err != nil {
+	if err := checkHost(); err != nil {
 		return err
 	}
 	uidMap, err := idMap("/etc/subuid", u.Username, u.Uid, "--add-subuids")
@@ -232,9 +232,9 @@ func serveSignals(conn *os.File) {
 
 const userNSHint = " (unprivileged user namespaces may be turned off: sysctl -w user.max_user_namespaces=28633, and on Ubuntu sysctl -w kernel.apparmor_restrict_unprivileged_userns=0)"
 
-// CheckHost says what keeps this host from giving an ordinary user a user namespace, with
+// checkHost says what keeps this host from giving an ordinary user a user namespace, with
 // the command that fixes it.
-func CheckHost() error {
+func checkHost() error {
 	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(b)) == "0" {
 		return errors.New("user namespaces are turned off on this host (user.max_user_namespaces is 0): as root, sysctl -w user.max_user_namespaces=28633, or run strata as root")
 	}
@@ -252,7 +252,7 @@ func CheckHost() error {
 // idMap reads the user's subordinate id ranges from file (/etc/subuid or /etc/subgid) and
 // returns them as newuidmap's triples, inside the namespace from id 1 on.
 func idMap(file, name, uid, flag string) ([]string, error) {
-	ranges, err := SubIDs(file, name, uid)
+	ranges, err := subIDs(file, name, uid)
 	if err != nil {
 		return nil, err
 	}
@@ -272,8 +272,8 @@ func idMap(file, name, uid, flag string) ([]string, error) {
 	return out, nil
 }
 
-// SubIDs reads the ranges (start, count) that file gives the user, by name or by uid.
-func SubIDs(file, name, uid string) ([][2]int, error) {
+// subIDs reads the ranges (start, count) that file gives the user, by name or by uid.
+func subIDs(file, name, uid string) ([][2]int, error) {
 	f, err := os.Open(file)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
