@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/engine/local"
 	"github.com/strata-build/strata/internal/rootless"
@@ -422,11 +424,17 @@ func canBuild() error {
 	return fmt.Errorf("%w: this program runs as uid %d, neither root nor in a user namespace: call strata.Main() first in main, which re-runs the program in a user namespace as an ordinary user, as the strata command does; or run it as root", ErrRootless, os.Geteuid())
 }
 
-// runDir is where a rootless strata keeps the OCI runtime's state: $XDG_RUNTIME_DIR/strata
-// when the session has one; otherwise, as for root, the store.
+// runDir is where a rootless strata keeps the OCI runtime's state for its steps and runs:
+// $XDG_RUNTIME_DIR/strata when the session has one of the user's own (su keeps root's,
+// which the user cannot write); otherwise, as for root, the store.
 func runDir() string {
-	if d := os.Getenv("XDG_RUNTIME_DIR"); rootless.Active() && filepath.IsAbs(d) {
-		return filepath.Join(d, "strata")
+	d := os.Getenv("XDG_RUNTIME_DIR")
+	if !rootless.Active() || !filepath.IsAbs(d) {
+		return ""
 	}
-	return ""
+	var st unix.Stat_t
+	if unix.Stat(d, &st) != nil || st.Uid != uint32(os.Geteuid()) || unix.Access(d, unix.W_OK) != nil {
+		return ""
+	}
+	return filepath.Join(d, "strata")
 }

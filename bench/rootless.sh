@@ -10,11 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5}
 [ "$(id -u)" = 0 ] || { echo "run as root: it compares root with rootless and makes the user it runs rootless as" >&2; exit 1; }
-command -v buildah >/dev/null && command -v skopeo >/dev/null && command -v newuidmap >/dev/null || apt-get install -y -qq buildah skopeo uidmap bc >/dev/null
+./scripts/install-deps.sh
+command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
 export PATH=$PATH:/usr/local/go/bin
 user=strata-bench
 id "$user" >/dev/null 2>&1 || useradd -m "$user"
-grep -q "^$user:" /etc/subuid || usermod --add-subuids 300000-365535 --add-subgids 300000-365535 "$user"
+./scripts/install-deps.sh --subids "$user"
 uhome=$(getent passwd "$user" | cut -d: -f6)
 work=$(mktemp -d /var/tmp/strata-bench-XXXXXX)
 chmod 755 "$work"
@@ -73,7 +74,7 @@ DOCKERFILE
 now() { date +%s.%N; }
 timed() { # log command...
   local log=$1 t; shift; t=$(now)
-  "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }
+  "$@" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
   echo "$(now) - $t" | bc
 }
 time_root() { timed "$work/root.log" strata build -f "$work/image.yaml" -t bench --progress plain; }

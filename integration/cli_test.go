@@ -277,8 +277,9 @@ func TestRunPassesSignalsSecretsEnvAndMounts(t *testing.T) {
 }
 
 // TestDetachedContainers: `run -d` starts a container of an image whose USER is not root,
-// `ps` lists it, `logs` shows its output, and `stop` (a separate strata process: rootless, a
-// separate user namespace) ends its processes and removes it.
+// `ps` lists it, `logs` shows its output, and `stop` (another strata process) ends its
+// processes and removes it. (TestRootlessBuildsTheSameLayers stops one from another user
+// namespace.)
 func TestDetachedContainers(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
 	u := unique(t)

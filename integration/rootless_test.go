@@ -4,12 +4,14 @@ import (
 	"archive/tar"
 	"encoding/json"
 	"fmt"
+	"math/rand"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -20,8 +22,9 @@ import (
 
 // TestRootlessBuildsTheSameLayers: the same spec built by root and by an ordinary user
 // (rootless, in a user namespace mapped from the user's subordinate ids) gives the same
-// manifest and layer digests; the owners a step gives (useradd -u 1234 app && install -o
-// app -d /data: owner 1234, group root as install leaves it) stay in the layer,
+// manifest and layer digests, deletions (whiteouts, opaque folders) included; the owners a
+// step gives (useradd -u 1234 app && install -o app -d /data: owner 1234, group root as
+// install leaves it) stay in the layer,
 // and a pulled layer's 1000:1000 and 65534 files keep theirs in the rootless snapshot. A
 // rootless debian_slim bootstrap gives root's base layer byte for byte.
 //
@@ -36,15 +39,16 @@ func TestRootlessBuildsTheSameLayers(t *testing.T) {
 	as := rootlessUser(t)
 	reg := registry(t)
 	pushImage(t, build(t, base().RunCommands(
-		"install -o 1000 -g 1000 -d /home/u1000 && echo x > /home/u1000/f && chown 1000:1000 /home/u1000/f && install -o 65534 -g 65534 -d /nobody"),
+		"install -o 1000 -g 1000 -d /home/u1000 && echo x > /home/u1000/f && chown 1000:1000 /home/u1000/f && install -o 65534 -g 65534 -d /nobody && mkdir /opaque && touch /opaque/old"),
 		"it-rootless-base"), reg+"/rootless/base:1")
 	dir := as.dir(t)
 	as.store = filepath.Join(dir, "store") // a new store: the base is pulled and bootstrapped anew
 	file := filepath.Join(dir, "image.yaml")
 	write(t, dir, "image.yaml", fmt.Sprintf(`image:
   - from_registry: {tag: %q}
-  - run_commands: {commands: ["useradd -u 1234 app && install -o app -d /data && echo data > /data/f && chown app:app /data/f"]}
+  - run_commands: {commands: ["useradd -u 1234 app && install -o app -d /data && echo data > /data/f && chown app:app /data/f && rm /home/u1000/f && rm -rf /opaque && mkdir /opaque"]}
   - env: {vars: {ROOTLESS: "same"}}
+  - dockerfile_commands: {commands: ["USER app"]}
 `, reg+"/rootless/base:1"))
 	os.Chmod(file, 0o644)
 	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
@@ -63,8 +67,8 @@ func TestRootlessBuildsTheSameLayers(t *testing.T) {
 	}
 
 	// The owners, in the rootless layer and the rootless snapshot of the pulled layer.
-	owners, err := as.strata(t, nil, "run", "it-rootless", "--", "stat", "-c", "%u:%g %n", "/home/u1000", "/home/u1000/f", "/nobody", "/data", "/data/f")
-	if want := "1000:1000 /home/u1000\n1000:1000 /home/u1000/f\n65534:65534 /nobody\n1234:0 /data\n1234:1234 /data/f\n"; err != nil || owners != want {
+	owners, err := as.strata(t, nil, "run", "it-rootless", "--", "sh", "-c", "stat -c '%u:%g %n' /home/u1000 /nobody /data /data/f && ls -A /home/u1000 /opaque && id -u")
+	if want := "1000:1000 /home/u1000\n65534:65534 /nobody\n1234:0 /data\n1234:1234 /data/f\n/home/u1000:\n\n/opaque:\n1234\n"; err != nil || owners != want {
 		t.Errorf("owners in a rootless container: %v\n%s\nwant\n%s", err, owners, want)
 	}
 	oci := filepath.Join(dir, "oci")
@@ -72,10 +76,32 @@ func TestRootlessBuildsTheSameLayers(t *testing.T) {
 		t.Fatalf("rootless export: %v\n%s", err, out)
 	}
 	found := lastLayerOwners(t, oci)
-	for p, want := range map[string]string{"data": "1234:0", "data/f": "1234:1234"} {
-		if found[p] != want {
+	// The deleted file is a whiteout, the replaced folder opaque (from user.overlay.opaque).
+	for p, want := range map[string]string{"data": "1234:0", "data/f": "1234:1234", "home/u1000/.wh.f": "any", "opaque/.wh..wh..opq": "any"} {
+		if found[p] != want && (want != "any" || found[p] == "") {
 			t.Errorf("%s in the rootless layer is owned by %q, want %s (all: %v)", p, found[p], want, found)
 		}
+	}
+
+	// A detached container whose process runs as 1234, stopped by another strata process:
+	// each has a user namespace of its own, and the stop goes through the parent of the
+	// second, which owns both.
+	secs := fmt.Sprint(40000 + rand.Intn(20000))
+	out, err := as.strata(t, nil, "run", "-d", "it-rootless", "--", "sh", "-c", "exec sleep "+secs)
+	if err != nil {
+		t.Fatalf("rootless run -d: %v\n%s", err, out)
+	}
+	if len(sleeping(secs)) == 0 {
+		t.Errorf("no process sleep %s on the host", secs)
+	}
+	if out, err := as.strata(t, nil, "stop", strings.TrimSpace(out)); err != nil {
+		t.Errorf("rootless stop: %v\n%s", err, out)
+	}
+	if pids := sleeping(secs); len(pids) > 0 {
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		t.Errorf("a rootless stop left the container's process running: %v", pids)
 	}
 
 	// debian_slim bootstrapped by mmdebstrap in the user namespace: root's bytes.

@@ -25,6 +25,11 @@ if [ "${1:-}" = --check ]; then
     echo "missing Debian packages: ${missing[*]}; installing them is the one step that needs root: sudo $0" >&2
     exit 1
   fi
+  me=$(id -un)
+  if [ "$(id -u)" != 0 ] && ! { grep -q "^$me:" /etc/subuid && grep -q "^$me:" /etc/subgid; } 2>/dev/null; then
+    echo "$me has no subordinate ids (/etc/subuid, /etc/subgid), which rootless strata needs: sudo $0 gives $me a range" >&2
+    exit 1
+  fi
   gomissing && { echo "Go is needed (https://go.dev/dl); this machine kind ships it in /usr/local/go" >&2; exit 1; }
   exit 0
 fi
@@ -35,12 +40,13 @@ subids() {
   local u=$1
   grep -q "^$u:" /etc/subuid 2>/dev/null && grep -q "^$u:" /etc/subgid 2>/dev/null && return
   local start
-  start=$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: 'BEGIN {m = 100000} NF == 3 && $2 + $3 > m {m = $2 + $3} END {print m}')
+  start=$({ cat /etc/subuid /etc/subgid 2>/dev/null || true; } | awk -F: 'BEGIN {m = 100000} NF == 3 && $2 + $3 > m {m = $2 + $3} END {print m}')
   usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" "$u"
   echo "gave $u the subordinate ids $start-$((start + 65535)), for rootless strata" >&2
 }
 
 if [ "${1:-}" = --subids ]; then
+  [ -n "${2:-}" ] || { echo "usage: sudo $0 --subids USER" >&2; exit 2; }
   subids "$2"
   exit 0
 fi

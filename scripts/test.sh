@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and integration tests with real runc, overlayfs, mmdebstrap,
 # pip, docker-registry, skopeo, umoci and podman.
-#   As root: installs what is missing, runs the suite as root, then runs the integration suite
-#   again rootless, as the ordinary user strata-ci (made here, with a subordinate id range).
+#   As root: installs what is missing, runs the tests as root, then runs them again rootless,
+#   as the ordinary user strata-ci (made here, with a subordinate id range).
 #   As an ordinary user: runs the suite rootless. Installing Debian packages is the one step
 #   that needs root; if any is missing this says so (sudo ./scripts/install-deps.sh).
 # Arguments go to go test (-v, -run ...).
@@ -30,9 +30,9 @@ id "$user" >/dev/null 2>&1 || useradd -m "$user"
 echo "== the tests, as root" >&2
 STRATA_TEST_ROOTLESS_USER=$user STRATA_INTEGRATION=1 go test -count=1 -timeout 60m "$@" ./...
 
-# The rootless run: the integration suite as the ordinary user, from a copy of this tree the
-# user can read, with the user's own Go caches.
-echo "== the integration tests, rootless, as $user" >&2
+# The rootless run: the tests as the ordinary user, from a copy of this tree the user can
+# read, with the user's own Go caches (its modules come from the Go proxy).
+echo "== the tests, rootless, as $user" >&2
 src=$(mktemp -d /var/tmp/strata-rootless-src-XXXXXX)
 trap 'rm -rf "$src"' EXIT
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
@@ -45,4 +45,4 @@ uhome=$(getent passwd "$user" | cut -d: -f6)
 setpriv --reuid="$user" --regid="$user" --init-groups \
   env -i PATH="$PATH" HOME="$uhome" USER="$user" LOGNAME="$user" CI="${CI:-}" STRATA_INTEGRATION=1 \
   GOPROXY="$(go env GOPROXY)" GOSUMDB="$(go env GOSUMDB)" GOFLAGS="$(go env GOFLAGS)" \
-  bash -c 'cd "$1" && shift && go test -count=1 -timeout 60m "$@" ./integration/' _ "$src" "$@"
+  bash -c 'cd "$1" && shift && go test -count=1 -timeout 60m "$@" ./...' _ "$src" "$@"

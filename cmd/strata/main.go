@@ -36,16 +36,27 @@ func main() {
 }
 
 // needsEngine says whether a command line may touch the store or run containers: all but
-// version and help, which need no user namespace.
+// version, help (asked anywhere on the line) and shell completion, which need no user
+// namespace.
 func needsEngine(args []string) bool {
 	for _, a := range args {
+		if a == "--" {
+			break // the rest is the container's command
+		}
 		switch a {
-		case "-h", "--help", "help", "version", "--version", "completion":
+		case "-h", "--help":
 			return false
 		}
-		if !strings.HasPrefix(a, "-") {
-			return true // the command's name decides, and it is not one of the above
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			continue
 		}
+		switch a {
+		case "help", "version", "completion", "__complete", "__completeNoDesc":
+			return false
+		}
+		return true // the command's name decides, and it is not one of the above
 	}
 	return len(args) > 0
 }

@@ -145,18 +145,20 @@ func exitCode(err error) int {
 }
 
 // bootstrapEnv is the environment mmdebstrap runs in: the same for every caller (root or
-// rootless, a login shell or a CI job), because it reaches the packages' maintainer
-// scripts, and a variable there changes the base's bytes (without PYTHONDONTWRITEBYTECODE,
-// py3compile's own imports leave timestamp-based .pyc files where it would write hash-based
-// ones). Only what changes how packages are fetched, not what they contain, comes from the
-// caller: the proxies, TMPDIR and HOME.
+// rootless, a login shell or a CI job), because it reaches the packages' maintainer scripts
+// and the base's own RUN lines (customize hooks), and a variable there changes the base's
+// bytes (without PYTHONDONTWRITEBYTECODE, py3compile's own imports leave timestamp-based
+// .pyc files where it would write hash-based ones; HOME decides where caches go). Only the
+// proxies, which change how packages are fetched and not what they contain, come from the
+// caller.
 func bootstrapEnv() []string {
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root",
 		"PYTHONDONTWRITEBYTECODE=1",
 		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", BaseEpoch.Unix()),
 	}
-	for _, k := range []string{"HOME", "TMPDIR", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"} {
+	for _, k := range []string{"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}

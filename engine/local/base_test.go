@@ -12,9 +12,10 @@ func TestBootstrapEnvIsTheSameForEveryCaller(t *testing.T) {
 	t.Setenv("PYTHONDONTWRITEBYTECODE", "")
 	t.Setenv("PYTHONHASHSEED", "7")
 	t.Setenv("LANG", "de_DE.UTF-8")
+	t.Setenv("HOME", "/home/someone")
 	t.Setenv("http_proxy", "http://proxy.example:3128")
 	env := bootstrapEnv()
-	for _, want := range []string{"PYTHONDONTWRITEBYTECODE=1", "SOURCE_DATE_EPOCH=1767225600", "http_proxy=http://proxy.example:3128"} {
+	for _, want := range []string{"PYTHONDONTWRITEBYTECODE=1", "SOURCE_DATE_EPOCH=1767225600", "HOME=/root", "http_proxy=http://proxy.example:3128"} {
 		if !slices.Contains(env, want) {
 			t.Errorf("no %s in %v", want, env)
 		}

@@ -60,7 +60,7 @@ func (e *Engine) Start(ctx context.Context, img *engine.Image, o engine.RunOptio
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return "", err
 	}
-	if err := e.runner(dir).Start(ctx, id, bundle, *cs); err != nil {
+	if err := e.detachedRunner(dir).Start(ctx, id, bundle, *cs); err != nil {
 		return "", err
 	}
 	started = true
@@ -97,7 +97,7 @@ func (e *Engine) container(id string) (*engine.Container, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, err
 	}
-	c.Status = e.runner(dir).State(id)
+	c.Status = e.detachedRunner(dir).State(id)
 	return &c, nil
 }
 
@@ -114,14 +114,14 @@ func (e *Engine) Stop(ctx context.Context, id string, grace time.Duration) error
 	if _, err := e.container(id); err != nil {
 		return err
 	}
-	r := e.runner(e.store.Path("containers", id))
+	r := e.detachedRunner(e.store.Path("containers", id))
 	r.Stop(id, grace)
 	return e.removeContainer(id)
 }
 
 func (e *Engine) removeContainer(id string) error {
 	dir := e.store.Path("containers", id)
-	e.runner(dir).Cleanup()
+	e.detachedRunner(dir).Cleanup()
 	container.UnmountAll(dir)
 	return store.RemoveAll(dir)
 }

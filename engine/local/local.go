@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/sys/userns"
 
 	"github.com/strata-build/strata/container"
 	"github.com/strata-build/strata/engine"
@@ -89,12 +90,72 @@ func Open(o Options) (*Engine, error) {
 	if e.mirror == "" {
 		e.mirror = "http://deb.debian.org/debian"
 	}
+	if err := checkIDMaps(o.Home); err != nil {
+		return nil, err
+	}
 	s, err := store.Open(o.Home, store.WithRelease(e.release))
 	if err != nil {
 		return nil, err
 	}
 	e.store = s
 	return e, nil
+}
+
+// idMapsFile records, in the store, the user namespace id maps its files' owners were written
+// under: "root" for the host's own ids, else the uid and gid maps of a rootless strata.
+const idMapsFile = "idmaps"
+
+// checkIDMaps refuses a store whose files were written under other id maps: root's store
+// opened rootless (or the other way), or a rootless store after the user's subordinate ids
+// changed. Its owners would be read wrong, and wrong layers cached under right keys. A new
+// store records the maps; a store from before the record was root's.
+func checkIDMaps(home string) error {
+	now, err := currentIDMaps()
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(home, idMapsFile)
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(home, "blobs")); err == nil {
+			b = []byte("root\n") // made before strata recorded the maps: only root built then
+		} else {
+			if err := os.MkdirAll(home, 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(file, []byte(now), 0o644)
+		}
+	} else if err != nil {
+		return err
+	}
+	if string(b) == now {
+		return nil
+	}
+	who := func(maps string) string {
+		if maps == "root\n" {
+			return "root"
+		}
+		return "a rootless strata with the id maps " + strings.Join(strings.Fields(maps), " ")
+	}
+	return fmt.Errorf("the store at %s was written by %s, and this is %s: its files' owners would be read wrong here. Use another store (STRATA_HOME; an ordinary user's default is ~/.local/share/strata), or build as its owner with the same subordinate ids", home, who(string(b)), who(now))
+}
+
+// currentIDMaps is "root" on the host's own ids, else this user namespace's uid and gid maps.
+func currentIDMaps() (string, error) {
+	if !userns.RunningInUserNS() {
+		return "root\n", nil
+	}
+	var out strings.Builder
+	for _, f := range []string{"/proc/self/uid_map", "/proc/self/gid_map"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			fmt.Fprintf(&out, "%s %s\n", filepath.Base(f), strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return out.String(), nil
 }
 
 // HostPlatform is the platform this machine runs: what the local engine builds for.
@@ -116,18 +177,25 @@ func (e *Engine) release(dir string) {
 	container.UnmountAll(dir)
 }
 
-// runner is the OCI runtime for the containers of a work folder (or a detached container's
-// folder): its state is in the folder, or in RunDir under a name made from the folder's.
-func (e *Engine) runner(dir string) *container.Runner {
-	root := filepath.Join(dir, "runc")
+// runner is the OCI runtime for the containers of a work folder: its state is in the folder,
+// or in RunDir under a name made from the folder's.
+func (e *Engine) runner(work string) *container.Runner {
+	root := filepath.Join(work, "runc")
 	if e.runDir != "" {
-		rel, err := filepath.Rel(e.home, dir)
+		rel, err := filepath.Rel(e.home, work)
 		if err != nil || strings.HasPrefix(rel, "..") {
-			rel = dir
+			rel = work
 		}
 		root = filepath.Join(e.runDir, "runc", strings.ReplaceAll(strings.Trim(rel, "/"), "/", "-"))
 	}
 	return &container.Runner{Runtime: e.runtime, Root: root}
+}
+
+// detachedRunner is the OCI runtime for a detached container: its state stays in the
+// container's folder in the store, as the container outlives the process that started it
+// and the session, whose runtime folder (RunDir) is emptied at logout.
+func (e *Engine) detachedRunner(dir string) *container.Runner {
+	return &container.Runner{Runtime: e.runtime, Root: filepath.Join(dir, "runc")}
 }
 
 // Close releases the engine.

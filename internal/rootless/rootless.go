@@ -35,6 +35,9 @@ import (
 // written) or "mapped" (root in the namespace).
 const stageEnv = "_STRATA_USERNS_STAGE"
 
+// parentEnv is the pid of the process that made the namespace and waits for the program.
+const parentEnv = "_STRATA_USERNS_PARENT"
+
 // signalFD is the re-run program's end of the socket on which it asks the process that
 // made its namespace to signal processes (Signal).
 const signalFD = 4
@@ -66,9 +69,12 @@ func Enter() error {
 			signals = os.NewFile(signalFD, "strata-signals")
 		}
 		// Die with the process that waits for this one, as when it was started (the
-		// signal was cleared when this program was executed with new capabilities).
+		// signal was cleared when this program was executed with new capabilities); if it
+		// died before, it is no longer the parent.
 		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
-		if os.Getppid() == 1 {
+		parent := os.Getenv(parentEnv)
+		os.Unsetenv(parentEnv)
+		if strconv.Itoa(os.Getppid()) != parent {
 			os.Exit(1)
 		}
 		return nil
@@ -97,8 +103,8 @@ func waitAndExec() {
 }
 
 // reexec starts the program in a new user and mount namespace, writes its id maps, waits for
-// it and exits as it does.
-func reexec() error {
+// it and exits as it does. On an error the child is gone and nothing is left behind.
+func reexec() (err error) {
 	u, err := user.Current()
 	if err != nil {
 		return fmt.Errorf("strata is not running as root, and cannot find who it runs as: %w", err)
@@ -118,16 +124,19 @@ func reexec() error {
 	if err != nil {
 		return err
 	}
+	defer r.Close()
+	defer w.Close()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	mine, theirs := os.NewFile(uintptr(fds[0]), "strata-signals"), os.NewFile(uintptr(fds[1]), "strata-signals")
+	defer theirs.Close()
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{r, theirs} // fd 3, fd signalFD
-	cmd.Env = append(os.Environ(), stageEnv+"=wait")
+	cmd.Env = append(os.Environ(), stageEnv+"=wait", parentEnv+"="+strconv.Itoa(os.Getpid()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
 		Pdeathsig:  syscall.SIGKILL,
@@ -135,11 +144,17 @@ func reexec() error {
 	// Signals sent to this process go to the program; a terminal's reach both.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
+		mine.Close()
 		return fmt.Errorf("starting strata in a new user namespace: %w%s", err, userNSHint)
 	}
-	r.Close()
-	theirs.Close()
+	defer func() {
+		if err != nil { // the child waits on the pipe: it must not outlive the error
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
 	go serveSignals(mine)
 	pid := strconv.Itoa(cmd.Process.Pid)
 	for _, m := range []struct {
@@ -150,8 +165,6 @@ func reexec() error {
 		{"newgidmap", append([]string{pid, "0", u.Gid, "1"}, gidMap...)},
 	} {
 		if out, err := exec.Command(m.tool, m.args...).CombinedOutput(); err != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
 			return fmt.Errorf("%s %s: %v: %s (the ranges come from /etc/subuid and /etc/subgid; newuidmap and newgidmap must be setuid root, as Debian's uidmap package installs them)",
 				m.tool, strings.Join(m.args, " "), err, strings.TrimSpace(string(out)))
 		}
@@ -159,26 +172,39 @@ func reexec() error {
 	if _, err := w.Write([]byte{1}); err != nil {
 		return err
 	}
-	w.Close()
-	go func() {
-		for s := range sigs {
-			_ = cmd.Process.Signal(s)
-		}
-	}()
-	err = cmd.Wait()
-	signal.Stop(sigs)
+	go forward(sigs, cmd.Process)
+	werr := cmd.Wait()
 	var ee *exec.ExitError
-	if errors.As(err, &ee) {
+	if errors.As(werr, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			os.Exit(128 + int(ws.Signal()))
 		}
 		os.Exit(ee.ExitCode())
 	}
-	if err != nil {
-		return err
+	if werr != nil {
+		return werr
 	}
 	os.Exit(0)
 	return nil
+}
+
+// forward passes the signals this process gets on to the program. A terminal's Ctrl-C and
+// Ctrl-\ reach the program already when this process is in the terminal's foreground: those
+// are not sent twice.
+func forward(sigs <-chan os.Signal, p *os.Process) {
+	for s := range sigs {
+		if (s == syscall.SIGINT || s == syscall.SIGQUIT) && inForeground() {
+			continue
+		}
+		_ = p.Signal(s)
+	}
+}
+
+// inForeground says whether this process's group is its terminal's foreground group, to
+// which the terminal sends its signals.
+func inForeground() bool {
+	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	return err == nil && fg == unix.Getpgrp()
 }
 
 // Signal sends sig to pid through the process that made this user namespace. Each strata
@@ -300,7 +326,23 @@ func subIDs(file, name, uid string) ([][2]int, error) {
 		}
 		out = append(out, [2]int{start, count})
 	}
-	return out, sc.Err()
+	return disjoint(out), sc.Err()
+}
+
+// disjoint drops the ranges that overlap an earlier one (the same range given by name and
+// by uid), which newuidmap would refuse.
+func disjoint(ranges [][2]int) [][2]int {
+	var out [][2]int
+next:
+	for _, r := range ranges {
+		for _, o := range out {
+			if r[0] < o[0]+o[1] && o[0] < r[0]+r[1] {
+				continue next
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // DataHome is where an ordinary user's strata keeps its store: $XDG_DATA_HOME/strata, else

@@ -9,12 +9,13 @@ import (
 
 func TestIDMapReadsEveryRangeOfTheUser(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "subuid")
-	os.WriteFile(f, []byte("# ranges\nalice:100000:65536\nbob:165536:65536\n1001:300000:1000\n\n"), 0o644)
+	os.WriteFile(f, []byte("# ranges\nalice:100000:65536\nbob:165536:65536\n1001:300000:1000\n1001:100000:65536\nalice:100100:10\n\n"), 0o644)
 	got, err := idMap(f, "alice", "1001", "--add-subuids")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Both of alice's ranges, by name and by uid, one after the other from id 1.
+	// alice's ranges, by name and by uid, one after the other from id 1; the same range
+	// given twice, or one inside another, once.
 	if want := "1 100000 65536 65537 300000 1000"; strings.Join(got, " ") != want {
 		t.Errorf("map %q, want %q", strings.Join(got, " "), want)
 	}
