@@ -92,15 +92,35 @@ func containerToolsRootless() (func(), error) {
 		os.Setenv(m.env, f[1])
 	}
 	os.Setenv("_CONTAINERS_USERNS_CONFIGURED", "done")
-	if os.Getenv("XDG_RUNTIME_DIR") != "" {
-		return func() {}, nil
-	}
-	d, err := os.MkdirTemp("", "strata-it-run-")
+	// Their storage on overlayfs, as root's (a new user's default may be vfs, which copies
+	// every layer: the conformance corpus then fills tens of GB), in a folder of the run.
+	d, err := os.MkdirTemp("/var/tmp", "strata-it-containers-")
 	if err != nil {
 		return nil, err
 	}
-	os.Setenv("XDG_RUNTIME_DIR", d)
-	return func() { exec.Command("rm", "-rf", d).Run() }, nil
+	conf := filepath.Join(d, "storage.conf")
+	text := fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = %q\n", filepath.Join(d, "storage"), filepath.Join(d, "run"))
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+	os.Setenv("CONTAINERS_STORAGE_CONF", conf)
+	// And podman's own state (its database remembers the storage driver) there too.
+	engine := filepath.Join(d, "containers.conf")
+	text = fmt.Sprintf("[engine]\nstatic_dir = %q\nvolume_path = %q\ntmp_dir = %q\n", filepath.Join(d, "libpod"), filepath.Join(d, "volumes"), filepath.Join(d, "libpod-tmp"))
+	if err := os.WriteFile(engine, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+	os.Setenv("CONTAINERS_CONF", engine)
+	if os.Getenv("XDG_RUNTIME_DIR") == "" {
+		os.Setenv("XDG_RUNTIME_DIR", filepath.Join(d, "xdg"))
+		if err := os.Mkdir(filepath.Join(d, "xdg"), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return func() {
+		exec.Command("buildah", "rm", "--all").Run()
+		exec.Command("rm", "-rf", d).Run()
+	}, nil
 }
 
 // need skips (or, in CI, fails) a test whose prerequisites are missing.
