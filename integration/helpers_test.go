@@ -99,7 +99,9 @@ func containerToolsRootless() (func(), error) {
 		return nil, err
 	}
 	conf := filepath.Join(d, "storage.conf")
-	text := fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = %q\n", filepath.Join(d, "storage"), filepath.Join(d, "run"))
+	// rootless_storage_path too: skopeo's containers/storage reads that one, not graphroot,
+	// for a rootless user, and buildah's graphroot; both must find the same images.
+	text := fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %[1]q\nrootless_storage_path = %[1]q\nrunroot = %[2]q\n", filepath.Join(d, "storage"), filepath.Join(d, "run"))
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
