@@ -860,7 +860,10 @@ func readLayer(l v1.Layer) ([]layerOp, error) {
 		op := layerOp{path: p, entry: fsEntry{Mode: h.Mode & 0o7777, UID: h.Uid, GID: h.Gid}}
 		var xattrs []string
 		for k, v := range h.PAXRecords {
-			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+			// overlayfs's own attributes are not content: strata never writes them, and
+			// rootless buildah's layers carry user.overlay.origin and .impure that its
+			// storage leaks from the upper folder.
+			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok && !strings.HasPrefix(name, "user.overlay.") && !strings.HasPrefix(name, "trusted.overlay.") {
 				sum := sha256.Sum256([]byte(v))
 				xattrs = append(xattrs, name+"="+hex.EncodeToString(sum[:8]))
 			}
