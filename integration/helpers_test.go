@@ -113,6 +113,12 @@ func containerToolsRootless() (func(), error) {
 		return nil, err
 	}
 	os.Setenv("CONTAINERS_CONF", engine)
+	// buildah keeps RUN --mount=type=cache folders in $TMPDIR/buildah-cache, which a root
+	// run before this one made root's own in /var/tmp.
+	if err := os.Mkdir(filepath.Join(d, "tmp"), 0o1777); err != nil {
+		return nil, err
+	}
+	os.Setenv("TMPDIR", filepath.Join(d, "tmp"))
 	if os.Getenv("XDG_RUNTIME_DIR") == "" {
 		os.Setenv("XDG_RUNTIME_DIR", filepath.Join(d, "xdg"))
 		if err := os.Mkdir(filepath.Join(d, "xdg"), 0o700); err != nil {
