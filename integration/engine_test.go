@@ -102,6 +102,12 @@ func ociImage(t *testing.T, b *strata.Built) v1.Image {
 	if err := b.Export(ctx(t), dir, strata.ExportOptions{Format: "oci"}); err != nil {
 		t.Fatal(err)
 	}
+	return layoutImage(t, dir)
+}
+
+// layoutImage opens the one image of an OCI layout with go-containerregistry.
+func layoutImage(t *testing.T, dir string) v1.Image {
+	t.Helper()
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/internal/rootless"
 )
@@ -226,18 +224,7 @@ func inspectJSON(t *testing.T, runCLI func(*testing.T, []string, ...string) (str
 // lastLayerOwners reads the last layer of the one image in an OCI layout: path → "uid:gid".
 func lastLayerOwners(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	idx, err := layout.ImageIndexFromPath(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil || len(m.Manifests) != 1 {
-		t.Fatalf("index: %v %v", m, err)
-	}
-	img, err := idx.Image(m.Manifests[0].Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := layoutImage(t, dir)
 	layers, err := img.Layers()
 	if err != nil || len(layers) == 0 {
 		t.Fatalf("layers: %v", err)
