@@ -39,10 +39,12 @@ type options struct {
 	transfer    func(Transfer)
 	secrets     map[string][]byte
 	ssh         map[string]string
+	engine      string
+	engineAddr  string
 }
 
 func newOptions(opts []Option) options {
-	o := options{home: Home()}
+	o := options{home: Home(), engine: os.Getenv("STRATA_ENGINE")}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -99,6 +101,16 @@ func WithSSH(id, socket string) Option {
 		}
 		o.ssh[id] = socket
 	}
+}
+
+// WithEngine builds with another engine than the local one: "buildkit" solves builds on
+// the buildkitd at addr ("unix:///run/buildkit/buildkitd.sock", "tcp://host:1234" with
+// STRATA_BUILDKIT_CA, _CERT and _KEY for mutual TLS, "kube-pod://name"; "" reads
+// STRATA_BUILDKIT_ADDR). Its images are kept in the local store all the same. The engine's
+// package must be linked in: import _ "github.com/strata-build/strata/engine/buildkit".
+// STRATA_ENGINE and STRATA_BUILDKIT_ADDR choose the same without code.
+func WithEngine(name, addr string) Option {
+	return func(o *options) { o.engine, o.engineAddr = name, addr }
 }
 
 // WithTransferProgress receives the progress of each layer a pull fetches.
@@ -158,9 +170,21 @@ func Open(opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	var e engine.Engine = eng
+	if o.engine != "" && o.engine != "local" {
+		open, ok := engine.Lookup(o.engine)
+		if !ok {
+			eng.Close()
+			return nil, fmt.Errorf("engine %q is not linked into this program: import _ \"github.com/strata-build/strata/engine/%s\" (the strata command runs strata-%s for it)", o.engine, o.engine, o.engine)
+		}
+		if e, err = open(context.Background(), eng, o.engineAddr); err != nil {
+			eng.Close()
+			return nil, err
+		}
+	}
 	return &Client{
 		home:    o.home,
-		eng:     eng,
+		eng:     e,
 		secrets: secrets.Open(filepath.Join(o.home, "secrets")),
 		reg:     registry.New(registry.Options{Insecure: insecure, CertDirs: certs}),
 	}, nil

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -422,4 +423,29 @@ type CacheUsage struct {
 	// the folders of RUN --mount=type=cache.
 	Name  string
 	Bytes int64
+}
+
+// Opener opens a named engine that keeps its images in the local store st; addr is the
+// daemon's address given on the command line or to the SDK ("" for the engine's default).
+type Opener func(ctx context.Context, st Engine, addr string) (Engine, error)
+
+var (
+	openersMu sync.Mutex
+	openers   = map[string]Opener{}
+)
+
+// Register makes an engine available by name, from the init function of the package that
+// implements it (engine/buildkit), as database/sql drivers register.
+func Register(name string, open Opener) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	openers[name] = open
+}
+
+// Lookup returns the opener of a registered engine.
+func Lookup(name string) (Opener, bool) {
+	openersMu.Lock()
+	defer openersMu.Unlock()
+	o, ok := openers[name]
+	return o, ok
 }

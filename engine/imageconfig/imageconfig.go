@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -305,4 +306,25 @@ func copySet(m map[string]struct{}) map[string]struct{} {
 		out[k] = struct{}{}
 	}
 	return out
+}
+
+// StepEnv is a RUN step's environment: the image's ARG and ENV values (image), the proxy
+// build args (HTTP_PROXY...), the layer's build env, its secrets and SOURCE_DATE_EPOCH;
+// then, where none of these set it, a default PATH. Every engine runs steps with it.
+func StepEnv(image []string, l *spec.Layer, secretEnv []string) []string {
+	env := append([]string(nil), image...)
+	for _, kv := range l.ProxyEnv {
+		env = SetEnv(env, kv.Key, kv.Value)
+	}
+	for _, kv := range l.Env {
+		env = SetEnv(env, kv.Key, kv.Value)
+	}
+	for _, kv := range secretEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env = SetEnv(env, k, v)
+	}
+	if l.SourceDateEpoch != nil {
+		env = SetEnv(env, "SOURCE_DATE_EPOCH", strconv.FormatInt(*l.SourceDateEpoch, 10))
+	}
+	return Fill(env, "PATH="+DefaultPath)
 }

@@ -56,7 +56,13 @@ func (e *Engine) commitImage(st *state, p engine.Plan, name string) (*store.Imag
 	if err != nil {
 		return nil, err
 	}
-	img := &store.Image{Name: name, Manifest: md, Config: cd, Size: total + int64(len(cb)), Created: time.Now().UTC()}
+	return e.recordImage(&store.Image{Manifest: md, Config: cd, Size: total + int64(len(cb))}, p, name)
+}
+
+// recordImage records an image of the plan p with the plan's keys, methods and runtime
+// mounts, and names it.
+func (e *Engine) recordImage(img *store.Image, p engine.Plan, name string) (*store.Image, error) {
+	img.Name, img.Created = name, time.Now().UTC()
 	for _, l := range p.Layers {
 		img.Keys = append(img.Keys, l.Key)
 		img.Methods = append(img.Methods, l.Method)

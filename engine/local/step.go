@@ -10,7 +10,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -221,28 +220,14 @@ func (x *executor) mount() error {
 	return container.MountOverlay(lowers, x.upper, filepath.Join(w.Path, "work"), x.rootfs)
 }
 
-// stepEnv is a RUN step's environment: the image's ARG and ENV values, the proxy build
-// args (HTTP_PROXY...), the layer's build env, its secrets and SOURCE_DATE_EPOCH; then, only
-// where none of these set them, the pointers to the host's CA bundle and a default PATH.
+// stepEnv is a RUN step's environment (imageconfig.StepEnv) and, where the image and the
+// layer have not chosen a CA bundle, the pointers to the host's.
 func stepEnv(image []string, l *spec.Layer, secretEnv []string, hostCA bool) []string {
-	env := append([]string(nil), image...)
-	for _, kv := range l.ProxyEnv {
-		env = imageconfig.SetEnv(env, kv.Key, kv.Value)
-	}
-	for _, kv := range l.Env {
-		env = imageconfig.SetEnv(env, kv.Key, kv.Value)
-	}
-	for _, kv := range secretEnv {
-		k, v, _ := strings.Cut(kv, "=")
-		env = imageconfig.SetEnv(env, k, v)
-	}
-	if l.SourceDateEpoch != nil {
-		env = imageconfig.SetEnv(env, "SOURCE_DATE_EPOCH", strconv.FormatInt(*l.SourceDateEpoch, 10))
-	}
+	env := imageconfig.StepEnv(image, l, secretEnv)
 	if hostCA {
 		env = imageconfig.Fill(env, caEnv...)
 	}
-	return imageconfig.Fill(env, "PATH="+imageconfig.DefaultPath)
+	return env
 }
 
 func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {

@@ -1,0 +1,151 @@
+// Package buildkit is strata's second engine: it translates a resolved plan into BuildKit's
+// LLB and solves it on a buildkitd, local or remote, through BuildKit's Go client. The image
+// BuildKit exports is imported into strata's local store, so run, export, push and inspect
+// work on it as on a local build; everything but Build is the local store's.
+//
+// The package links BuildKit's client (gRPC, OpenTelemetry), whose initialisation costs
+// every process about 10 ms, so strata's own binary does not import it: programs that want
+// this engine import it for its side effect, as database/sql drivers are, and the strata
+// command runs strata-buildkit, the same command with this engine linked in.
+package buildkit
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/client"
+	_ "github.com/moby/buildkit/client/connhelper/kubepod" // kube-pod:// addresses
+	_ "github.com/moby/buildkit/client/connhelper/ssh"     // ssh:// addresses
+
+	"github.com/strata-build/strata/engine"
+)
+
+// Name is the engine's name for --engine and strata.WithEngine.
+const Name = "buildkit"
+
+// Store is the local store the engine keeps its images in: strata's local engine.
+type Store interface {
+	// Its Build builds the base layers (debian_slim's bootstrap, a pulled image), which
+	// BuildKit then reads from the store as an OCI layout.
+	engine.Engine
+	// BlobRoot is the store's blobs folder, laid out as an OCI content store.
+	BlobRoot() string
+	// SecretEnv returns named local secrets as KEY=VALUE pairs.
+	SecretEnv(names []string) ([]string, error)
+	// Import stores an image built by another engine for a plan, and names it.
+	Import(ctx context.Context, img v1.Image, p engine.Plan, name string) (*engine.Image, error)
+}
+
+// Options say which buildkitd to use and how to reach it.
+type Options struct {
+	// Addr is the daemon's address: unix:///path, tcp://host:port, kube-pod://pod,
+	// ssh://user@host.
+	Addr string
+	// CACert, Cert and Key are PEM files for TLS to a tcp:// daemon: the CA that signed the
+	// daemon's certificate, and the client's own certificate and key (mutual TLS).
+	CACert, Cert, Key string
+	// ServerName is the name the daemon's certificate is checked against (default: the
+	// address's host).
+	ServerName string
+}
+
+// OptionsFromEnv reads STRATA_BUILDKIT_ADDR, STRATA_BUILDKIT_CA, STRATA_BUILDKIT_CERT,
+// STRATA_BUILDKIT_KEY and STRATA_BUILDKIT_SERVER_NAME.
+func OptionsFromEnv() Options {
+	return Options{
+		Addr:       os.Getenv("STRATA_BUILDKIT_ADDR"),
+		CACert:     os.Getenv("STRATA_BUILDKIT_CA"),
+		Cert:       os.Getenv("STRATA_BUILDKIT_CERT"),
+		Key:        os.Getenv("STRATA_BUILDKIT_KEY"),
+		ServerName: os.Getenv("STRATA_BUILDKIT_SERVER_NAME"),
+	}
+}
+
+// ErrUnsupported is the class of errors about a method or instruction that this engine does
+// not build yet; the local engine builds it.
+var ErrUnsupported = errors.New("not supported by the buildkit engine")
+
+// Engine builds on a buildkitd and keeps its images in a local store.
+type Engine struct {
+	Store
+	c    *client.Client
+	addr string
+}
+
+// Open connects to the daemon at o.Addr. The connection is made lazily by gRPC; Open checks
+// it by asking the daemon for its workers, so that a wrong address fails here, named.
+func Open(ctx context.Context, st Store, o Options) (*Engine, error) {
+	if o.Addr == "" {
+		return nil, fmt.Errorf("the buildkit engine needs a daemon's address: --addr, STRATA_BUILDKIT_ADDR, or strata buildkit start for a local one")
+	}
+	var opts []client.ClientOpt
+	if o.CACert != "" || o.Cert != "" || o.Key != "" {
+		if !strings.HasPrefix(o.Addr, "tcp://") {
+			return nil, fmt.Errorf("TLS options are for a tcp:// daemon, not %s", o.Addr)
+		}
+		if (o.Cert == "") != (o.Key == "") {
+			return nil, fmt.Errorf("a client certificate needs its key, and a key its certificate (STRATA_BUILDKIT_CERT, STRATA_BUILDKIT_KEY)")
+		}
+		name := o.ServerName
+		if name == "" {
+			name = strings.TrimPrefix(o.Addr, "tcp://")
+			if i := strings.LastIndex(name, ":"); i >= 0 {
+				name = name[:i]
+			}
+		}
+		for _, f := range []string{o.CACert, o.Cert, o.Key} {
+			if f == "" {
+				continue
+			}
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("buildkit TLS: %w", err)
+			}
+		}
+		if o.Cert != "" {
+			if _, err := tls.LoadX509KeyPair(o.Cert, o.Key); err != nil {
+				return nil, fmt.Errorf("buildkit TLS: %s and %s: %w", o.Cert, o.Key, err)
+			}
+		}
+		opts = append(opts, client.WithServerConfig(name, o.CACert))
+		if o.Cert != "" {
+			opts = append(opts, client.WithCredentials(o.Cert, o.Key))
+		}
+	}
+	c, err := client.New(ctx, o.Addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("buildkit engine: %s: %w", o.Addr, err)
+	}
+	if _, err := c.ListWorkers(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("buildkit engine: no buildkitd answers at %s (start one with strata buildkit start, or check --addr): %w", o.Addr, err)
+	}
+	return &Engine{Store: st, c: c, addr: o.Addr}, nil
+}
+
+// Close closes the connection and the store.
+func (e *Engine) Close() error {
+	err := e.c.Close()
+	if serr := e.Store.Close(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+func init() {
+	engine.Register(Name, func(ctx context.Context, st engine.Engine, addr string) (engine.Engine, error) {
+		s, ok := st.(Store)
+		if !ok {
+			return nil, fmt.Errorf("the buildkit engine keeps its images in strata's local store, not a %T", st)
+		}
+		o := OptionsFromEnv()
+		if addr != "" {
+			o.Addr = addr
+		}
+		return Open(ctx, s, o)
+	})
+}

@@ -1,0 +1,421 @@
+package buildkit
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/solver/pb"
+
+	"github.com/strata-build/strata/engine/imageconfig"
+	"github.com/strata-build/strata/spec"
+)
+
+// layer translates one layer's instructions onto c: the config instructions change the
+// config, RUN becomes an exec, COPY and ADD file operations.
+func (b *build) layer(c *chain, l *spec.Layer) error {
+	if err := unsupported(l); err != nil {
+		return err
+	}
+	secretEnv, err := b.e.Store.SecretEnv(l.Secrets)
+	if err != nil {
+		return err
+	}
+	var envKeys []string
+	b.mu.Lock()
+	for _, kv := range secretEnv {
+		k, v := splitKV(kv)
+		b.secrets[envSecretID(k)] = []byte(v)
+		envKeys = append(envKeys, k)
+	}
+	b.mu.Unlock()
+	cfg := imageconfig.New(c.config.Config, c.config.Author, c.argsOf(l), l)
+	for _, in := range l.Instructions {
+		handled, err := cfg.Apply(in)
+		if err != nil {
+			return err
+		}
+		if handled {
+			if in.Op == spec.OpWorkdir {
+				c.st = c.st.File(llb.Mkdir(cfg.Config.WorkingDir, 0o755, llb.WithParents(true), owner(cfg.Config.User)),
+					llb.WithCustomName(b.vertexName(l, in.String())))
+			}
+			continue
+		}
+		switch in.Op {
+		case spec.OpRun:
+			err = b.run(c, l, cfg, in, envKeys)
+		case spec.OpCopy, spec.OpAdd:
+			err = b.copy(c, l, cfg, in)
+		default:
+			err = fmt.Errorf("%s is not supported", in.Op)
+		}
+		if err != nil {
+			if in.Line > 0 {
+				return fmt.Errorf("line %d: %s: %w", in.Line, in.String(), err)
+			}
+			return fmt.Errorf("%s: %w", in.String(), err)
+		}
+	}
+	c.config.Config, c.config.Author = cfg.Config, cfg.Author
+	c.args, c.scope = cfg.Args, l.Scope
+	return nil
+}
+
+// owner is the chown option for files a step makes as the image's USER.
+func owner(user string) llb.ChownOption {
+	if user == "" {
+		return llb.WithUIDGID(0, 0)
+	}
+	return llb.WithUser(user)
+}
+
+// run translates a RUN. The step's environment is the local engine's (imageconfig.StepEnv);
+// local secrets are session secrets exposed as variables, never values in the definition.
+func (b *build) run(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.Instruction, envKeys []string) error {
+	flags, err := in.RunFlags()
+	if err != nil {
+		return err
+	}
+	if err := flags.Expand(cfg.Expand); err != nil {
+		return err
+	}
+	opts := []llb.RunOption{llb.WithCustomName(b.vertexName(l, in.String()))}
+	argv, pipes, err := runArgs(cfg, in)
+	if err != nil {
+		return err
+	}
+	opts = append(opts, llb.Args(argv))
+	if pipes != nil {
+		opts = append(opts, llb.AddMount("/dev/pipes", *pipes, llb.Readonly))
+	}
+	for _, kv := range imageconfig.StepEnv(cfg.Env(), l, nil) {
+		k, v := splitKV(kv)
+		opts = append(opts, llb.AddEnv(k, v))
+	}
+	for _, k := range envKeys {
+		opts = append(opts, llb.AddSecret(k, llb.SecretID(envSecretID(k)), llb.SecretAsEnv(true)))
+	}
+	if u := cfg.Config.User; u != "" {
+		opts = append(opts, llb.User(u))
+	}
+	if wd := cfg.Config.WorkingDir; wd != "" {
+		opts = append(opts, llb.Dir(wd))
+	}
+	switch n := instructions.GetNetwork(flags); n {
+	case instructions.NetworkDefault, instructions.NetworkHost:
+		// buildkitd's worker network: strata starts its daemon with the host's, as the local
+		// engine's steps have.
+	case instructions.NetworkNone:
+		opts = append(opts, llb.Network(pb.NetMode_NONE))
+	default:
+		return fmt.Errorf("RUN --network=%s is not supported: use host (the default) or none", n)
+	}
+	if s := instructions.GetSecurity(flags); s != instructions.SecuritySandbox {
+		return fmt.Errorf("RUN --security=%s is not supported: steps run with Docker's default capabilities", s)
+	}
+	for _, m := range instructions.GetMounts(flags) {
+		o, err := b.mount(m)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, o)
+	}
+	c.st = c.st.Run(opts...).Root()
+	return nil
+}
+
+// runArgs is a RUN's argv, with here-documents as the local engine runs them: a lone
+// heredoc with a shebang is a script file mounted at /dev/pipes.
+func runArgs(cfg *imageconfig.State, in spec.Instruction) ([]string, *llb.State, error) {
+	if len(in.Heredocs) == 0 {
+		return cfg.Argv(in), nil, nil
+	}
+	if in.JSON || len(in.Args) != 1 {
+		return nil, nil, fmt.Errorf("a RUN with a heredoc must be in shell form")
+	}
+	h := in.Heredocs[0]
+	if len(in.Heredocs) == 1 && spec.IsHeredocSource(in, strings.TrimSpace(in.Args[0])) {
+		data := h.Content
+		if h.Chomp {
+			data = imageconfig.Chomp(data)
+		}
+		if strings.HasPrefix(data, "#!") {
+			st := llb.Scratch().File(llb.Mkfile(h.Name, 0o755, []byte(data)))
+			return cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{"/dev/pipes/" + h.Name}}), &st, nil
+		}
+		return cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{data}}), nil, nil
+	}
+	var sb strings.Builder
+	sb.WriteString(in.Args[0])
+	for _, h := range in.Heredocs {
+		sb.WriteString("\n" + h.Content + h.Name)
+	}
+	return cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{sb.String()}}), nil, nil
+}
+
+// mount translates a RUN --mount.
+func (b *build) mount(m *instructions.Mount) (llb.RunOption, error) {
+	switch m.Type {
+	case instructions.MountTypeSecret:
+		id := m.CacheID
+		if id == "" {
+			id = path.Base(m.Target)
+		}
+		b.mu.Lock()
+		_, ok := b.secrets[id]
+		b.mu.Unlock()
+		if !ok && m.Required {
+			return nil, fmt.Errorf("RUN --mount=type=secret,id=%s: no build secret %s was given (--secret id=%s,...)", id, id, id)
+		}
+		var opts []llb.SecretOption
+		opts = append(opts, llb.SecretID(id))
+		if !m.Required {
+			opts = append(opts, llb.SecretOptional)
+		}
+		mode, uid, gid := 0o400, 0, 0
+		if m.Mode != nil {
+			mode = int(*m.Mode)
+		}
+		if m.UID != nil {
+			uid = int(*m.UID)
+		}
+		if m.GID != nil {
+			gid = int(*m.GID)
+		}
+		if m.Env != nil {
+			env := *m.Env
+			if env == "" {
+				env = id
+			}
+			if m.Target == "" {
+				return llb.AddSecretWithDest(id, nil, append(opts, llb.SecretAsEnvName(env))...), nil
+			}
+			opts = append(opts, llb.SecretAsEnvName(env))
+		}
+		target := m.Target
+		if target == "" {
+			target = "/run/secrets/" + id
+		}
+		return llb.AddSecretWithDest(id, &target, append(opts, llb.SecretFileOpt(uid, gid, mode))...), nil
+	case instructions.MountTypeCache:
+		id := m.CacheID
+		if id == "" {
+			id = m.Target
+		}
+		sharing := llb.CacheMountShared
+		switch m.CacheSharing {
+		case instructions.MountSharingPrivate:
+			sharing = llb.CacheMountPrivate
+		case instructions.MountSharingLocked:
+			sharing = llb.CacheMountLocked
+		}
+		if m.From != "" {
+			return nil, fmt.Errorf("RUN --mount=type=cache,from=%s: %w", m.From, ErrUnsupported)
+		}
+		return llb.AddMount(m.Target, llb.Scratch(), llb.AsPersistentCacheDir("strata:"+id, sharing)), nil
+	case instructions.MountTypeTmpfs:
+		return llb.AddMount(m.Target, llb.Scratch(), llb.Tmpfs(llb.TmpfsSize(m.SizeLimit))), nil
+	case instructions.MountTypeBind:
+		st, ok := b.stages[m.From]
+		if m.From == "" || !ok {
+			return nil, fmt.Errorf("RUN --mount=type=bind without from=<stage>: %w", ErrUnsupported)
+		}
+		opts := []llb.MountOption{llb.SourcePath(m.Source)}
+		if m.ReadOnly {
+			opts = append(opts, llb.Readonly)
+		}
+		return llb.AddMount(m.Target, st.st, opts...), nil
+	}
+	return nil, fmt.Errorf("RUN --mount=type=%s: %w", m.Type, ErrUnsupported)
+}
+
+// copy translates a COPY or ADD from the layer's context, a heredoc or a stage. Files from
+// the context are copied one by one to the targets the local engine gives them
+// (spec.CopyPlan), from an llb.Local that serves exactly the layer's hashed files.
+func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.Instruction) error {
+	flags, err := in.CopyFlags()
+	if err != nil {
+		return err
+	}
+	switch {
+	case flags.Parents:
+		return fmt.Errorf("--parents: %w", ErrUnsupported)
+	case len(flags.Excludes) > 0:
+		return fmt.Errorf("--exclude: %w", ErrUnsupported)
+	case flags.Link:
+		// --link only changes how Docker stores the layer, not what it holds.
+	}
+	words := make([]string, len(in.Args))
+	for i, a := range in.Args {
+		if words[i], err = cfg.Expand(a); err != nil {
+			return err
+		}
+	}
+	srcs, dst := words[:len(words)-1], words[len(words)-1]
+	dstIsDir := strings.HasSuffix(dst, "/") || dst == "." || len(srcs) > 1
+	if !path.IsAbs(dst) {
+		dst = path.Join("/", cfg.Config.WorkingDir, dst)
+		if dstIsDir {
+			dst += "/"
+		}
+	}
+	info := &llb.CopyInfo{CreateDestPath: true, AttemptUnpack: in.Op == spec.OpAdd, AllowWildcard: true, AllowEmptyWildcard: false}
+	if flags.Chown != "" {
+		ch, err := cfg.Expand(flags.Chown)
+		if err != nil {
+			return err
+		}
+		info.ChownOpt = chownOpt(ch)
+	}
+	var chmod os.FileMode
+	if flags.Chmod != "" {
+		ch, err := cfg.Expand(flags.Chmod)
+		if err != nil {
+			return err
+		}
+		m, err := strconv.ParseUint(ch, 8, 32)
+		if err != nil {
+			return fmt.Errorf("--chmod=%s: want an octal mode such as 755", flags.Chmod)
+		}
+		chmod = os.FileMode(m)
+		info.Mode = &llb.ChmodOpt{Mode: chmod}
+	}
+	name := llb.WithCustomName(b.vertexName(l, in.String()))
+	if flags.From != "" {
+		from, err := b.fromState(l, flags.From)
+		if err != nil {
+			return err
+		}
+		var fa *llb.FileAction
+		for _, src := range srcs {
+			ci := *info
+			ci.CopyDirContentsOnly, ci.FollowSymlinks = true, true
+			ci.AttemptUnpack = false
+			fa = chainCopy(fa, from, src, dst, &ci)
+		}
+		c.st = c.st.File(fa, name)
+		return nil
+	}
+	var fa *llb.FileAction
+	var local []string
+	for i, src := range in.Args[:len(in.Args)-1] {
+		if spec.IsHeredocSource(in, src) {
+			h := heredoc(in, src)
+			data, err := cfg.ExpandHeredoc(h)
+			if err != nil {
+				return err
+			}
+			st := llb.Scratch().File(llb.Mkfile(h.Name, 0o644, []byte(data)))
+			target := dst
+			if dstIsDir {
+				target = path.Join(dst, h.Name)
+			}
+			ci := *info
+			ci.AttemptUnpack = false
+			fa = chainCopy(fa, st, h.Name, target, &ci)
+			continue
+		}
+		if in.Op == spec.OpAdd && spec.IsRemoteSource(srcs[i]) {
+			return fmt.Errorf("ADD of a URL or git repository: %w", ErrUnsupported)
+		}
+		local = append(local, srcs[i])
+	}
+	if len(local) > 0 {
+		items, err := spec.CopyPlan(l.Context, local, dst, dstIsDir)
+		if err != nil {
+			return err
+		}
+		ctxName := "strata-context-" + strings.TrimPrefix(l.Key, "sha256:")[:16]
+		b.mu.Lock()
+		b.locals[ctxName] = newContextFS(l.Context)
+		b.mu.Unlock()
+		var paths []string
+		for _, it := range items {
+			paths = append(paths, it.File.Path)
+		}
+		src := llb.Local(ctxName, llb.FollowPaths(paths), llb.SharedKeyHint(ctxName), llb.WithCustomName(b.vertexName(l, "context")))
+		for _, it := range items {
+			mode := fs.FileMode(it.File.Mode)
+			if mode.IsDir() {
+				perm := mode.Perm()
+				if chmod != 0 {
+					perm = chmod
+				}
+				opts := []llb.MkdirOption{llb.WithParents(true)}
+				if info.ChownOpt != nil {
+					opts = append(opts, info.ChownOpt)
+				}
+				if it.File.Info != nil {
+					opts = append(opts, llb.WithCreatedTime(it.File.Info.ModTime()))
+				}
+				fa = chainMkdir(fa, it.Target, perm, opts...)
+				continue
+			}
+			ci := *info
+			ci.AllowWildcard = false
+			fa = chainCopy(fa, src, "/"+it.File.Path, it.Target, &ci)
+		}
+	}
+	if fa == nil {
+		return nil
+	}
+	c.st = c.st.File(fa, name)
+	return nil
+}
+
+func heredoc(in spec.Instruction, src string) spec.Heredoc {
+	name := strings.Trim(strings.TrimPrefix(strings.TrimPrefix(src, "<<"), "-"), `"'`)
+	for _, h := range in.Heredocs {
+		if h.Name == name {
+			return h
+		}
+	}
+	return spec.Heredoc{Name: name}
+}
+
+func chownOpt(s string) *llb.ChownOpt {
+	ci := &llb.CopyInfo{}
+	llb.WithUser(s).SetCopyOption(ci)
+	return ci.ChownOpt
+}
+
+func chainCopy(fa *llb.FileAction, from llb.State, src, dst string, ci *llb.CopyInfo) *llb.FileAction {
+	if fa == nil {
+		return llb.Copy(from, src, dst, ci)
+	}
+	return fa.Copy(from, src, dst, ci)
+}
+
+func chainMkdir(fa *llb.FileAction, p string, m os.FileMode, opts ...llb.MkdirOption) *llb.FileAction {
+	if fa == nil {
+		return llb.Mkdir(p, m, opts...)
+	}
+	return fa.Mkdir(p, m, opts...)
+}
+
+// fromState is the state COPY --from reads: a stage of the plan, or an image the layer
+// resolved to a digest.
+func (b *build) fromState(l *spec.Layer, from string) (llb.State, error) {
+	for _, ir := range l.Images {
+		if ir.Ref != from {
+			continue
+		}
+		if ir.Stage != "" {
+			if c, ok := b.stages[ir.Stage]; ok {
+				return c.st, nil
+			}
+			return llb.State{}, fmt.Errorf("--from=%s: stage %s is not in the plan", from, ir.Stage)
+		}
+		return llb.Image(ir.Ref + "@" + ir.Digest), nil
+	}
+	if c, ok := b.stages[from]; ok {
+		return c.st, nil
+	}
+	return llb.State{}, fmt.Errorf("--from=%s was not resolved before the build", from)
+}
