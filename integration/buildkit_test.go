@@ -2,10 +2,19 @@ package integration
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,13 +34,19 @@ import (
 // unix socket's address. It stops when the test ends.
 func buildkitd(t *testing.T, args ...string) string {
 	t.Helper()
+	return buildkitdIn(t, "", args...)
+}
+
+// buildkitdIn starts buildkitd in the network namespace netns ("" for the host's).
+func buildkitdIn(t *testing.T, netns string, args ...string) string {
+	t.Helper()
+	if rootless.Active() {
+		t.Skip("buildkitd runs as root here: rootless buildkitd needs rootlesskit, which is not installed")
+	}
 	bin := os.Getenv("STRATA_TEST_BUILDKITD")
 	if bin == "" {
 		need(t, "runc", "buildkitd")
 		bin, _ = exec.LookPath("buildkitd")
-	}
-	if rootless.Active() {
-		t.Skip("buildkitd runs as root here: rootless buildkitd needs rootlesskit, which is not installed")
 	}
 	dir, err := os.MkdirTemp("/tmp", "bk-") // a short path: a socket's is at most 107 bytes
 	if err != nil {
@@ -40,8 +55,14 @@ func buildkitd(t *testing.T, args ...string) string {
 	sock := filepath.Join(dir, "buildkitd.sock")
 	addr := "unix://" + sock
 	var log bytes.Buffer
-	cmd := exec.Command(bin, append([]string{"--root", filepath.Join(dir, "root"), "--addr", addr,
-		"--oci-worker-net", "host", "--containerd-worker=false"}, args...)...)
+	argv := append([]string{bin, "--root", filepath.Join(dir, "root"), "--addr", addr,
+		"--oci-worker-net", "host", "--containerd-worker=false"}, args...)
+	if netns != "" {
+		// nsenter joins the network namespace alone: ip netns exec would also remount /sys
+		// in a mount namespace of its own, where runc then finds no cgroup mount.
+		argv = append([]string{"nsenter", "--net=/var/run/netns/" + netns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &log, &log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -276,5 +297,226 @@ func TestBuildKitEngineErrors(t *testing.T) {
 	_, err = base().Build(ctx(t), strata.WithHome(home), strata.WithEngine("buildkit", "unix:///nonexistent/buildkitd.sock"))
 	if err == nil || !strings.Contains(err.Error(), "no buildkitd answers at unix:///nonexistent/buildkitd.sock") {
 		t.Errorf("no daemon: %v", err)
+	}
+}
+
+// TestBuildKitEngineCLI: strata buildkit start runs a daemon for the store's home; strata
+// --engine buildkit (which runs strata-buildkit) builds a spec file on it without --addr;
+// the image runs; strata buildkit stop stops the daemon.
+func TestBuildKitEngineCLI(t *testing.T) {
+	need(t, "runc", "mmdebstrap", "buildkitd")
+	if rootless.Active() {
+		t.Skip("strata buildkit start runs buildkitd as root")
+	}
+	// The shared store, whose base is bootstrapped already; its path has a space, as the
+	// socket's then has.
+	env := []string{"STRATA_HOME=" + home}
+	bk := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(strataBin, args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("strata %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if out := bk("buildkit", "start"); !strings.Contains(out, "buildkitd is running") {
+		t.Fatalf("start: %s", out)
+	}
+	t.Cleanup(func() { bk("buildkit", "stop") })
+	if out := bk("buildkit", "status"); !strings.HasPrefix(out, "running (pid ") {
+		t.Errorf("status: %s", out)
+	}
+	dir := t.TempDir()
+	u := unique(t)
+	write(t, dir, "image.yaml", fmt.Sprintf(`image:
+  - debian_slim: {python_version: "3.13"}
+  - run_commands: {commands: ["echo %s > /marker"]}
+  - env: {vars: {ENGINE: buildkit}}
+`, u))
+	out := bk("--engine", "buildkit", "build", "-f", filepath.Join(dir, "image.yaml"), "-t", "it-bk-cli", "--progress", "plain")
+	if !strings.Contains(out, "run_commands") {
+		t.Errorf("build's progress does not name the layers:\n%s", out)
+	}
+	if got := bk("run", "it-bk-cli", "--", "sh", "-c", "cat /marker; echo $ENGINE"); got != u+"\nbuildkit\n" {
+		t.Errorf("run: %q", got)
+	}
+	if out := bk("buildkit", "stop"); !strings.Contains(out, "stopped buildkitd") {
+		t.Errorf("stop: %s", out)
+	}
+	if out := bk("buildkit", "status"); out != "not running\n" {
+		t.Errorf("status after stop: %s", out)
+	}
+}
+
+// TestBuildKitEngineRemoteTLS reaches a buildkitd in another network namespace over TCP with
+// mutual TLS, as a team's build host: the image is the local engine's; a client without a
+// certificate, or with one its CA did not sign, is refused.
+func TestBuildKitEngineRemoteTLS(t *testing.T) {
+	need(t, "runc", "mmdebstrap", "buildkitd", "ip")
+	if rootless.Active() {
+		t.Skip("makes a network namespace and runs buildkitd as root")
+	}
+	ns, ip := netnsWithVeth(t)
+	certs := t.TempDir()
+	ca := newCA(t, certs, "ca")
+	ca.issue(t, certs, "server", ip)
+	ca.issue(t, certs, "client", "")
+	newCA(t, certs, "rogue-ca").issue(t, certs, "rogue", "")
+	tcp := "tcp://" + ip + ":1234"
+	buildkitdIn(t, ns, "--addr", tcp, "--tlscacert", filepath.Join(certs, "ca.pem"),
+		"--tlscert", filepath.Join(certs, "server.pem"), "--tlskey", filepath.Join(certs, "server-key.pem"))
+	use := func(name string) {
+		t.Setenv("STRATA_BUILDKIT_CA", filepath.Join(certs, "ca.pem"))
+		t.Setenv("STRATA_BUILDKIT_CERT", filepath.Join(certs, name+".pem"))
+		t.Setenv("STRATA_BUILDKIT_KEY", filepath.Join(certs, name+"-key.pem"))
+	}
+	// The daemon listens on TCP only after its unix socket; wait for it.
+	for i := 0; i < 50; i++ {
+		if c, err := net.DialTimeout("tcp", ip+":1234", time.Second); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	use("client")
+	u := unique(t)
+	img := base().RunCommands("echo " + u + " > /remote && useradd -u 1234 remote").Env(map[string]string{"WHERE": "remote"}).Workdir("/w")
+	local, bk := bothEngines(t, img, "it-bk-tls", tcp)
+	sameImages(t, bk, local)
+	for _, rogue := range []string{"rogue", ""} {
+		if rogue == "" {
+			t.Setenv("STRATA_BUILDKIT_CERT", "")
+			t.Setenv("STRATA_BUILDKIT_KEY", "")
+		} else {
+			use(rogue)
+		}
+		c, cancel := context.WithTimeout(ctx(t), 30*time.Second)
+		_, err := img.Build(c, strata.WithHome(home), strata.WithEngine("buildkit", tcp))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "no buildkitd answers at "+tcp) {
+			t.Errorf("client certificate %q: want a refusal, got %v", rogue, err)
+		}
+	}
+}
+
+// netnsWithVeth makes a network namespace joined to the host's by a veth pair, and returns
+// its name and its end's address.
+func netnsWithVeth(t *testing.T) (string, string) {
+	t.Helper()
+	n := 10 + time.Now().Nanosecond()%200
+	ns := fmt.Sprintf("strata-bk-%d", n)
+	host, peer := fmt.Sprintf("vbkh%d", n), fmt.Sprintf("vbkn%d", n)
+	hostIP, nsIP := fmt.Sprintf("10.231.%d.1", n), fmt.Sprintf("10.231.%d.2", n)
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	sh("ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
+	sh("ip", "link", "set", peer, "netns", ns)
+	sh("ip", "addr", "add", hostIP+"/30", "dev", host)
+	sh("ip", "link", "set", host, "up")
+	sh("ip", "netns", "exec", ns, "ip", "addr", "add", nsIP+"/30", "dev", peer)
+	sh("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
+	sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	return ns, nsIP
+}
+
+// testCA is a certificate authority made for a test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newCA(t *testing.T, dir, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(dir, name+".pem"), "CERTIFICATE", der)
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key}
+}
+
+// issue writes name.pem and name-key.pem: a server certificate for ip, or a client's.
+func (ca *testCA) issue(t *testing.T, dir, name, ip string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if ip != "" {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP(ip)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(dir, name+".pem"), "CERTIFICATE", der)
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(dir, name+"-key.pem"), "EC PRIVATE KEY", kb)
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBuildKitEngineRegistryCache: one buildkitd exports BuildKit's registry cache with
+// --cache-to; another daemon, with nothing cached, builds the same spec from it with
+// --cache-from, executing no step.
+func TestBuildKitEngineRegistryCache(t *testing.T) {
+	need(t, "runc", "mmdebstrap", "docker-registry")
+	first, second := buildkitd(t), buildkitd(t)
+	reg := registry(t)
+	repo := reg + "/bk/cache"
+	u := unique(t)
+	img := base().RunCommands("echo " + u + " > /a").Env(map[string]string{"STEP": "2"}).RunCommands("cat /a > /b; echo $STEP >> /b")
+	build(t, img, "it-bk-cache-1", strata.WithEngine("buildkit", first), strata.WithCacheTo(repo))
+	var events []strata.Event
+	b := build(t, img, "it-bk-cache-2", strata.WithEngine("buildkit", second), strata.WithCacheFrom(repo),
+		strata.WithProgress(func(e strata.Event) { events = append(events, e) }))
+	cached := 0
+	for _, e := range events {
+		switch {
+		case e.Status == "done" && e.Method == "run_commands":
+			t.Errorf("the second daemon executed %s (%s)", e.Method, e.Key)
+		case e.Status == "cached" && e.Method == "run_commands":
+			cached++
+		}
+	}
+	if cached != 2 {
+		t.Errorf("want both run_commands layers from the registry cache, got %d cached", cached)
+		for _, e := range events {
+			if e.Line == "" {
+				t.Logf("%d %s %s %s", e.Index, e.Method, e.Status, e.Key)
+			}
+		}
+	}
+	if got := run(t, b, "cat", "/b"); got != u+"\n2\n" {
+		t.Errorf("run: %q", got)
 	}
 }

@@ -66,6 +66,11 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "building strata: %v\n%s", err, out)
 			os.Exit(1)
 		}
+		// strata runs it for --engine buildkit, from beside itself.
+		if out, err := exec.Command("go", "build", "-o", strataBin+"-buildkit", "../cmd/strata-buildkit").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building strata-buildkit: %v\n%s", err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	cleanup()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and integration tests with real runc, overlayfs, mmdebstrap,
-# pip, docker-registry, skopeo, umoci and podman.
+# pip, docker-registry, skopeo, umoci, podman and buildkitd (built from BuildKit's module).
 #   As root: installs what is missing, runs the tests as root, then runs them again rootless,
 #   as the ordinary user strata-ci (made here, with a subordinate id range).
 #   As an ordinary user: runs the suite rootless. Installing Debian packages is the one step
@@ -24,6 +24,8 @@ if [ "$(id -u)" != 0 ]; then
   exit
 fi
 
+# buildkitd for the buildkit engine's tests, built from BuildKit's module (not downloaded).
+./scripts/build-buildkitd.sh /usr/local/bin
 user=strata-ci
 id "$user" >/dev/null 2>&1 || useradd -m "$user"
 ./scripts/install-deps.sh --subids "$user"

@@ -6,12 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/docker/cli/cli/config/types"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/moby/buildkit/session/auth/authprovider"
 
 	"github.com/containerd/containerd/v2/core/content"
 	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
@@ -68,9 +74,6 @@ type chain struct {
 func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions) (*engine.Image, error) {
 	if len(p.Layers) == 0 {
 		return nil, errors.New("nothing to build: the plan has no layers")
-	}
-	if o.CacheTo != "" || len(o.CacheFrom) > 0 {
-		return nil, fmt.Errorf("--cache-to and --cache-from with the buildkit engine: %w (BuildKit's registry cache is not wired yet)", ErrUnsupported)
 	}
 	b := &build{e: e, o: o, index: map[string]int{}, locals: map[string]fsutil.FS{}, secrets: map[string][]byte{}, stages: map[string]*chain{}, names: map[string]*spec.Layer{}}
 	for _, s := range p.Stages {
@@ -158,7 +161,9 @@ func (b *build) base(ctx context.Context, l *spec.Layer) (*chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := llb.OCILayout("strata/base@"+manifest, llb.OCIStore("", storeID), llb.WithCustomName(b.vertexName(l, "base")))
+	// The local engine reported the base layer's progress: its vertex is not named after
+	// the layer, so BuildKit's reading it is not reported again.
+	st := llb.OCILayout("strata/base@"+manifest, llb.OCIStore("", storeID), llb.WithCustomName("strata base "+img.Manifest))
 	return &chain{st: st, config: cfg, scope: l.Scope}, nil
 }
 
@@ -219,9 +224,20 @@ func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Ima
 		Exports:     []client.ExportEntry{{Type: client.ExporterOCI, Attrs: attrs, OutputDir: out}},
 		LocalMounts: b.locals,
 		OCIStores:   map[string]content.Store{storeID: b.bases},
-		Session:     []session.Attachable{secretsprovider.FromMap(b.secrets)},
+		Session:     []session.Attachable{secretsprovider.FromMap(b.secrets), authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{AuthConfigProvider: keychainAuth})},
 		// Not in buildkitd's build history, which would keep the steps' output unmasked.
 		Internal: true,
+	}
+	// BuildKit's registry cache: the daemon pushes and pulls it, as buildx's
+	// --cache-to/--cache-from type=registry, under a tag of its own in the repository that
+	// the local engine's cache uses by key.
+	for _, repo := range b.o.CacheFrom {
+		opt.CacheImports = append(opt.CacheImports, client.CacheOptionsEntry{Type: "registry", Attrs: cacheAttrs(repo)})
+	}
+	if b.o.CacheTo != "" {
+		attrs := cacheAttrs(b.o.CacheTo)
+		attrs["mode"] = "max"
+		opt.CacheExports = append(opt.CacheExports, client.CacheOptionsEntry{Type: "registry", Attrs: attrs})
 	}
 	status := make(chan *client.SolveStatus)
 	done := make(chan error, 1)
@@ -246,6 +262,57 @@ func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Ima
 		return nil, err
 	}
 	return b.e.Store.Import(ctx, img, p, b.o.Name)
+}
+
+// CacheTag is the tag of BuildKit's registry cache in a --cache-to repository.
+const CacheTag = "strata-buildkit-cache"
+
+func cacheAttrs(repo string) map[string]string {
+	attrs := map[string]string{"ref": repo + ":" + CacheTag}
+	host, _, _ := strings.Cut(repo, "/")
+	if insecureRegistry(host) {
+		attrs["registry.insecure"] = "true"
+	}
+	return attrs
+}
+
+// insecureRegistry says whether strata reaches a registry over plain http, as the local
+// engine does: loopback hosts and those in STRATA_INSECURE_REGISTRIES.
+func insecureRegistry(host string) bool {
+	h := host
+	if sh, _, err := net.SplitHostPort(host); err == nil {
+		h = sh
+	}
+	if h == "localhost" {
+		return true
+	}
+	if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+		return true
+	}
+	for _, r := range strings.Split(os.Getenv("STRATA_INSECURE_REGISTRIES"), ",") {
+		if r = strings.TrimSpace(r); r != "" && (r == host || r == h) {
+			return true
+		}
+	}
+	return false
+}
+
+// keychainAuth gives buildkitd the user's registry credentials as strata finds them (the
+// docker config and its credential helpers), for the registry cache.
+func keychainAuth(ctx context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
+	reg, err := name.NewRegistry(host)
+	if err != nil {
+		return types.AuthConfig{}, err
+	}
+	a, err := authn.DefaultKeychain.Resolve(reg)
+	if err != nil {
+		return types.AuthConfig{}, err
+	}
+	ac, err := authn.Authorization(ctx, a)
+	if err != nil {
+		return types.AuthConfig{}, err
+	}
+	return types.AuthConfig{ServerAddress: host, Username: ac.Username, Password: ac.Password, IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken}, nil
 }
 
 // planEpoch is the SOURCE_DATE_EPOCH the plan's last layer was keyed with, if any.

@@ -15,12 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/client"
 	_ "github.com/moby/buildkit/client/connhelper/kubepod" // kube-pod:// addresses
 	_ "github.com/moby/buildkit/client/connhelper/ssh"     // ssh:// addresses
+	"github.com/sirupsen/logrus"
 
 	"github.com/strata-build/strata/engine"
 )
@@ -116,6 +118,12 @@ func Open(ctx context.Context, st Store, o Options) (*Engine, error) {
 			opts = append(opts, client.WithCredentials(o.Cert, o.Key))
 		}
 	}
+	// containerd's and BuildKit's client packages log through logrus, at warning level by
+	// default: a notice about fsverity on every content store would reach the user's
+	// terminal beside strata's progress.
+	if logrus.GetLevel() > logrus.ErrorLevel {
+		logrus.SetLevel(logrus.ErrorLevel)
+	}
 	c, err := client.New(ctx, o.Addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("buildkit engine: %s: %w", o.Addr, err)
@@ -136,6 +144,11 @@ func (e *Engine) Close() error {
 	return err
 }
 
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 func init() {
 	engine.Register(Name, func(ctx context.Context, st engine.Engine, addr string) (engine.Engine, error) {
 		s, ok := st.(Store)
@@ -145,6 +158,12 @@ func init() {
 		o := OptionsFromEnv()
 		if addr != "" {
 			o.Addr = addr
+		}
+		if o.Addr == "" {
+			// The daemon strata buildkit start runs for this store's home.
+			if sock := filepath.Join(s.BlobRoot(), "buildkit", "buildkitd.sock"); fileExists(sock) {
+				o.Addr = "unix://" + sock
+			}
 		}
 		return Open(ctx, s, o)
 	})

@@ -33,7 +33,7 @@ type layerProgress struct {
 	l        *spec.Layer
 	started  time.Time
 	finished time.Time
-	vertices map[digest.Digest]bool // cached
+	vertices map[digest.Digest]bool // cached (ever reported so)
 	log      []string
 	building bool
 }
@@ -76,14 +76,17 @@ func (p *progress) run(ch chan *client.SolveStatus) error {
 				lp = &layerProgress{l: l, vertices: map[digest.Digest]bool{}}
 				p.state[l.Key] = lp
 			}
-			lp.vertices[v.Digest] = v.Cached
+			// A vertex that BuildKit loaded from a cache is reported cached, and may be
+			// reported again, not cached, while its layer is fetched for the export: it
+			// was not executed.
+			lp.vertices[v.Digest] = lp.vertices[v.Digest] || v.Cached
 			if v.Started != nil && (lp.started.IsZero() || v.Started.Before(lp.started)) {
 				lp.started = *v.Started
 			}
 			if v.Completed != nil && v.Completed.After(lp.finished) {
 				lp.finished = *v.Completed
 			}
-			if v.Started != nil && !v.Cached && !lp.building {
+			if v.Started != nil && !lp.vertices[v.Digest] && !lp.building {
 				lp.building = true
 				p.b.emit(p.event(l, engine.StatusBuilding))
 			}

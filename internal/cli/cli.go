@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -29,7 +30,19 @@ defined in Go (package github.com/strata-build/strata) or in a spec file:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(specCmd(), dockerfileCmd(), buildCmd(), runCmd(), imagesCmd(), inspectCmd(), sbomCmd(), rmCmd(), pruneCmd(), exportCmd(), logsCmd(), secretCmd(), versionCmd(),
+	var engineName, addr string
+	root.PersistentFlags().StringVar(&engineName, "engine", "", `the engine that builds: local (the default), or buildkit (STRATA_ENGINE)`)
+	root.PersistentFlags().StringVar(&addr, "addr", "", "the buildkit engine's buildkitd: unix:///path, tcp://host:port, kube-pod://name (STRATA_BUILDKIT_ADDR; default: the one strata buildkit start runs)")
+	root.PersistentPreRun = func(*cobra.Command, []string) {
+		// The SDK reads the choice from the environment, as the engine does its address.
+		if engineName != "" {
+			os.Setenv("STRATA_ENGINE", engineName)
+		}
+		if addr != "" {
+			os.Setenv("STRATA_BUILDKIT_ADDR", addr)
+		}
+	}
+	root.AddCommand(buildkitCmd(), specCmd(), dockerfileCmd(), buildCmd(), runCmd(), imagesCmd(), inspectCmd(), sbomCmd(), rmCmd(), pruneCmd(), exportCmd(), logsCmd(), secretCmd(), versionCmd(),
 		pushCmd(), pullCmd(), tagCmd(), loginCmd(), logoutCmd(), psCmd(), stopCmd(), volumeCmd())
 	return root
 }

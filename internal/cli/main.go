@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/internal/rootless"
+)
+
+// Main runs the strata command line: cmd/strata, and cmd/strata-buildkit, which is the same
+// command with the buildkit engine linked in.
+func Main() {
+	args := os.Args[1:]
+	if name := engineArg(args); name != "" && name != "local" {
+		if _, ok := engine.Lookup(name); !ok {
+			// As docker's CLI plugins: the engine lives in its own command, so that
+			// strata does not pay for linking BuildKit's client on every start.
+			err := execPlugin(name, args)
+			fmt.Fprintln(os.Stderr, "strata:", err)
+			os.Exit(1)
+		}
+	}
+	if needsEngine(args) {
+		// As an ordinary user, the rest runs again in a user namespace (rootless).
+		if err := rootless.Enter(); err != nil {
+			fmt.Fprintln(os.Stderr, "strata:", err)
+			os.Exit(1)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := New().ExecuteContext(ctx)
+	stop()
+	var code *ExitCode
+	if errors.As(err, &code) {
+		os.Exit(code.Code)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "strata:", err)
+		os.Exit(1)
+	}
+}
+
+// engineArg is the engine a command line asks for: --engine, else STRATA_ENGINE.
+func engineArg(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--engine="); ok {
+			return v
+		}
+		if a == "--engine" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return os.Getenv("STRATA_ENGINE")
+}
+
+// execPlugin replaces the process with strata-NAME, found beside this program or on PATH.
+func execPlugin(name string, args []string) error {
+	plugin := "strata-" + name
+	var path string
+	if self, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(self), plugin); isExecutable(p) {
+			path = p
+		}
+	}
+	if path == "" {
+		p, err := exec.LookPath(plugin)
+		if err != nil {
+			return fmt.Errorf("the %s engine is in the %s command, which is not installed beside strata or on PATH: go build -o \"$(dirname \"$(command -v strata)\")/%s\" ./cmd/%s", name, plugin, plugin, plugin)
+		}
+		path = p
+	}
+	return syscall.Exec(path, append([]string{path}, args...), os.Environ())
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// needsEngine says whether a command line may touch the store or run containers: all but
+// version, help (asked anywhere on the line) and shell completion, which need no user
+// namespace.
+func needsEngine(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			break // the rest is the container's command
+		}
+		switch a {
+		case "-h", "--help":
+			return false
+		}
+	}
+	skip := false
+	for _, a := range args {
+		if skip {
+			skip = false
+			continue
+		}
+		if a == "--engine" || a == "--addr" {
+			skip = true // a global flag's value is not the command's name
+			continue
+		}
+		if strings.HasPrefix(a, "-") {
+			continue
+		}
+		switch a {
+		case "help", "version", "completion", "__complete", "__completeNoDesc":
+			return false
+		}
+		return true // the command's name decides, and it is not one of the above
+	}
+	return len(args) > 0
+}
