@@ -72,10 +72,26 @@ type chain struct {
 // local store. Base layers are built by the local engine and read by BuildKit from the
 // store, as buildx's oci-layout:// contexts are.
 func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions) (*engine.Image, error) {
-	if len(p.Layers) == 0 {
-		return nil, errors.New("nothing to build: the plan has no layers")
+	b, c, err := e.translate(ctx, p, o)
+	if b != nil {
+		defer b.bases.close()
 	}
-	b := &build{e: e, o: o, index: map[string]int{}, locals: map[string]fsutil.FS{}, secrets: map[string][]byte{}, stages: map[string]*chain{}, names: map[string]*spec.Layer{}}
+	if err != nil {
+		return nil, err
+	}
+	return b.solve(ctx, p, c)
+}
+
+// translate builds the plan's bases and translates its stages and layers into LLB.
+func (e *Engine) translate(ctx context.Context, p engine.Plan, o engine.BuildOptions) (*build, *chain, error) {
+	if len(p.Layers) == 0 {
+		return nil, nil, errors.New("nothing to build: the plan has no layers")
+	}
+	bases, err := newReadOnlyStore(e.Store.BlobRoot())
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &build{e: e, o: o, bases: bases, index: map[string]int{}, locals: map[string]fsutil.FS{}, secrets: map[string][]byte{}, stages: map[string]*chain{}, names: map[string]*spec.Layer{}}
 	for _, s := range p.Stages {
 		b.number(s.Layers)
 	}
@@ -83,23 +99,15 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 	for id, v := range o.Secrets {
 		b.secrets[id] = v
 	}
-	var err error
-	if b.bases, err = newReadOnlyStore(e.Store.BlobRoot()); err != nil {
-		return nil, err
-	}
-	defer b.bases.close()
 	for _, s := range p.Stages {
 		c, err := b.chain(ctx, s.Layers)
 		if err != nil {
-			return nil, err
+			return b, nil, err
 		}
 		b.stages[s.Name] = c
 	}
 	c, err := b.chain(ctx, p.Layers)
-	if err != nil {
-		return nil, err
-	}
-	return b.solve(ctx, p, c)
+	return b, c, err
 }
 
 func (b *build) number(layers []*spec.Layer) {

@@ -1,0 +1,219 @@
+package buildkit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/spec"
+)
+
+// fakeStore is the local store as the translation sees it: a base that "builds" at once,
+// and one local secret.
+type fakeStore struct {
+	engine.Engine
+	root string
+}
+
+func (f *fakeStore) Build(context.Context, engine.Plan, engine.BuildOptions) (*engine.Image, error) {
+	return &engine.Image{Manifest: "sha256:" + strings.Repeat("a", 64)}, nil
+}
+
+func (f *fakeStore) Inspect(context.Context, *engine.Image) (*engine.Inspect, error) {
+	return &engine.Inspect{
+		Config: &v1.ConfigFile{OS: "linux", Architecture: "amd64", Config: v1.Config{Env: []string{"PATH=/usr/bin:/bin"}}},
+		Layers: []engine.LayerInfo{{Blobs: []engine.Blob{{Digest: "sha256:" + strings.Repeat("b", 64), DiffID: "sha256:" + strings.Repeat("c", 64), Size: 10, MediaType: "application/vnd.oci.image.layer.v1.tar+gzip"}}}},
+	}, nil
+}
+
+func (f *fakeStore) BlobRoot() string { return f.root }
+
+func (f *fakeStore) SecretEnv(names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	return []string{"API_TOKEN=local-secret-value"}, nil
+}
+
+func (f *fakeStore) Import(context.Context, v1.Image, engine.Plan, string) (*engine.Image, error) {
+	return nil, errors.New("not in this test")
+}
+
+func translate(t *testing.T, layers []*spec.Layer, o engine.BuildOptions) ([]byte, error) {
+	t.Helper()
+	e := &Engine{Store: &fakeStore{root: t.TempDir()}}
+	for i, l := range layers {
+		l.Key = "sha256:" + strings.Repeat(string(rune('0'+i)), 64)
+	}
+	b, c, err := e.translate(context.Background(), engine.Plan{Layers: layers}, o)
+	if b != nil {
+		defer b.bases.close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	def, err := c.st.Marshal(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, d := range def.Def {
+		all = append(all, d...)
+	}
+	return all, nil
+}
+
+func base() *spec.Layer {
+	return &spec.Layer{Method: "debian_slim", Base: &spec.Base{Kind: spec.BaseDebian, Suite: "trixie"}}
+}
+
+// TestSecretsAreNotInTheDefinition: local secrets and build secrets reach a step as session
+// secrets; the marshalled LLB names them and holds no value.
+func TestSecretsAreNotInTheDefinition(t *testing.T) {
+	def, err := translate(t, []*spec.Layer{base(), {
+		Method:  "run_commands",
+		Secrets: []string{"tok"},
+		Instructions: []spec.Instruction{
+			{Op: spec.OpRun, Args: []string{`echo "$API_TOKEN"`}},
+			{Op: spec.OpRun, Flags: []string{"--mount=type=secret,id=build,required=true"}, Args: []string{"cat /run/secrets/build"}},
+		},
+	}}, engine.BuildOptions{Secrets: map[string][]byte{"build": []byte("build-secret-value")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"local-secret-value", "build-secret-value"} {
+		if strings.Contains(string(def), v) {
+			t.Errorf("the definition holds the value %q", v)
+		}
+	}
+	for _, n := range []string{"API_TOKEN", envSecretID("API_TOKEN"), "/run/secrets/build"} {
+		if !strings.Contains(string(def), n) {
+			t.Errorf("the definition does not name %q", n)
+		}
+	}
+}
+
+// TestRefusals: what the engine does not build is an ErrUnsupported naming it, and a missing
+// required build secret names the flag that gives it.
+func TestRefusals(t *testing.T) {
+	for name, l := range map[string]*spec.Layer{
+		"a GPU at build time": {Method: "run_commands", GPU: &spec.GPU{Type: "any", Count: 1}, Instructions: []spec.Instruction{{Op: spec.OpRun, Args: []string{"true"}}}},
+		"run_function":        {Method: "run_function", Function: &spec.FunctionRef{Name: "f"}},
+		"ADD of a URL":        {Method: "dockerfile_commands", Instructions: []spec.Instruction{{Op: spec.OpAdd, Args: []string{"https://example.com/x.tgz", "/x"}}}},
+		"--parents":           {Method: "dockerfile_commands", Instructions: []spec.Instruction{{Op: spec.OpCopy, Flags: []string{"--parents"}, Args: []string{"a", "/x/"}}}},
+	} {
+		_, err := translate(t, []*spec.Layer{base(), l}, engine.BuildOptions{})
+		var be *engine.BuildError
+		if !errors.Is(err, ErrUnsupported) || !errors.As(err, &be) || !strings.Contains(err.Error(), name) || be.Method != l.Method {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	_, err := translate(t, []*spec.Layer{base(), {Method: "dockerfile_commands", Instructions: []spec.Instruction{
+		{Op: spec.OpRun, Flags: []string{"--mount=type=secret,id=npmrc,required=true"}, Args: []string{"true"}}}}}, engine.BuildOptions{})
+	if err == nil || !strings.Contains(err.Error(), "--secret id=npmrc") {
+		t.Errorf("missing build secret: %v", err)
+	}
+}
+
+// TestContextFS: the files come in filepath.WalkDir's order with their folders, root-owned,
+// and a file that changed since it was hashed fails its read.
+func TestContextFS(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) spec.ContextFile {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(content))
+		fi, _ := os.Lstat(p)
+		return spec.ContextFile{Path: name, Source: p, Mode: uint32(fi.Mode()), Size: fi.Size(), Digest: "sha256:" + hex.EncodeToString(sum[:]), Info: fi}
+	}
+	files := []spec.ContextFile{write("a.txt", "a"), write("a/b", "b"), write("a/c/d", "d")}
+	c := newContextFS(files)
+	var got []string
+	if err := c.Walk(context.Background(), "", func(p string, d fs.DirEntry, err error) error {
+		fi, _ := d.Info()
+		got = append(got, p)
+		if st, ok := fi.Sys().(interface{ GetUid() uint32 }); ok && st.GetUid() != 0 {
+			t.Errorf("%s is owned by %d", p, st.GetUid())
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "a a/b a/c a/c/d a.txt"; strings.Join(got, " ") != want {
+		t.Errorf("walk order %q, want %q", got, want)
+	}
+	got = nil
+	c.Walk(context.Background(), "a", func(p string, d fs.DirEntry, err error) error {
+		got = append(got, p)
+		if p == "a/c" {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if want := "a a/b a/c"; strings.Join(got, " ") != want {
+		t.Errorf("walk of a with a/c skipped: %q, want %q", got, want)
+	}
+	read := func(p string) error {
+		r, err := c.Open(p)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		_, err = io.ReadAll(r)
+		return err
+	}
+	if err := read("a/b"); err != nil {
+		t.Errorf("read a/b: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "a/b"), []byte("changed"), 0o644)
+	if err := read("a/b"); err == nil || !strings.Contains(err.Error(), "changed after the build was planned") {
+		t.Errorf("a changed file: %v", err)
+	}
+	if err := read("a/c"); err == nil {
+		t.Error("a folder opened as a file")
+	}
+}
+
+func TestCacheAttrs(t *testing.T) {
+	t.Setenv("STRATA_INSECURE_REGISTRIES", "registry.lan:5000")
+	for repo, insecure := range map[string]bool{
+		"127.0.0.1:5000/team/cache":  true,
+		"localhost:5000/team/cache":  true,
+		"registry.lan:5000/cache":    true,
+		"registry.example.com/cache": false,
+	} {
+		a := cacheAttrs(repo)
+		if a["ref"] != repo+":"+CacheTag || (a["registry.insecure"] == "true") != insecure {
+			t.Errorf("%s: %v", repo, a)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	st := &fakeStore{root: t.TempDir()}
+	for o, want := range map[Options]string{
+		{}: "needs a daemon's address",
+		{Addr: "unix:///x.sock", CACert: "ca.pem"}:              "TLS options are for a tcp:// daemon",
+		{Addr: "tcp://h:1234", CACert: "ca.pem", Cert: "c.pem"}: "needs its key",
+		{Addr: "tcp://h:1234", CACert: "/nonexistent/ca.pem"}:   "/nonexistent/ca.pem",
+		{Addr: "unix:///nonexistent/buildkitd.sock"}:            "no buildkitd answers at unix:///nonexistent/buildkitd.sock",
+	} {
+		if _, err := Open(context.Background(), st, o); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%+v: %v, want %q", o, err, want)
+		}
+	}
+}
+
