@@ -216,4 +216,3 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
-
