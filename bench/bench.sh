@@ -20,27 +20,11 @@ strata() { "$work/strata" "$@"; }
 
 . bench/base.sh
 
-mkdir -p "$work/ctx"
-write() { # nonce last
-  cat > "$work/image.yaml" <<YAML
-image:
-  - debian_slim: {python_version: "3.13"}
-  - run_commands: {commands: ["apt-get update && apt-get install -y git # $1"]}
-  - run_commands: {commands: ["python3 -c 'print(1)' # $2"]}
-  - env: {vars: {X: "1"}}
-YAML
-  cat > "$work/ctx/Dockerfile" <<DOCKERFILE
-FROM localhost/bench-base:$tag
-RUN apt-get update && apt-get install -y git # $1
-RUN python3 -c 'print(1)' # $2
-ENV X=1
-DOCKERFILE
-}
+from="localhost/bench-base:$tag"
+. bench/chain.sh
 
-now() { date +%s.%N; }
 time_strata() { local t=$(now); strata build -f "$work/image.yaml" -t bench --progress plain >"$work/strata.log" 2>&1 || { cat "$work/strata.log"; exit 1; }; echo "$(now) - $t" | bc; }
 time_buildah() { local t=$(now); buildah bud --layers --runtime runc --network host -q -t localhost/bench -f "$work/ctx/Dockerfile" "$work/ctx" >"$work/buildah.log" 2>&1 || { cat "$work/buildah.log"; exit 1; }; echo "$(now) - $t" | bc; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A S B
 for i in $(seq 1 "$N"); do

@@ -23,7 +23,8 @@ strata() { "$work/strata" "$@"; }
 sock=$(mktemp -d /tmp/bench-bk-XXXXXX)/buildkitd.sock
 buildkitd --root "$work/buildkitd" --addr "unix://$sock" --oci-worker-net host --containerd-worker=false >"$work/buildkitd.log" 2>&1 &
 bkpid=$!
-trap 'kill $bkpid 2>/dev/null; wait $bkpid 2>/dev/null; rm -rf "$work" "$(dirname "$sock")"' EXIT
+cleanup() { kill "$bkpid" 2>/dev/null || true; wait "$bkpid" 2>/dev/null || true; rm -rf "$work" "$(dirname "$sock")"; }
+trap cleanup EXIT
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 export STRATA_BUILDKIT_ADDR=unix://$sock
 
@@ -33,24 +34,9 @@ strata build -f "$work/base.yaml" -t bench-base --progress plain >/dev/null 2>&1
 strata export bench-base --format oci -o "$work/base-oci"
 base=$(strata inspect bench-base | awk '/^manifest:/ {print $2}')
 
-mkdir -p "$work/ctx"
-write() { # nonce last
-  cat > "$work/image.yaml" <<YAML
-image:
-  - debian_slim: {python_version: "3.13"}
-  - run_commands: {commands: ["apt-get update && apt-get install -y git # $1"]}
-  - run_commands: {commands: ["python3 -c 'print(1)' # $2"]}
-  - env: {vars: {X: "1"}}
-YAML
-  cat > "$work/ctx/Dockerfile" <<DOCKERFILE
-FROM bench-base
-RUN apt-get update && apt-get install -y git # $1
-RUN python3 -c 'print(1)' # $2
-ENV X=1
-DOCKERFILE
-}
+from="bench-base"
+. bench/chain.sh
 
-now() { date +%s.%N; }
 timed() { local log=$1; shift; local t=$(now); "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }; echo "$(now) - $t" | bc; }
 local_()  { strata build -f "$work/image.yaml" -t bench --progress plain; }
 bk()      { strata --engine buildkit build -f "$work/image.yaml" -t bench-bk --progress plain; }
@@ -60,7 +46,6 @@ ctl()     {
     --oci-layout "base=$work/base-oci" --opt "context:bench-base=oci-layout://base@$base" \
     --output "type=oci,tar=false,dest=$work/ctl-out"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A L K C
 for i in $(seq 1 "$N"); do

@@ -53,25 +53,9 @@ if ! as_user buildah inspect --type image "localhost/bench-base:$tag" >/dev/null
   as_user skopeo copy -q "oci:$work/base-oci:bench-base:latest" "containers-storage:localhost/bench-base:$tag"
 fi
 
-mkdir -p "$work/ctx"
-write() { # nonce last
-  cat > "$work/image.yaml" <<YAML
-image:
-  - debian_slim: {python_version: "3.13"}
-  - run_commands: {commands: ["apt-get update && apt-get install -y git # $1"]}
-  - run_commands: {commands: ["python3 -c 'print(1)' # $2"]}
-  - env: {vars: {X: "1"}}
-YAML
-  cat > "$work/ctx/Dockerfile" <<DOCKERFILE
-FROM localhost/bench-base:$tag
-RUN apt-get update && apt-get install -y git # $1
-RUN python3 -c 'print(1)' # $2
-ENV X=1
-DOCKERFILE
-  chmod -R a+rX "$work/image.yaml" "$work/ctx"
-}
+from="localhost/bench-base:$tag"
+. bench/chain.sh
 
-now() { date +%s.%N; }
 timed() { # log command...
   local log=$1 t; shift; t=$(now)
   "$@" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
@@ -80,7 +64,6 @@ timed() { # log command...
 time_root() { timed "$work/root.log" strata build -f "$work/image.yaml" -t bench --progress plain; }
 time_rootless() { timed "$work/rootless.log" as_user "$work/strata" build -f "$work/image.yaml" -t bench --progress plain; }
 time_buildah() { timed "$work/buildah.log" as_user buildah bud --layers --runtime runc --network host -q -t localhost/bench -f "$work/ctx/Dockerfile" "$work/ctx"; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A R U B
 for i in $(seq 1 "$N"); do

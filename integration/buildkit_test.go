@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,7 +158,15 @@ func TestBuildKitEngineBuildsTheSameImage(t *testing.T) {
 	os.Symlink("main.py", filepath.Join(dir, "app/link.py"))
 	write(t, dir, "ctx/Dockerfile", "FROM scratch\n")
 	write(t, dir, "ctx/conf/app.conf", "port=8080\n")
+	write(t, dir, "ctx/conf/sub/more.conf", "more\n")
+	write(t, dir, "ctx/conf/scratch.tmp", "left out\n")
 	u := unique(t)
+	// A file for ADD by URL, with a Last-Modified time.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "tool.txt", time.Unix(1600000000, 0), strings.NewReader("a downloaded tool\n"))
+	}))
+	t.Cleanup(srv.Close)
+	sum := sha256.Sum256([]byte("a downloaded tool\n"))
 	img := base().
 		RunCommands("useradd -u 1234 -m app && install -o app -d /data", "echo "+u+" > /hello && ln -s /hello /link && mkdir -p /opt/x && chmod 1777 /opt/x").
 		Env(map[string]string{"GREETING": "hi there", "APP_HOME": "/srv/app"}).
@@ -172,6 +182,11 @@ func TestBuildKitEngineBuildsTheSameImage(t *testing.T) {
 			"LABEL team=strata",
 			"EXPOSE 8080",
 		).
+		DockerfileCommandsWith(strata.DockerfileCommandsOptions{ContextDir: filepath.Join(dir, "ctx"), Commands: []string{
+			"COPY --chown=app:app --chmod=640 conf/ /etc/app/",
+			"COPY --parents --exclude=*.tmp conf/./ /etc/parents/",
+			"ADD --checksum=sha256:" + hex.EncodeToString(sum[:]) + " " + srv.URL + "/dl/tool.txt /opt/",
+		}}).
 		Entrypoint("/bin/sh", "-c").
 		Cmd("cat /hello")
 	local, bk := bothEngines(t, img, "it-bk-same", addr)
@@ -179,10 +194,16 @@ func TestBuildKitEngineBuildsTheSameImage(t *testing.T) {
 		t.Errorf("BuildKit's image has %d paths, the local one %d", len(bk.fs), len(local.fs))
 	}
 	sameImages(t, bk, local)
-	for _, p := range []string{"/data/greeting", "/data/uid", "/srv/app/src/main.py", "/srv/app/src/link.py", "/etc/motd", "/script-out", "/from-cache"} {
+	for _, p := range []string{"/data/greeting", "/data/uid", "/srv/app/src/main.py", "/srv/app/src/link.py", "/etc/motd", "/script-out", "/from-cache", "/etc/app/sub/more.conf", "/etc/parents/sub/more.conf", "/opt/tool.txt"} {
 		if bk.fs[p] == nil {
 			t.Errorf("%s is missing from BuildKit's image", p)
 		}
+	}
+	if bk.fs["/etc/parents/scratch.tmp"] != nil {
+		t.Error("COPY --exclude=*.tmp copied scratch.tmp")
+	}
+	if e := bk.fs["/etc/app/app.conf"]; e != nil && (e.UID != 1234 || e.Mode != 0o640) {
+		t.Errorf("COPY --chown=app --chmod=640: %s", e)
 	}
 	if e := bk.fs["/data/uid"]; e != nil && e.small != "1234\n" {
 		t.Errorf("/data/uid: %q", e.small)

@@ -137,3 +137,32 @@ func SplitGitSource(src string) (repo, ref, subdir string) {
 	ref, subdir, _ = strings.Cut(frag, ":")
 	return repo, ref, strings.Trim(subdir, "/")
 }
+
+// ParentsPlan maps sources to their destinations keeping their folders, as COPY --parents
+// does: a/b/c.txt goes to dst/a/b/c.txt. A "/./" in a source marks where the kept path
+// starts.
+func ParentsPlan(files []ContextFile, srcs []string, dst string) ([]CopyItem, error) {
+	var out []CopyItem
+	for _, s := range srcs {
+		pivot := ""
+		if i := strings.Index(s, "/./"); i >= 0 {
+			pivot = CleanSource(s[:i])
+		}
+		src := CleanSource(s)
+		n := len(out)
+		for _, f := range files {
+			if !Selects(src, f.Path) {
+				continue
+			}
+			rel := f.Path
+			if pivot != "" {
+				rel = strings.TrimPrefix(strings.TrimPrefix(rel, pivot), "/")
+			}
+			out = append(out, CopyItem{File: f, Target: path.Join(dst, rel)})
+		}
+		if len(out) == n {
+			return nil, fmt.Errorf("source %q is not in the build context", s)
+		}
+	}
+	return out, nil
+}

@@ -339,6 +339,7 @@ type readOnlyStore struct {
 }
 
 func newReadOnlyStore(root string) (*readOnlyStore, error) {
+	quietLogs()
 	dir, err := os.MkdirTemp("", "strata-oci-store-")
 	if err != nil {
 		return nil, err

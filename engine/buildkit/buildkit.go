@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/client"
@@ -118,12 +119,7 @@ func Open(ctx context.Context, st Store, o Options) (*Engine, error) {
 			opts = append(opts, client.WithCredentials(o.Cert, o.Key))
 		}
 	}
-	// containerd's and BuildKit's client packages log through logrus, at warning level by
-	// default: a notice about fsverity on every content store would reach the user's
-	// terminal beside strata's progress.
-	if logrus.GetLevel() > logrus.ErrorLevel {
-		logrus.SetLevel(logrus.ErrorLevel)
-	}
+	quietLogs()
 	c, err := client.New(ctx, o.Addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("buildkit engine: %s: %w", o.Addr, err)
@@ -142,6 +138,19 @@ func (e *Engine) Close() error {
 		err = serr
 	}
 	return err
+}
+
+var quiet sync.Once
+
+// quietLogs keeps containerd's and BuildKit's client packages, which log through logrus at
+// warning level by default, from writing notices (fsverity on every content store) to the
+// user's terminal beside strata's progress.
+func quietLogs() {
+	quiet.Do(func() {
+		if logrus.GetLevel() > logrus.ErrorLevel {
+			logrus.SetLevel(logrus.ErrorLevel)
+		}
+	})
 }
 
 func fileExists(p string) bool {

@@ -107,10 +107,10 @@ func TestSecretsAreNotInTheDefinition(t *testing.T) {
 // required build secret names the flag that gives it.
 func TestRefusals(t *testing.T) {
 	for name, l := range map[string]*spec.Layer{
-		"a GPU at build time": {Method: "run_commands", GPU: &spec.GPU{Type: "any", Count: 1}, Instructions: []spec.Instruction{{Op: spec.OpRun, Args: []string{"true"}}}},
-		"run_function":        {Method: "run_function", Function: &spec.FunctionRef{Name: "f"}},
-		"ADD of a URL":        {Method: "dockerfile_commands", Instructions: []spec.Instruction{{Op: spec.OpAdd, Args: []string{"https://example.com/x.tgz", "/x"}}}},
-		"--parents":           {Method: "dockerfile_commands", Instructions: []spec.Instruction{{Op: spec.OpCopy, Flags: []string{"--parents"}, Args: []string{"a", "/x/"}}}},
+		"a GPU at build time":        {Method: "run_commands", GPU: &spec.GPU{Type: "any", Count: 1}, Instructions: []spec.Instruction{{Op: spec.OpRun, Args: []string{"true"}}}},
+		"run_function":               {Method: "run_function", Function: &spec.FunctionRef{Name: "f"}},
+		"ADD of a git repository":    {Method: "dockerfile_commands", Instructions: []spec.Instruction{{Op: spec.OpAdd, Args: []string{"https://example.com/repo.git#main", "/x"}}}},
+		"COPY --from with --parents": {Method: "dockerfile_commands", Instructions: []spec.Instruction{{Op: spec.OpCopy, Flags: []string{"--from=x", "--parents"}, Args: []string{"a", "/x/"}}}},
 	} {
 		_, err := translate(t, []*spec.Layer{base(), l}, engine.BuildOptions{})
 		var be *engine.BuildError

@@ -3,16 +3,20 @@ package buildkit
 import (
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path"
 	"strconv"
 	"strings"
+
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/solver/pb"
 
 	"github.com/strata-build/strata/engine/imageconfig"
+	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/spec"
 )
 
@@ -130,33 +134,15 @@ func (b *build) run(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.Ins
 	return nil
 }
 
-// runArgs is a RUN's argv, with here-documents as the local engine runs them: a lone
-// heredoc with a shebang is a script file mounted at /dev/pipes.
+// runArgs is a RUN's argv (imageconfig.RunArgv), with a heredoc script as a file of a
+// state of its own, for the step to mount at /dev/pipes.
 func runArgs(cfg *imageconfig.State, in spec.Instruction) ([]string, *llb.State, error) {
-	if len(in.Heredocs) == 0 {
-		return cfg.Argv(in), nil, nil
+	argv, script, err := cfg.RunArgv(in)
+	if err != nil || script == nil {
+		return argv, nil, err
 	}
-	if in.JSON || len(in.Args) != 1 {
-		return nil, nil, fmt.Errorf("a RUN with a heredoc must be in shell form")
-	}
-	h := in.Heredocs[0]
-	if len(in.Heredocs) == 1 && spec.IsHeredocSource(in, strings.TrimSpace(in.Args[0])) {
-		data := h.Content
-		if h.Chomp {
-			data = imageconfig.Chomp(data)
-		}
-		if strings.HasPrefix(data, "#!") {
-			st := llb.Scratch().File(llb.Mkfile(h.Name, 0o755, []byte(data)))
-			return cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{"/dev/pipes/" + h.Name}}), &st, nil
-		}
-		return cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{data}}), nil, nil
-	}
-	var sb strings.Builder
-	sb.WriteString(in.Args[0])
-	for _, h := range in.Heredocs {
-		sb.WriteString("\n" + h.Content + h.Name)
-	}
-	return cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{sb.String()}}), nil, nil
+	st := llb.Scratch().File(llb.Mkfile(script.Name, 0o755, []byte(script.Data)))
+	return argv, &st, nil
 }
 
 // mount translates a RUN --mount.
@@ -243,13 +229,8 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 	if err != nil {
 		return err
 	}
-	switch {
-	case flags.Parents:
-		return fmt.Errorf("--parents: %w", ErrUnsupported)
-	case len(flags.Excludes) > 0:
-		return fmt.Errorf("--exclude: %w", ErrUnsupported)
-	case flags.Link:
-		// --link only changes how Docker stores the layer, not what it holds.
+	if flags.From != "" && (flags.Parents || len(flags.Excludes) > 0) {
+		return fmt.Errorf("COPY --from with --parents or --exclude: %w", ErrUnsupported)
 	}
 	words := make([]string, len(in.Args))
 	for i, a := range in.Args {
@@ -322,13 +303,32 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 			continue
 		}
 		if in.Op == spec.OpAdd && spec.IsRemoteSource(srcs[i]) {
-			return fmt.Errorf("ADD of a URL or git repository: %w", ErrUnsupported)
+			st, name, err := httpSource(srcs[i], flags)
+			if err != nil {
+				return err
+			}
+			ci := *info
+			ci.AttemptUnpack, ci.AllowWildcard = false, false
+			target := dst
+			if dstIsDir {
+				target = path.Join(dst, name)
+			}
+			fa = chainCopy(fa, st, "/"+name, target, &ci)
+			continue
 		}
 		local = append(local, srcs[i])
 	}
 	if len(local) > 0 {
-		items, err := spec.CopyPlan(l.Context, local, dst, dstIsDir)
+		var items []spec.CopyItem
+		if flags.Parents {
+			items, err = spec.ParentsPlan(l.Context, local, dst)
+		} else {
+			items, err = spec.CopyPlan(l.Context, local, dst, dstIsDir)
+		}
 		if err != nil {
+			return err
+		}
+		if items, err = localfiles.ExcludeItems(items, flags.Excludes, dst); err != nil {
 			return err
 		}
 		ctxName := "strata-context-" + strings.TrimPrefix(l.Key, "sha256:")[:16]
@@ -418,4 +418,32 @@ func (b *build) fromState(l *spec.Layer, from string) (llb.State, error) {
 		return c.st, nil
 	}
 	return llb.State{}, fmt.Errorf("--from=%s was not resolved before the build", from)
+}
+
+// httpSource is the file an ADD names by http(s) URL, fetched by buildkitd as Docker's ADD
+// fetches it (mode 0600, the Last-Modified time, not unpacked), checked against --checksum.
+func httpSource(src string, flags spec.CopyFlags) (llb.State, string, error) {
+	if spec.IsGitSource(src) {
+		return llb.State{}, "", fmt.Errorf("ADD of a git repository: %w", ErrUnsupported)
+	}
+	if flags.KeepGitDir {
+		return llb.State{}, "", fmt.Errorf("--keep-git-dir is for git repositories")
+	}
+	u, err := url.Parse(src)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return llb.State{}, "", fmt.Errorf("%q is not an http(s) URL or a git repository", src)
+	}
+	name := path.Base(u.Path)
+	if name == "/" || name == "." || name == "" {
+		return llb.State{}, "", fmt.Errorf("%s names no file: ADD takes the file's name from the URL's path", src)
+	}
+	opts := []llb.HTTPOption{llb.Filename(name), llb.Chmod(0o600)}
+	if flags.Checksum != "" {
+		d, err := digest.Parse(flags.Checksum)
+		if err != nil {
+			return llb.State{}, "", fmt.Errorf("--checksum=%s: %w", flags.Checksum, err)
+		}
+		opts = append(opts, llb.Checksum(d))
+	}
+	return llb.HTTP(src, opts...), name, nil
 }

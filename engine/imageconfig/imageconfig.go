@@ -328,3 +328,41 @@ func StepEnv(image []string, l *spec.Layer, secretEnv []string) []string {
 	}
 	return Fill(env, "PATH="+DefaultPath)
 }
+
+// Script is a heredoc that a RUN executes by its shebang's interpreter: the engine places
+// it at /dev/pipes/Name, read-only, for the step.
+type Script struct {
+	Name string
+	Data string
+}
+
+// RunArgv is a RUN's argv. With here-documents it follows BuildKit: a lone heredoc is the
+// script, run by its shebang's interpreter (the returned Script, which the engine mounts at
+// /dev/pipes) or by the shell; a command that reads heredocs gets them back as text for
+// the shell.
+func (s *State) RunArgv(in spec.Instruction) ([]string, *Script, error) {
+	if len(in.Heredocs) == 0 {
+		return s.Argv(in), nil, nil
+	}
+	if in.JSON || len(in.Args) != 1 {
+		return nil, nil, fmt.Errorf("a RUN with a heredoc must be in shell form")
+	}
+	h := in.Heredocs[0]
+	if len(in.Heredocs) == 1 && spec.IsHeredocSource(in, strings.TrimSpace(in.Args[0])) {
+		data := h.Content
+		if h.Chomp {
+			data = Chomp(data)
+		}
+		if strings.HasPrefix(data, "#!") {
+			argv := s.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{"/dev/pipes/" + h.Name}})
+			return argv, &Script{Name: h.Name, Data: data}, nil
+		}
+		return s.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{data}}), nil, nil
+	}
+	var b strings.Builder
+	b.WriteString(in.Args[0])
+	for _, h := range in.Heredocs {
+		b.WriteString("\n" + h.Content + h.Name)
+	}
+	return s.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{b.String()}}), nil, nil
+}

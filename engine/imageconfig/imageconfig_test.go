@@ -122,3 +122,19 @@ func TestFillNeverOverrides(t *testing.T) {
 		t.Errorf("got %v", env)
 	}
 }
+
+func TestRunArgv(t *testing.T) {
+	s := New(v1.Config{}, "", nil, &spec.Layer{})
+	script := spec.Instruction{Op: spec.OpRun, Args: []string{"<<EOF"}, Heredocs: []spec.Heredoc{{Name: "EOF", Content: "#!/usr/bin/env python3\nprint(1)\n"}}}
+	argv, sc, err := s.RunArgv(script)
+	if err != nil || sc == nil || sc.Name != "EOF" || sc.Data != "#!/usr/bin/env python3\nprint(1)\n" || strings.Join(argv, " ") != "/bin/sh -c /dev/pipes/EOF" {
+		t.Errorf("a shebang heredoc: %q %+v %v", argv, sc, err)
+	}
+	shell := spec.Instruction{Op: spec.OpRun, Args: []string{"<<EOF"}, Heredocs: []spec.Heredoc{{Name: "EOF", Content: "echo a\necho b\n"}}}
+	if argv, sc, err := s.RunArgv(shell); err != nil || sc != nil || strings.Join(argv, " ") != "/bin/sh -c echo a\necho b\n" {
+		t.Errorf("a shell heredoc: %q %+v %v", argv, sc, err)
+	}
+	if _, _, err := s.RunArgv(spec.Instruction{Op: spec.OpRun, JSON: true, Args: []string{"cat"}, Heredocs: shell.Heredocs}); err == nil {
+		t.Error("a heredoc in exec form")
+	}
+}

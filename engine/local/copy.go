@@ -121,14 +121,14 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 		}
 		var items []spec.CopyItem
 		if flags.Parents {
-			items, err = parentsPlan(files, local, dst)
+			items, err = spec.ParentsPlan(files, local, dst)
 		} else {
 			items, err = spec.CopyPlan(files, local, dst, dstIsDir)
 		}
 		if err != nil {
 			return err
 		}
-		if items, err = exclude(items, flags.Excludes, dst); err != nil {
+		if items, err = localfiles.ExcludeItems(items, flags.Excludes, dst); err != nil {
 			return err
 		}
 		plan = append(plan, items...)
@@ -181,57 +181,6 @@ func (x *executor) heredocFile(in spec.Instruction, src string) (spec.ContextFil
 		return spec.ContextFile{Path: name, Source: p, Mode: 0o644, Size: int64(len(text))}, nil
 	}
 	return spec.ContextFile{}, fmt.Errorf("no heredoc %q", name)
-}
-
-// parentsPlan maps sources to their destinations keeping their folders, as COPY --parents
-// does: a/b/c.txt goes to dst/a/b/c.txt. A "/./" in a source marks where the kept path
-// starts.
-func parentsPlan(files []spec.ContextFile, srcs []string, dst string) ([]spec.CopyItem, error) {
-	var out []spec.CopyItem
-	for _, s := range srcs {
-		pivot := ""
-		if i := strings.Index(s, "/./"); i >= 0 {
-			pivot = spec.CleanSource(s[:i])
-		}
-		src := spec.CleanSource(s)
-		n := len(out)
-		for _, f := range files {
-			if !spec.Selects(src, f.Path) {
-				continue
-			}
-			rel := f.Path
-			if pivot != "" {
-				rel = strings.TrimPrefix(strings.TrimPrefix(rel, pivot), "/")
-			}
-			out = append(out, spec.CopyItem{File: f, Target: path.Join(dst, rel)})
-		}
-		if len(out) == n {
-			return nil, fmt.Errorf("source %q is not in the build context", s)
-		}
-	}
-	return out, nil
-}
-
-// exclude leaves out the files --exclude names: patterns in dockerignore syntax, matched
-// against the path in the build context and against the path under the destination.
-func exclude(items []spec.CopyItem, patterns []string, dst string) ([]spec.CopyItem, error) {
-	if len(patterns) == 0 {
-		return items, nil
-	}
-	m, err := localfiles.Patterns(patterns)
-	if err != nil {
-		return nil, fmt.Errorf("--exclude: %w", err)
-	}
-	var out []spec.CopyItem
-	for _, it := range items {
-		rel := strings.TrimPrefix(strings.TrimPrefix(it.Target, dst), "/")
-		dir := fs.FileMode(it.File.Mode).IsDir()
-		if m.Excludes(it.File.Path, dir) || (rel != "" && m.Excludes(rel, dir)) {
-			continue
-		}
-		out = append(out, it)
-	}
-	return out, nil
 }
 
 // unpack extracts f into the folder dst if f is a tar archive (plain, gzip, bzip2 or zstd),

@@ -302,41 +302,21 @@ func (x *executor) runStep(ctx context.Context, in spec.Instruction) error {
 	return err
 }
 
-// runArgs is a RUN's argv. With here-documents it follows BuildKit: a lone heredoc is the
-// script, run by its shebang's interpreter (from a file mounted at /dev/pipes) or by the
-// shell; a command that reads heredocs gets them back as text for the shell.
+// runArgs is a RUN's argv (imageconfig.RunArgv), with a heredoc script written into the
+// work folder and mounted at /dev/pipes.
 func (x *executor) runArgs(in spec.Instruction) ([]string, *container.Mount, error) {
-	if len(in.Heredocs) == 0 {
-		return x.cfg.Argv(in), nil, nil
+	argv, script, err := x.cfg.RunArgv(in)
+	if err != nil || script == nil {
+		return argv, nil, err
 	}
-	if in.JSON || len(in.Args) != 1 {
-		return nil, nil, fmt.Errorf("a RUN with a heredoc must be in shell form")
+	dir := filepath.Join(x.work.Path, "heredoc")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
 	}
-	h := in.Heredocs[0]
-	if len(in.Heredocs) == 1 && spec.IsHeredocSource(in, strings.TrimSpace(in.Args[0])) {
-		data := h.Content
-		if h.Chomp {
-			data = imageconfig.Chomp(data)
-		}
-		if strings.HasPrefix(data, "#!") {
-			dir := filepath.Join(x.work.Path, "heredoc")
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, nil, err
-			}
-			if err := os.WriteFile(filepath.Join(dir, h.Name), []byte(data), 0o755); err != nil {
-				return nil, nil, err
-			}
-			argv := x.cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{"/dev/pipes/" + h.Name}})
-			return argv, &container.Mount{Source: dir, Target: "/dev/pipes", ReadOnly: true}, nil
-		}
-		return x.cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{data}}), nil, nil
+	if err := os.WriteFile(filepath.Join(dir, script.Name), []byte(script.Data), 0o755); err != nil {
+		return nil, nil, err
 	}
-	var b strings.Builder
-	b.WriteString(in.Args[0])
-	for _, h := range in.Heredocs {
-		b.WriteString("\n" + h.Content + h.Name)
-	}
-	return x.cfg.Argv(spec.Instruction{Op: spec.OpRun, Args: []string{b.String()}}), nil, nil
+	return argv, &container.Mount{Source: dir, Target: "/dev/pipes", ReadOnly: true}, nil
 }
 
 // supportMounts are what every container gets and no layer keeps: copies of the host's DNS
