@@ -197,6 +197,9 @@ type Image struct {
 	// Mounts are its runtime mounts (add_local_* without copy).
 	Mounts  []Mount
 	Created time.Time
+	// Engine names the engine that built it when it is not the store's own ("buildkit"):
+	// its layers are then its manifest's, not the cache records of its keys.
+	Engine string
 }
 
 // Mount is a runtime mount of an image as recorded with it.

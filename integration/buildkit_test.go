@@ -145,9 +145,9 @@ func sameImages(t *testing.T, got, want *confImage) {
 }
 
 // TestBuildKitEngineBuildsTheSameImage builds one chain with both engines: RUN as root and
-// as a user, ENV, WORKDIR, USER, local files copied with their modes, a heredoc, a
-// Dockerfile's COPY --chown and a multi-stage COPY --from; the file systems and configs must
-// be the same.
+// as a user, ENV, WORKDIR, USER, local files copied with their modes, heredocs, cache
+// mounts (one owned by the user), a Dockerfile's COPY --chown --chmod, --parents and
+// --exclude, and ADD of a URL; the file systems and configs must be the same.
 func TestBuildKitEngineBuildsTheSameImage(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
 	addr := buildkitd(t)
@@ -175,6 +175,7 @@ func TestBuildKitEngineBuildsTheSameImage(t *testing.T) {
 		DockerfileCommands(
 			"USER app",
 			"RUN echo \"$GREETING\" > /data/greeting && id -u > /data/uid && touch /data/owned",
+			"RUN --mount=type=cache,target=/home/app/.cache,uid=1234 touch /home/app/.cache/x && echo ok > /data/cache-ok",
 			"USER root",
 			"COPY <<EOF /etc/motd\nwelcome $GREETING\nEOF",
 			"RUN <<EOF\n#!/bin/sh\necho from a script > /script-out\nEOF",
@@ -194,7 +195,7 @@ func TestBuildKitEngineBuildsTheSameImage(t *testing.T) {
 		t.Errorf("BuildKit's image has %d paths, the local one %d", len(bk.fs), len(local.fs))
 	}
 	sameImages(t, bk, local)
-	for _, p := range []string{"/data/greeting", "/data/uid", "/srv/app/src/main.py", "/srv/app/src/link.py", "/etc/motd", "/script-out", "/from-cache", "/etc/app/sub/more.conf", "/etc/parents/sub/more.conf", "/opt/tool.txt"} {
+	for _, p := range []string{"/data/greeting", "/data/uid", "/srv/app/src/main.py", "/srv/app/src/link.py", "/etc/motd", "/script-out", "/from-cache", "/etc/app/sub/more.conf", "/etc/parents/sub/more.conf", "/opt/tool.txt", "/data/cache-ok"} {
 		if bk.fs[p] == nil {
 			t.Errorf("%s is missing from BuildKit's image", p)
 		}
@@ -217,7 +218,10 @@ func TestBuildKitEngineImagesRunAndCache(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
 	addr := buildkitd(t)
 	u := unique(t)
-	img := base().RunCommands("echo " + u + " > /marker").Env(map[string]string{"X": "1"}).RunCommands("cat /marker > /copy")
+	dir := t.TempDir()
+	write(t, dir, "conf.txt", u+"\n")
+	img := base().RunCommands("echo " + u + " > /marker").Env(map[string]string{"X": "1"}).RunCommands("cat /marker > /copy").
+		AddLocalFileWith(strata.AddLocalFileOptions{LocalPath: filepath.Join(dir, "conf.txt"), RemotePath: "/etc/conf.txt", Copy: true})
 	var events []strata.Event
 	b := build(t, img, "it-bk-run", strata.WithEngine("buildkit", addr), strata.WithProgress(func(e strata.Event) { events = append(events, e) }))
 	if got := run(t, b, "cat", "/copy"); got != u+"\n" {
@@ -229,8 +233,16 @@ func TestBuildKitEngineImagesRunAndCache(t *testing.T) {
 			built[e.Method] = true
 		}
 	}
-	if !built["run_commands"] {
-		t.Errorf("no done event for run_commands: %+v", events)
+	if !built["run_commands"] || !built["env"] || !built["add_local_file"] {
+		t.Errorf("no done event for every layer: %+v", events)
+	}
+	// inspect and sbom: the manifest's layers, with the packages each changed.
+	in, err := b.Inspect(ctx(t))
+	if err != nil || len(in.Layers) < 3 || in.Layers[0].Packages == nil || len(in.Layers[0].Packages.Added) == 0 {
+		t.Errorf("inspect of BuildKit's image: %v %+v", err, in)
+	}
+	if doc, err := b.SBOM(ctx(t), "spdx"); err != nil || !strings.Contains(string(doc), "python3") {
+		t.Errorf("sbom of BuildKit's image: %v", err)
 	}
 	// Another store: its base is bootstrapped there again (byte-identical), and BuildKit has
 	// every step cached.
@@ -240,19 +252,29 @@ func TestBuildKitEngineImagesRunAndCache(t *testing.T) {
 		strata.WithProgress(func(e strata.Event) { events = append(events, e) })); err != nil {
 		t.Fatal(err)
 	}
+	cached := map[string]int{}
 	for _, e := range events {
 		if e.Status == "done" && e.Method != "debian_slim" {
 			t.Errorf("the second client executed %s (%s) again", e.Method, e.Key)
 		}
-	}
-	var cached int
-	for _, e := range events {
-		if e.Status == "cached" && e.Method == "run_commands" {
-			cached++
+		if e.Status == "cached" {
+			cached[e.Method]++
 		}
 	}
-	if cached != 2 {
-		t.Errorf("want both run_commands layers cached on the daemon, got %d: %+v", cached, events)
+	if cached["run_commands"] != 2 || cached["add_local_file"] != 1 || cached["env"] != 1 {
+		t.Errorf("want every layer cached on the daemon, got %v", cached)
+	}
+	// A forced build runs every step again.
+	events = nil
+	build(t, img, "it-bk-run", strata.WithEngine("buildkit", addr), strata.WithForceBuild(), strata.WithProgress(func(e strata.Event) { events = append(events, e) }))
+	done := 0
+	for _, e := range events {
+		if e.Status == "done" && e.Method == "run_commands" {
+			done++
+		}
+	}
+	if done != 2 {
+		t.Errorf("a forced build ran %d run_commands layers, want 2", done)
 	}
 }
 
@@ -269,9 +291,11 @@ func TestBuildKitEngineSecrets(t *testing.T) {
 	img := base().RunCommandsWith(strata.RunCommandsOptions{
 		Commands:     []string{`printf %s "$API_TOKEN" | sha256sum | cut -d' ' -f1 > /token-hash`, `echo "the token is $API_TOKEN"`},
 		LayerOptions: strata.LayerOptions{Secrets: []string{"it-bk-token"}},
-	}).DockerfileCommands(`RUN --mount=type=secret,id=build,required=true sha256sum /run/secrets/build | cut -d' ' -f1 > /build-hash`)
+	}).DockerfileCommands(`RUN --mount=type=secret,id=build,required=true sha256sum /run/secrets/build | cut -d' ' -f1 > /build-hash`,
+		// A multi-line secret printed whole: masked across its lines.
+		`RUN --mount=type=secret,id=pem,required=true echo "the key:"; cat /run/secrets/pem; echo`)
 	var lines []string
-	b := build(t, img, "it-bk-secret", strata.WithEngine("buildkit", addr), strata.WithBuildSecret("build", []byte(value)),
+	b := build(t, img, "it-bk-secret", strata.WithEngine("buildkit", addr), strata.WithBuildSecret("build", []byte(value)), strata.WithBuildSecret("pem", []byte("-----BEGIN KEY-----\n"+value+"\n-----END KEY-----")),
 		strata.WithProgress(func(e strata.Event) {
 			if e.Line != "" {
 				lines = append(lines, e.Line)
@@ -310,10 +334,12 @@ func TestBuildKitEngineErrors(t *testing.T) {
 	if !errors.As(err, &be) || be.ExitCode != 7 || be.Method != "run_commands" || !strings.Contains(be.Command, "exit 7") {
 		t.Errorf("want a BuildError for run_commands with exit code 7, got %#v: %v", be, err)
 	}
-	_, err = base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"true"}, LayerOptions: strata.LayerOptions{GPU: "any"}}).
-		Build(ctx(t), strata.WithHome(home), strata.WithEngine("buildkit", addr))
-	if err == nil || !strings.Contains(err.Error(), "not supported by the buildkit engine") {
-		t.Errorf("a GPU step: %v", err)
+	// Refused before anything is built, the base included.
+	var events []strata.Event
+	_, err = strata.DebianSlim("3.11").RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"true"}, LayerOptions: strata.LayerOptions{GPU: "any"}}).
+		Build(ctx(t), strata.WithHome(home), strata.WithEngine("buildkit", addr), strata.WithProgress(func(e strata.Event) { events = append(events, e) }))
+	if err == nil || !strings.Contains(err.Error(), "not supported by the buildkit engine") || len(events) > 0 {
+		t.Errorf("a GPU step: %v, after %d events", err, len(events))
 	}
 	_, err = base().Build(ctx(t), strata.WithHome(home), strata.WithEngine("buildkit", "unix:///nonexistent/buildkitd.sock"))
 	if err == nil || !strings.Contains(err.Error(), "no buildkitd answers at unix:///nonexistent/buildkitd.sock") {

@@ -398,6 +398,34 @@ func TestFromRegistryPullsAndExtends(t *testing.T) {
 	}
 }
 
+// TestImagesWithARepeatedLayer: an image may hold the same layer twice (Docker's and
+// BuildKit's empty layers, for steps that changed nothing); overlayfs refuses a folder twice
+// in lowerdir, so strata mounts it once. Steps and containers of such an image run.
+func TestImagesWithARepeatedLayer(t *testing.T) {
+	need(t, "runc", "mmdebstrap", "docker-registry")
+	reg := registry(t)
+	var buf bytes.Buffer
+	tar.NewWriter(&buf).Close()
+	data := buf.Bytes()
+	emptyLayer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(ociImage(t, build(t, base().RunCommands("echo one > /one"), "it-repeated-base")), emptyLayer, emptyLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reg + "/repeated/layer:1"
+	r, _ := name.ParseReference(ref, name.Insecure)
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	b := build(t, strata.FromRegistry(ref).RunCommands("cat /one > /two"), "it-repeated")
+	if got := run(t, b, "cat", "/two"); got != "one\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
 func TestPullRefusesUnsafeLayers(t *testing.T) {
 	need(t, "runc")
 	reg := registry(t)

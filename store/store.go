@@ -364,7 +364,9 @@ type Image struct {
 	// Mounts is the digest of a blob that lists the image's runtime mounts, if it has any.
 	Mounts string `json:"mounts,omitempty"`
 	// Source is the registry reference a pulled image came from.
-	Source  string    `json:"source,omitempty"`
+	Source string `json:"source,omitempty"`
+	// Engine names the engine that built it, when another than the store's own.
+	Engine  string    `json:"engine,omitempty"`
 	Created time.Time `json:"created"`
 }
 

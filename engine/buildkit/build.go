@@ -1,18 +1,17 @@
 package buildkit
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -20,8 +19,6 @@ import (
 	"github.com/moby/buildkit/session/auth/authprovider"
 
 	"github.com/containerd/containerd/v2/core/content"
-	contentlocal "github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
@@ -53,8 +50,8 @@ type build struct {
 	mu      sync.Mutex
 	secrets map[string][]byte
 	stages  map[string]*chain
-	// bases is strata's store as BuildKit reads the base images from it.
-	bases *readOnlyStore
+	// store is strata's store as buildkitd reads the bases from it and exports into it.
+	store *contentStore
 	// vertices maps a vertex's name prefix to its layer, for progress.
 	names map[string]*spec.Layer
 }
@@ -66,16 +63,28 @@ type chain struct {
 	// args and scope are the Dockerfile stage's ARG values, which its next layer continues.
 	args  []string
 	scope string
+	// force is set from the first layer with force_build on: it and every later layer are
+	// built again.
+	force bool
 }
 
 // Build translates the plan into LLB, solves it on buildkitd and imports the image into the
 // local store. Base layers are built by the local engine and read by BuildKit from the
 // store, as buildx's oci-layout:// contexts are.
 func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions) (*engine.Image, error) {
-	b, c, err := e.translate(ctx, p, o)
-	if b != nil {
-		defer b.bases.close()
+	if err := refuse(p); err != nil {
+		return nil, err
 	}
+	if err := e.connect(ctx); err != nil {
+		return nil, err
+	}
+	// No prune may remove the blobs that the export writes before Import records them.
+	release, err := e.Store.Hold()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	b, c, err := e.translate(ctx, p, o)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +96,7 @@ func (e *Engine) translate(ctx context.Context, p engine.Plan, o engine.BuildOpt
 	if len(p.Layers) == 0 {
 		return nil, nil, errors.New("nothing to build: the plan has no layers")
 	}
-	bases, err := newReadOnlyStore(e.Store.BlobRoot())
-	if err != nil {
-		return nil, nil, err
-	}
-	b := &build{e: e, o: o, bases: bases, index: map[string]int{}, locals: map[string]fsutil.FS{}, secrets: map[string][]byte{}, stages: map[string]*chain{}, names: map[string]*spec.Layer{}}
+	b := &build{e: e, o: o, store: newContentStore(e.Store), index: map[string]int{}, locals: map[string]fsutil.FS{}, secrets: map[string][]byte{}, stages: map[string]*chain{}, names: map[string]*spec.Layer{}}
 	for _, s := range p.Stages {
 		b.number(s.Layers)
 	}
@@ -165,7 +170,7 @@ func (b *build) base(ctx context.Context, l *spec.Layer) (*chain, error) {
 		return nil, err
 	}
 	cfg := v1.ConfigFile{Architecture: in.Config.Architecture, OS: in.Config.OS, Variant: in.Config.Variant, Config: in.Config.Config, Author: in.Config.Author, History: in.Config.History}
-	manifest, err := b.bases.layersOnly(in)
+	manifest, err := b.store.layersOnly(in)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +187,42 @@ func (b *build) vertexName(l *spec.Layer, what string) string {
 	b.names[prefix] = l
 	b.mu.Unlock()
 	return prefix + " " + l.Method + ": " + what
+}
+
+// vertex are the options of a layer's vertex: its name, and BuildKit's cache ignored when
+// the build, this layer or one below it is forced (force propagates, as with the local
+// engine) or the cache is to be ignored.
+func (b *build) vertex(c *chain, l *spec.Layer, what string) []llb.ConstraintsOpt {
+	c.force = c.force || l.ForceBuild
+	opts := []llb.ConstraintsOpt{llb.WithCustomName(b.vertexName(l, what))}
+	if c.force || b.o.ForceBuild || b.o.IgnoreCache {
+		opts = append(opts, llb.IgnoreCache)
+	}
+	return opts
+}
+
+// refuse fails a plan with a layer this engine does not build, before anything is built.
+// Base layers are built by the local engine, and may ask for anything it builds.
+func refuse(p engine.Plan) error {
+	// Numbered as progress numbers them: the stages' layers, then the image's, once each.
+	b := &build{index: map[string]int{}}
+	for _, s := range p.Stages {
+		b.number(s.Layers)
+	}
+	b.number(p.Layers)
+	layers := append([]*spec.Layer(nil), p.Layers...)
+	for _, s := range p.Stages {
+		layers = append(layers, s.Layers...)
+	}
+	for _, l := range layers {
+		if l.Base != nil {
+			continue
+		}
+		if err := unsupported(l); err != nil {
+			return &engine.BuildError{Index: b.index[l.Key], Method: l.Method, Key: l.Key, Err: err}
+		}
+	}
+	return nil
 }
 
 // unsupported refuses what a layer asks that this engine does not build yet.
@@ -209,11 +250,19 @@ func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Ima
 	}
 	cfg := c.config
 	cfg.OS, cfg.Architecture = platform.OS, platform.Architecture
+	// BuildKit fills in no creation time when the config has one, and a zero one would
+	// say year 1.
+	created := time.Now().UTC().Truncate(time.Second)
+	if epoch := planEpoch(p); epoch != nil && time.Unix(*epoch, 0).Before(created) {
+		created = time.Unix(*epoch, 0).UTC()
+	}
+	cfg.Created = v1.Time{Time: created}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
 	}
 	attrs := map[string]string{
+		// Into the output store, not a tar stream (which needs a file receiver).
 		"tar":                           "false",
 		"oci-mediatypes":                "true",
 		"compression":                   "gzip",
@@ -223,15 +272,10 @@ func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Ima
 		attrs["source-date-epoch"] = strconv.FormatInt(*epoch, 10)
 		attrs["rewrite-timestamp"] = "true"
 	}
-	out, err := os.MkdirTemp("", "strata-buildkit-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(out)
 	opt := client.SolveOpt{
-		Exports:     []client.ExportEntry{{Type: client.ExporterOCI, Attrs: attrs, OutputDir: out}},
+		Exports:     []client.ExportEntry{{Type: client.ExporterOCI, Attrs: attrs, OutputStore: b.store}},
 		LocalMounts: b.locals,
-		OCIStores:   map[string]content.Store{storeID: b.bases},
+		OCIStores:   map[string]content.Store{storeID: b.store},
 		Session:     []session.Attachable{secretsprovider.FromMap(b.secrets), authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{AuthConfigProvider: keychainAuth})},
 		// Not in buildkitd's build history, which would keep the steps' output unmasked.
 		Internal: true,
@@ -256,20 +300,12 @@ func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Ima
 	if err != nil {
 		return nil, pr.buildError(err)
 	}
-	digest := res.ExporterResponse[exptypes.ExporterImageDigestKey]
-	h, err := v1.NewHash(digest)
-	if err != nil {
-		return nil, fmt.Errorf("buildkitd exported no image digest: %w", err)
+	pr.finish(p.Layers)
+	manifest := res.ExporterResponse[exptypes.ExporterImageDigestKey]
+	if _, err := digest.Parse(manifest); err != nil {
+		return nil, fmt.Errorf("buildkitd exported no image digest (%q): %w", manifest, err)
 	}
-	lp, err := layout.FromPath(out)
-	if err != nil {
-		return nil, err
-	}
-	img, err := lp.Image(h)
-	if err != nil {
-		return nil, err
-	}
-	return b.e.Store.Import(ctx, img, p, b.o.Name)
+	return b.e.Store.Import(ctx, Name, manifest, p, b.o.Name)
 }
 
 // CacheTag is the tag of BuildKit's registry cache in a --cache-to repository.
@@ -328,108 +364,6 @@ func planEpoch(p engine.Plan) *int64 {
 	return p.Layers[len(p.Layers)-1].SourceDateEpoch
 }
 
-// readOnlyStore is strata's blob folder seen as a containerd content store, from which
-// BuildKit reads the base images (llb.OCILayout). Its own ingest folder is a temporary one:
-// nothing is written into strata's store.
-type readOnlyStore struct {
-	content.Store
-	dir   string
-	mu    sync.Mutex
-	extra map[digest.Digest][]byte
-}
-
-func newReadOnlyStore(root string) (*readOnlyStore, error) {
-	quietLogs()
-	dir, err := os.MkdirTemp("", "strata-oci-store-")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Symlink(filepath.Join(root, "blobs"), filepath.Join(dir, "blobs")); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	cs, err := contentlocal.NewStore(dir)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	return &readOnlyStore{Store: cs, dir: dir}, nil
-}
-
-func (s *readOnlyStore) close() { os.RemoveAll(s.dir) }
-
-// layersOnly returns the digest of a manifest of the image's layers whose config holds
-// nothing but the layers' diff IDs, served from memory. BuildKit keys an OCI layout source
-// by its manifest, and the stored image's config has the time it was built: two stores
-// that bootstrapped the same base bytes would otherwise share no cache on one buildkitd.
-// The config that the engine gives the exported image is the full one.
-func (s *readOnlyStore) layersOnly(in *engine.Inspect) (string, error) {
-	cfg := v1.ConfigFile{Architecture: in.Config.Architecture, OS: in.Config.OS, Variant: in.Config.Variant, RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{}}}
-	m := ocispecs.Manifest{MediaType: ocispecs.MediaTypeImageManifest, Layers: []ocispecs.Descriptor{}}
-	m.SchemaVersion = 2
-	for _, l := range in.Layers {
-		for _, bl := range l.Blobs {
-			h, err := v1.NewHash(bl.DiffID)
-			if err != nil {
-				return "", err
-			}
-			cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, h)
-			m.Layers = append(m.Layers, ocispecs.Descriptor{MediaType: bl.MediaType, Digest: digest.Digest(bl.Digest), Size: bl.Size})
-		}
-	}
-	cb, err := json.Marshal(cfg)
-	if err != nil {
-		return "", err
-	}
-	m.Config = ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageConfig, Digest: digest.FromBytes(cb), Size: int64(len(cb))}
-	mb, err := json.Marshal(m)
-	if err != nil {
-		return "", err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.extra == nil {
-		s.extra = map[digest.Digest][]byte{}
-	}
-	s.extra[digest.FromBytes(cb)] = cb
-	md := digest.FromBytes(mb)
-	s.extra[md] = mb
-	return md.String(), nil
-}
-
-func (s *readOnlyStore) blob(d digest.Digest) ([]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.extra[d]
-	return b, ok
-}
-
-func (s *readOnlyStore) Info(ctx context.Context, d digest.Digest) (content.Info, error) {
-	if b, ok := s.blob(d); ok {
-		return content.Info{Digest: d, Size: int64(len(b))}, nil
-	}
-	return s.Store.Info(ctx, d)
-}
-
-func (s *readOnlyStore) ReaderAt(ctx context.Context, desc ocispecs.Descriptor) (content.ReaderAt, error) {
-	if b, ok := s.blob(desc.Digest); ok {
-		return bytesReaderAt{bytes.NewReader(b)}, nil
-	}
-	return s.Store.ReaderAt(ctx, desc)
-}
-
-type bytesReaderAt struct{ *bytes.Reader }
-
-func (bytesReaderAt) Close() error { return nil }
-
-func (s *readOnlyStore) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	return nil, errors.New("strata's store is read-only to buildkitd")
-}
-
-func (s *readOnlyStore) Delete(ctx context.Context, dgst digest.Digest) error {
-	return errors.New("strata's store is read-only to buildkitd")
-}
-
 // argsOf returns the ARG values a layer starts with: its stage's so far, or none.
 func (c *chain) argsOf(l *spec.Layer) []string {
 	if l.Scope != "" && l.Scope == c.scope {
@@ -437,9 +371,6 @@ func (c *chain) argsOf(l *spec.Layer) []string {
 	}
 	return nil
 }
-
-// envSecretID is the session secret id of a local secret's variable.
-func envSecretID(key string) string { return "strata-env:" + key }
 
 func splitKV(kv string) (string, string) {
 	k, v, _ := strings.Cut(kv, "=")

@@ -14,18 +14,20 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/client"
 	_ "github.com/moby/buildkit/client/connhelper/kubepod" // kube-pod:// addresses
 	_ "github.com/moby/buildkit/client/connhelper/ssh"     // ssh:// addresses
 	"github.com/sirupsen/logrus"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/store"
 )
 
 // Name is the engine's name for --engine and strata.WithEngine.
@@ -38,10 +40,15 @@ type Store interface {
 	engine.Engine
 	// BlobRoot is the store's blobs folder, laid out as an OCI content store.
 	BlobRoot() string
+	// NewBlob writes a blob into the store, verified when committed.
+	NewBlob() (*store.BlobWriter, error)
+	// Hold keeps prune away until release is called.
+	Hold() (release func(), err error)
 	// SecretEnv returns named local secrets as KEY=VALUE pairs.
 	SecretEnv(names []string) ([]string, error)
-	// Import stores an image built by another engine for a plan, and names it.
-	Import(ctx context.Context, img v1.Image, p engine.Plan, name string) (*engine.Image, error)
+	// Import records an image that the engine exported into the store (its manifest
+	// digest) for a plan, and names it.
+	Import(ctx context.Context, engineName, manifest string, p engine.Plan, name string) (*engine.Image, error)
 }
 
 // Options say which buildkitd to use and how to reach it.
@@ -76,12 +83,16 @@ var ErrUnsupported = errors.New("not supported by the buildkit engine")
 // Engine builds on a buildkitd and keeps its images in a local store.
 type Engine struct {
 	Store
-	c    *client.Client
 	addr string
+	opts []client.ClientOpt
+
+	mu sync.Mutex
+	c  *client.Client
 }
 
-// Open connects to the daemon at o.Addr. The connection is made lazily by gRPC; Open checks
-// it by asking the daemon for its workers, so that a wrong address fails here, named.
+// Open checks the options and returns the engine. It reaches the daemon on its first build
+// only, so that the commands that never build (images, run, push) work with
+// STRATA_ENGINE=buildkit set and no daemon running.
 func Open(ctx context.Context, st Store, o Options) (*Engine, error) {
 	if o.Addr == "" {
 		return nil, fmt.Errorf("the buildkit engine needs a daemon's address: --addr, STRATA_BUILDKIT_ADDR, or strata buildkit start for a local one")
@@ -96,9 +107,11 @@ func Open(ctx context.Context, st Store, o Options) (*Engine, error) {
 		}
 		name := o.ServerName
 		if name == "" {
-			name = strings.TrimPrefix(o.Addr, "tcp://")
-			if i := strings.LastIndex(name, ":"); i >= 0 {
-				name = name[:i]
+			hostport := strings.TrimPrefix(o.Addr, "tcp://")
+			if h, _, err := net.SplitHostPort(hostport); err == nil {
+				name = h // without an IPv6 address's brackets
+			} else {
+				name = hostport
 			}
 		}
 		for _, f := range []string{o.CACert, o.Cert, o.Key} {
@@ -119,21 +132,40 @@ func Open(ctx context.Context, st Store, o Options) (*Engine, error) {
 			opts = append(opts, client.WithCredentials(o.Cert, o.Key))
 		}
 	}
-	quietLogs()
-	c, err := client.New(ctx, o.Addr, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("buildkit engine: %s: %w", o.Addr, err)
-	}
-	if _, err := c.ListWorkers(ctx); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("buildkit engine: no buildkitd answers at %s (start one with strata buildkit start, or check --addr): %w", o.Addr, err)
-	}
-	return &Engine{Store: st, c: c, addr: o.Addr}, nil
+	return &Engine{Store: st, addr: o.Addr, opts: opts}, nil
 }
 
-// Close closes the connection and the store.
+// connect reaches the daemon, once, and checks that it answers, so that a wrong address or
+// a refused certificate fails here, named.
+func (e *Engine) connect(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.c != nil {
+		return nil
+	}
+	quietLogs()
+	c, err := client.New(ctx, e.addr, e.opts...)
+	if err != nil {
+		return fmt.Errorf("buildkit engine: %s: %w", e.addr, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := c.ListWorkers(wctx); err != nil {
+		c.Close()
+		return fmt.Errorf("buildkit engine: no buildkitd answers at %s (start one with strata buildkit start, or check --addr and the TLS files): %w", e.addr, err)
+	}
+	e.c = c
+	return nil
+}
+
+// Close closes the connection, if there is one, and the store.
 func (e *Engine) Close() error {
-	err := e.c.Close()
+	e.mu.Lock()
+	var err error
+	if e.c != nil {
+		err = e.c.Close()
+	}
+	e.mu.Unlock()
 	if serr := e.Store.Close(); err == nil {
 		err = serr
 	}

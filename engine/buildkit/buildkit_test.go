@@ -12,10 +12,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/errdefs"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/spec"
+	"github.com/strata-build/strata/store"
 )
 
 // fakeStore is the local store as the translation sees it: a base that "builds" at once,
@@ -39,15 +45,19 @@ func (f *fakeStore) Inspect(context.Context, *engine.Image) (*engine.Inspect, er
 func (f *fakeStore) BlobRoot() string { return f.root }
 
 func (f *fakeStore) SecretEnv(names []string) ([]string, error) {
-	if len(names) == 0 {
-		return nil, nil
+	var env []string
+	for _, n := range names {
+		env = append(env, "API_TOKEN=local-secret-value-of-"+n)
 	}
-	return []string{"API_TOKEN=local-secret-value"}, nil
+	return env, nil
 }
 
-func (f *fakeStore) Import(context.Context, v1.Image, engine.Plan, string) (*engine.Image, error) {
+func (f *fakeStore) Import(context.Context, string, string, engine.Plan, string) (*engine.Image, error) {
 	return nil, errors.New("not in this test")
 }
+
+func (f *fakeStore) NewBlob() (*store.BlobWriter, error) { return nil, errors.New("not in this test") }
+func (f *fakeStore) Hold() (func(), error)               { return func() {}, nil }
 
 func translate(t *testing.T, layers []*spec.Layer, o engine.BuildOptions) ([]byte, error) {
 	t.Helper()
@@ -55,10 +65,7 @@ func translate(t *testing.T, layers []*spec.Layer, o engine.BuildOptions) ([]byt
 	for i, l := range layers {
 		l.Key = "sha256:" + strings.Repeat(string(rune('0'+i)), 64)
 	}
-	b, c, err := e.translate(context.Background(), engine.Plan{Layers: layers}, o)
-	if b != nil {
-		defer b.bases.close()
-	}
+	_, c, err := e.translate(context.Background(), engine.Plan{Layers: layers}, o)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +89,11 @@ func base() *spec.Layer {
 func TestSecretsAreNotInTheDefinition(t *testing.T) {
 	def, err := translate(t, []*spec.Layer{base(), {
 		Method:  "run_commands",
+		Secrets: []string{"other"},
+		// A key of the same name as the next layer's secret's: each step gets its own.
+		Instructions: []spec.Instruction{{Op: spec.OpRun, Args: []string{`echo "$API_TOKEN"`}}},
+	}, {
+		Method:  "run_commands",
 		Secrets: []string{"tok"},
 		Instructions: []spec.Instruction{
 			{Op: spec.OpRun, Args: []string{`echo "$API_TOKEN"`}},
@@ -96,7 +108,7 @@ func TestSecretsAreNotInTheDefinition(t *testing.T) {
 			t.Errorf("the definition holds the value %q", v)
 		}
 	}
-	for _, n := range []string{"API_TOKEN", envSecretID("API_TOKEN"), "/run/secrets/build"} {
+	for _, n := range []string{"API_TOKEN", "strata-env:tok:API_TOKEN", "strata-env:other:API_TOKEN", "/run/secrets/build"} {
 		if !strings.Contains(string(def), n) {
 			t.Errorf("the definition does not name %q", n)
 		}
@@ -118,7 +130,15 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	_, err := translate(t, []*spec.Layer{base(), {Method: "dockerfile_commands", Instructions: []spec.Instruction{
+	archive := filepath.Join(t.TempDir(), "a.tar.gz")
+	os.WriteFile(archive, []byte{0x1f, 0x8b, 8, 0}, 0o644)
+	_, err := translate(t, []*spec.Layer{base(), {Method: "dockerfile_commands",
+		Context:      []spec.ContextFile{{Path: "a.tar.gz", Source: archive, Mode: 0o644}},
+		Instructions: []spec.Instruction{{Op: spec.OpAdd, Args: []string{"a.tar.gz", "/opt/"}}}}}, engine.BuildOptions{})
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "ADD of a local archive (a.tar.gz)") {
+		t.Errorf("ADD of a local archive: %v", err)
+	}
+	_, err = translate(t, []*spec.Layer{base(), {Method: "dockerfile_commands", Instructions: []spec.Instruction{
 		{Op: spec.OpRun, Flags: []string{"--mount=type=secret,id=npmrc,required=true"}, Args: []string{"true"}}}}}, engine.BuildOptions{})
 	if err == nil || !strings.Contains(err.Error(), "--secret id=npmrc") {
 		t.Errorf("missing build secret: %v", err)
@@ -209,10 +229,69 @@ func TestOpenErrors(t *testing.T) {
 		{Addr: "unix:///x.sock", CACert: "ca.pem"}:              "TLS options are for a tcp:// daemon",
 		{Addr: "tcp://h:1234", CACert: "ca.pem", Cert: "c.pem"}: "needs its key",
 		{Addr: "tcp://h:1234", CACert: "/nonexistent/ca.pem"}:   "/nonexistent/ca.pem",
-		{Addr: "unix:///nonexistent/buildkitd.sock"}:            "no buildkitd answers at unix:///nonexistent/buildkitd.sock",
 	} {
 		if _, err := Open(context.Background(), st, o); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%+v: %v, want %q", o, err, want)
 		}
+	}
+	// The daemon is reached on the first build only.
+	e, err := Open(context.Background(), st, Options{Addr: "unix:///nonexistent/buildkitd.sock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.connect(context.Background()); err == nil || !strings.Contains(err.Error(), "no buildkitd answers at unix:///nonexistent/buildkitd.sock") {
+		t.Errorf("no daemon: %v", err)
+	}
+}
+
+// TestContentStore: the exporter's writes land in strata's store only with the digest they
+// claim; a blob the store has is reported as existing, so it is not sent again.
+func TestContentStore(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &contentStore{root: st.Root(), newBlob: st.NewBlob, extra: map[digest.Digest][]byte{}}
+	ctx := context.Background()
+	data := []byte("a layer's bytes")
+	d := digest.FromBytes(data)
+	write := func(expected digest.Digest) error {
+		w, err := cs.Writer(ctx, content.WithRef("ref"), content.WithDescriptor(ocispecs.Descriptor{Digest: d, Size: int64(len(data))}))
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		if _, err := w.Write(data); err != nil {
+			return err
+		}
+		return w.Commit(ctx, int64(len(data)), expected)
+	}
+	if err := write(digest.FromString("something else")); err == nil {
+		t.Error("a blob committed under another digest")
+	}
+	if _, err := cs.Info(ctx, d); !errdefs.IsNotFound(err) {
+		t.Errorf("after a refused commit: %v", err)
+	}
+	if err := write(d); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := cs.Info(ctx, d); err != nil || info.Size != int64(len(data)) {
+		t.Errorf("info: %+v %v", info, err)
+	}
+	if err := write(d); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("a second write of a blob the store has: %v", err)
+	}
+	ra, err := cs.ReaderAt(ctx, ocispecs.Descriptor{Digest: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, ra.Size())
+	ra.ReadAt(got, 0)
+	ra.Close()
+	if string(got) != string(data) {
+		t.Errorf("read back %q", got)
+	}
+	if err := cs.Delete(ctx, d); err == nil || !st.HasBlob(d.String()) {
+		t.Errorf("delete: %v", err)
 	}
 }

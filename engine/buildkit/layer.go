@@ -1,7 +1,10 @@
 package buildkit
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -26,20 +29,37 @@ func (b *build) layer(c *chain, l *spec.Layer) error {
 	if err := unsupported(l); err != nil {
 		return err
 	}
-	secretEnv, err := b.e.Store.SecretEnv(l.Secrets)
-	if err != nil {
-		return err
+	// Each local secret's variables are session secrets of their own ids: two secrets with
+	// a key of the same name give each step its own.
+	var envSecrets []envSecret
+	for _, name := range l.Secrets {
+		pairs, err := b.e.Store.SecretEnv([]string{name})
+		if err != nil {
+			return err
+		}
+		b.mu.Lock()
+		for _, kv := range pairs {
+			k, v := splitKV(kv)
+			id := "strata-env:" + name + ":" + k
+			b.secrets[id] = []byte(v)
+			envSecrets = append(envSecrets, envSecret{id: id, key: k})
+		}
+		b.mu.Unlock()
 	}
-	var envKeys []string
-	b.mu.Lock()
-	for _, kv := range secretEnv {
-		k, v := splitKV(kv)
-		b.secrets[envSecretID(k)] = []byte(v)
-		envKeys = append(envKeys, k)
+	instrs := l.Instructions
+	// A Dockerfile stage FROM another stage runs that stage's ONBUILD triggers first, and
+	// spends them, as the local engine does.
+	if l.Scope != "" && c.scope != "" && l.Scope != c.scope && len(c.config.Config.OnBuild) > 0 {
+		triggers, err := spec.ParseTriggers(c.config.Config.OnBuild)
+		if err != nil {
+			return err
+		}
+		c.config.Config = imageconfig.Copy(c.config.Config)
+		c.config.Config.OnBuild = nil
+		instrs = append(triggers, instrs...)
 	}
-	b.mu.Unlock()
 	cfg := imageconfig.New(c.config.Config, c.config.Author, c.argsOf(l), l)
-	for _, in := range l.Instructions {
+	for _, in := range instrs {
 		handled, err := cfg.Apply(in)
 		if err != nil {
 			return err
@@ -47,13 +67,13 @@ func (b *build) layer(c *chain, l *spec.Layer) error {
 		if handled {
 			if in.Op == spec.OpWorkdir {
 				c.st = c.st.File(llb.Mkdir(cfg.Config.WorkingDir, 0o755, llb.WithParents(true), owner(cfg.Config.User)),
-					llb.WithCustomName(b.vertexName(l, in.String())))
+					b.vertex(c, l, in.String())...)
 			}
 			continue
 		}
 		switch in.Op {
 		case spec.OpRun:
-			err = b.run(c, l, cfg, in, envKeys)
+			err = b.run(c, l, cfg, in, envSecrets)
 		case spec.OpCopy, spec.OpAdd:
 			err = b.copy(c, l, cfg, in)
 		default:
@@ -81,7 +101,7 @@ func owner(user string) llb.ChownOption {
 
 // run translates a RUN. The step's environment is the local engine's (imageconfig.StepEnv);
 // local secrets are session secrets exposed as variables, never values in the definition.
-func (b *build) run(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.Instruction, envKeys []string) error {
+func (b *build) run(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.Instruction, envSecrets []envSecret) error {
 	flags, err := in.RunFlags()
 	if err != nil {
 		return err
@@ -89,7 +109,10 @@ func (b *build) run(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.Ins
 	if err := flags.Expand(cfg.Expand); err != nil {
 		return err
 	}
-	opts := []llb.RunOption{llb.WithCustomName(b.vertexName(l, in.String()))}
+	var opts []llb.RunOption
+	for _, o := range b.vertex(c, l, in.String()) {
+		opts = append(opts, o)
+	}
 	argv, pipes, err := runArgs(cfg, in)
 	if err != nil {
 		return err
@@ -98,12 +121,19 @@ func (b *build) run(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.Ins
 	if pipes != nil {
 		opts = append(opts, llb.AddMount("/dev/pipes", *pipes, llb.Readonly))
 	}
-	for _, kv := range imageconfig.StepEnv(cfg.Env(), l, nil) {
+	// The proxy build args go in as BuildKit's proxy settings, which are in no cache key,
+	// as they are in none of the local engine's.
+	noProxy := *l
+	noProxy.ProxyEnv = nil
+	for _, kv := range imageconfig.StepEnv(cfg.Env(), &noProxy, nil) {
 		k, v := splitKV(kv)
 		opts = append(opts, llb.AddEnv(k, v))
 	}
-	for _, k := range envKeys {
-		opts = append(opts, llb.AddSecret(k, llb.SecretID(envSecretID(k)), llb.SecretAsEnv(true)))
+	if px, ok := proxyEnv(l.ProxyEnv); ok {
+		opts = append(opts, llb.WithProxy(px))
+	}
+	for _, s := range envSecrets {
+		opts = append(opts, llb.AddSecretWithDest(s.id, nil, llb.SecretAsEnvName(s.key)))
 	}
 	if u := cfg.Config.User; u != "" {
 		opts = append(opts, llb.User(u))
@@ -164,16 +194,7 @@ func (b *build) mount(m *instructions.Mount) (llb.RunOption, error) {
 		if !m.Required {
 			opts = append(opts, llb.SecretOptional)
 		}
-		mode, uid, gid := 0o400, 0, 0
-		if m.Mode != nil {
-			mode = int(*m.Mode)
-		}
-		if m.UID != nil {
-			uid = int(*m.UID)
-		}
-		if m.GID != nil {
-			gid = int(*m.GID)
-		}
+		mode, uid, gid := ownership(m, 0o400)
 		if m.Env != nil {
 			env := *m.Env
 			if env == "" {
@@ -204,7 +225,10 @@ func (b *build) mount(m *instructions.Mount) (llb.RunOption, error) {
 		if m.From != "" {
 			return nil, fmt.Errorf("RUN --mount=type=cache,from=%s: %w", m.From, ErrUnsupported)
 		}
-		return llb.AddMount(m.Target, llb.Scratch(), llb.AsPersistentCacheDir("strata:"+id, sharing)), nil
+		// The cache folder's owner and mode, as dockerfile2llb makes it.
+		mode, uid, gid := ownership(m, 0o755)
+		root := llb.Scratch().File(llb.Mkdir("/cache", os.FileMode(mode), llb.WithUIDGID(uid, gid)), llb.WithCustomName("strata cache folder"))
+		return llb.AddMount(m.Target, root, llb.SourcePath("/cache"), llb.AsPersistentCacheDir("strata:"+id, sharing)), nil
 	case instructions.MountTypeTmpfs:
 		return llb.AddMount(m.Target, llb.Scratch(), llb.Tmpfs(llb.TmpfsSize(m.SizeLimit))), nil
 	case instructions.MountTypeBind:
@@ -219,6 +243,21 @@ func (b *build) mount(m *instructions.Mount) (llb.RunOption, error) {
 		return llb.AddMount(m.Target, st.st, opts...), nil
 	}
 	return nil, fmt.Errorf("RUN --mount=type=%s: %w", m.Type, ErrUnsupported)
+}
+
+// ownership is a mount's mode=, uid= and gid=, root's and mode by default.
+func ownership(m *instructions.Mount, mode int) (int, int, int) {
+	uid, gid := 0, 0
+	if m.Mode != nil {
+		mode = int(*m.Mode)
+	}
+	if m.UID != nil {
+		uid = int(*m.UID)
+	}
+	if m.GID != nil {
+		gid = int(*m.GID)
+	}
+	return mode, uid, gid
 }
 
 // copy translates a COPY or ADD from the layer's context, a heredoc or a stage. Files from
@@ -267,7 +306,7 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 		chmod = os.FileMode(m)
 		info.Mode = &llb.ChmodOpt{Mode: chmod}
 	}
-	name := llb.WithCustomName(b.vertexName(l, in.String()))
+	vertex := b.vertex(c, l, in.String())
 	if flags.From != "" {
 		from, err := b.fromState(l, flags.From)
 		if err != nil {
@@ -280,7 +319,7 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 			ci.AttemptUnpack = false
 			fa = chainCopy(fa, from, src, dst, &ci)
 		}
-		c.st = c.st.File(fa, name)
+		c.st = c.st.File(fa, vertex...)
 		return nil
 	}
 	var fa *llb.FileAction
@@ -335,13 +374,22 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 		b.mu.Lock()
 		b.locals[ctxName] = newContextFS(l.Context)
 		b.mu.Unlock()
-		var paths []string
-		for _, it := range items {
-			paths = append(paths, it.File.Path)
-		}
-		src := llb.Local(ctxName, llb.FollowPaths(paths), llb.SharedKeyHint(ctxName), llb.WithCustomName(b.vertexName(l, "context")))
+		// The context serves the layer's listed files only, so no include patterns are
+		// needed (a name with [ or * would be read as one). Its vertex is not named after
+		// the layer: a local source is never cached, and its layer may be.
+		src := llb.Local(ctxName, llb.SharedKeyHint(ctxName), llb.WithCustomName("strata context of "+l.Method))
 		for _, it := range items {
 			mode := fs.FileMode(it.File.Mode)
+			if in.Op == spec.OpAdd && mode.IsRegular() {
+				// ADD unpacks a local archive into the destination folder; BuildKit would
+				// unpack it into a folder at the file's own target.
+				if archive, err := isArchive(it.File.Source); err != nil || archive {
+					if err != nil {
+						return err
+					}
+					return fmt.Errorf("ADD of a local archive (%s), which ADD unpacks: %w (COPY it and RUN tar, or build with the local engine)", it.File.Path, ErrUnsupported)
+				}
+			}
 			if mode.IsDir() {
 				perm := mode.Perm()
 				if chmod != 0 {
@@ -365,7 +413,7 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 	if fa == nil {
 		return nil
 	}
-	c.st = c.st.File(fa, name)
+	c.st = c.st.File(fa, vertex...)
 	return nil
 }
 
@@ -412,7 +460,13 @@ func (b *build) fromState(l *spec.Layer, from string) (llb.State, error) {
 			}
 			return llb.State{}, fmt.Errorf("--from=%s: stage %s is not in the plan", from, ir.Stage)
 		}
-		return llb.Image(ir.Ref + "@" + ir.Digest), nil
+		// An image the store has (a local build, a pulled one) is read from it, as bases
+		// are; another is pulled by the daemon, by digest.
+		if _, err := b.store.Info(context.Background(), digest.Digest(ir.Digest)); err == nil {
+			return llb.OCILayout("strata/image@"+ir.Digest, llb.OCIStore("", storeID), llb.WithCustomName("strata image "+ir.Ref)), nil
+		}
+		name, _, _ := strings.Cut(ir.Ref, "@")
+		return llb.Image(name + "@" + ir.Digest), nil
 	}
 	if c, ok := b.stages[from]; ok {
 		return c.st, nil
@@ -446,4 +500,46 @@ func httpSource(src string, flags spec.CopyFlags) (llb.State, string, error) {
 		opts = append(opts, llb.Checksum(d))
 	}
 	return llb.HTTP(src, opts...), name, nil
+}
+
+// envSecret is a local secret's variable, as a session secret.
+type envSecret struct{ id, key string }
+
+// proxyEnv is BuildKit's form of the proxy build args.
+func proxyEnv(kvs []spec.KV) (llb.ProxyEnv, bool) {
+	var px llb.ProxyEnv
+	for _, kv := range kvs {
+		switch strings.ToUpper(kv.Key) {
+		case "HTTP_PROXY":
+			px.HTTPProxy = kv.Value
+		case "HTTPS_PROXY":
+			px.HTTPSProxy = kv.Value
+		case "FTP_PROXY":
+			px.FTPProxy = kv.Value
+		case "NO_PROXY":
+			px.NoProxy = kv.Value
+		case "ALL_PROXY":
+			px.AllProxy = kv.Value
+		}
+	}
+	return px, px != (llb.ProxyEnv{})
+}
+
+// isArchive says whether ADD would unpack a local file: a tar archive, plain or compressed
+// (gzip, bzip2, xz, zstd), as Docker tells one.
+func isArchive(p string) (bool, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	for _, magic := range [][]byte{{0x1f, 0x8b}, []byte("BZh"), {0xfd, '7', 'z', 'X', 'Z', 0}, {0x28, 0xb5, 0x2f, 0xfd}} {
+		if bytes.HasPrefix(head, magic) {
+			return true, nil
+		}
+	}
+	return len(head) >= 262 && string(head[257:262]) == "ustar", nil
 }

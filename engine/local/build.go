@@ -16,6 +16,7 @@ import (
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/engine/imageconfig"
 	"github.com/strata-build/strata/sbom"
+	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/store"
 )
@@ -342,7 +343,7 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 	for _, v := range b.o.Secrets {
 		values = append(values, string(v))
 	}
-	log := newRedactor(io.MultiWriter(logf, lineWriter(func(line string) {
+	log := secrets.NewRedactor(io.MultiWriter(logf, secrets.LineWriter(func(line string) {
 		ev := ev
 		ev.Status, ev.Line = engine.StatusLog, line
 		b.emit(ev)
@@ -461,7 +462,19 @@ func (e *Engine) snapshots(layers []store.LayerDesc) ([]string, error) {
 		}
 		out[len(layers)-1-i] = p
 	}
-	return out, nil
+	// A layer may come twice in an image (an empty one, which BuildKit and Docker make
+	// for a step that changed nothing), and overlayfs refuses a folder twice in lowerdir
+	// (ELOOP). Keeping the topmost of equal layers changes nothing: what the lower one
+	// adds or deletes, the upper one adds or deletes again.
+	seen := map[string]bool{}
+	kept := out[:0]
+	for _, p := range out {
+		if !seen[p] {
+			seen[p] = true
+			kept = append(kept, p)
+		}
+	}
+	return kept, nil
 }
 
 // scanPackages lists the packages that the layers added (on top of below) installed,

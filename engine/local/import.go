@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/store"
 )
@@ -14,31 +12,46 @@ import (
 // (blobs/sha256/<hex>): another engine reads the store's images from it.
 func (e *Engine) BlobRoot() string { return e.store.Root() }
 
+// NewBlob starts writing a blob into the store, for another engine to export an image
+// into it: the blob is verified against the digest that Commit is given before it is
+// renamed into place, and an uncommitted one is removed.
+func (e *Engine) NewBlob() (*store.BlobWriter, error) { return e.store.NewBlob() }
+
+// Hold keeps the store's shared lock until release is called, so that no prune runs while
+// another engine writes blobs that no record names yet.
+func (e *Engine) Hold() (release func(), err error) {
+	use, err := e.store.Use()
+	if err != nil {
+		return nil, err
+	}
+	return func() { use.Unlock() }, nil
+}
+
 // SecretEnv returns the named local secrets as KEY=VALUE pairs, for another engine to pass
 // to its steps as the local engine does.
 func (e *Engine) SecretEnv(names []string) ([]string, error) { return e.secretEnv(names) }
 
-// Import stores an image that another engine built for the plan p: its blobs and layer
-// snapshots (so that Run, Export and Push work on it as on a local build), then the
-// record that names it with the plan's keys, methods and runtime mounts. The manifest is
-// kept byte for byte, so the image keeps the digest its engine gave it.
-func (e *Engine) Import(ctx context.Context, img v1.Image, p engine.Plan, name string) (*engine.Image, error) {
+// Import records an image that another engine (engineName) built for the plan p and exported into the
+// store (NewBlob): it makes its layers' snapshots (so that Run, Export and Push work on it as
+// on a local build), then the record that names it with the plan's keys, methods and
+// runtime mounts. The manifest is the one the engine wrote, so the image keeps its digest.
+func (e *Engine) Import(ctx context.Context, engineName, manifest string, p engine.Plan, name string) (*engine.Image, error) {
 	use, err := e.store.Use()
 	if err != nil {
 		return nil, err
 	}
 	defer use.Unlock()
-	digest, err := img.Digest()
+	img, err := e.v1Image(manifest)
 	if err != nil {
 		return nil, err
 	}
 	cfg, err := img.ConfigName()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("importing %s: %w", manifest, err)
 	}
-	st, err := e.fetch(ctx, img, "the built image", digest.String(), nil)
+	st, err := e.fetch(ctx, img, "the built image", manifest, nil)
 	if err != nil {
-		return nil, fmt.Errorf("importing %s: %w", digest, err)
+		return nil, fmt.Errorf("importing %s: %w", manifest, err)
 	}
 	raw, err := img.RawConfigFile()
 	if err != nil {
@@ -48,7 +61,7 @@ func (e *Engine) Import(ctx context.Context, img v1.Image, p engine.Plan, name s
 	for _, l := range st.layers {
 		size += l.Size
 	}
-	si, err := e.recordImage(&store.Image{Manifest: digest.String(), Config: cfg.String(), Size: size}, p, name)
+	si, err := e.recordImage(&store.Image{Manifest: manifest, Config: cfg.String(), Size: size, Engine: engineName}, p, name)
 	if err != nil {
 		return nil, err
 	}

@@ -240,7 +240,7 @@ func (e *Engine) Images(ctx context.Context) ([]*engine.Image, error) {
 
 // describe turns a store record into the engine's description of an image.
 func (e *Engine) describe(si *store.Image) (*engine.Image, error) {
-	img := &engine.Image{Name: si.Name, Manifest: si.Manifest, Size: si.Size, Keys: si.Keys, Methods: si.Methods, Created: si.Created}
+	img := &engine.Image{Name: si.Name, Manifest: si.Manifest, Size: si.Size, Keys: si.Keys, Methods: si.Methods, Created: si.Created, Engine: si.Engine}
 	if si.Mounts != "" {
 		if err := e.readJSONBlob(si.Mounts, &img.Mounts); err != nil {
 			return nil, fmt.Errorf("image %s: its runtime mounts: %w", si.Name, err)

@@ -264,6 +264,23 @@ func (e *Engine) Inspect(ctx context.Context, img *engine.Image) (*engine.Inspec
 	}
 	out := &engine.Inspect{Name: img.Name, Manifest: img.Manifest, Config: cfg, Mounts: img.Mounts}
 	var below []store.LayerDesc
+	if img.Engine != "" {
+		// Built by another engine, whose layers do not follow the plan's: each layer of the
+		// manifest, with the packages it changed, listed from its snapshot.
+		layers, err := e.manifest(img.Manifest)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range layers {
+			il := engine.LayerInfo{Method: img.Engine, Blobs: []engine.Blob{{Digest: l.Digest, DiffID: l.DiffID, Size: l.Size, MediaType: l.MediaType}}}
+			if il.Packages, err = e.scanPackages(below, []store.LayerDesc{l}); err != nil {
+				return nil, fmt.Errorf("layer %s: its packages: %w", l.Digest, err)
+			}
+			below = append(below, l)
+			out.Layers = append(out.Layers, il)
+		}
+		return out, nil
+	}
 	for i, k := range img.Keys {
 		il := engine.LayerInfo{Key: k, Method: img.Methods[i]}
 		if r, err := e.store.Record(k); err == nil {

@@ -523,7 +523,7 @@ func (e *Engine) Tag(ctx context.Context, img *engine.Image, name string) error 
 	if err := e.readJSONBlob(img.Manifest, &m); err != nil {
 		return err
 	}
-	si := &store.Image{Manifest: img.Manifest, Config: m.Config.Digest.String(), Keys: img.Keys, Methods: img.Methods, Size: img.Size}
+	si := &store.Image{Manifest: img.Manifest, Config: m.Config.Digest.String(), Keys: img.Keys, Methods: img.Methods, Size: img.Size, Engine: img.Engine}
 	if img.Name != "" {
 		if old, err := e.store.Image(img.Name); err == nil {
 			si = old

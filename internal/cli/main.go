@@ -21,9 +21,13 @@ func Main() {
 	args := os.Args[1:]
 	if name := engineArg(args); name != "" && name != "local" {
 		if _, ok := engine.Lookup(name); !ok {
-			// As docker's CLI plugins: the engine lives in its own command, so that
-			// strata does not pay for linking BuildKit's client on every start.
-			err := execPlugin(name, args)
+			err := fmt.Errorf("strata-%s does not link the %s engine", name, name)
+			if os.Getenv("STRATA_ENGINE_PLUGIN") == "" { // not run by strata already
+				// As docker's CLI plugins: the engine lives in its own command, so that
+				// strata does not pay for linking BuildKit's client on every start.
+				os.Setenv("STRATA_ENGINE_PLUGIN", name)
+				err = execPlugin(name, args)
+			}
 			fmt.Fprintln(os.Stderr, "strata:", err)
 			os.Exit(1)
 		}

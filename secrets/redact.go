@@ -1,4 +1,4 @@
-package local
+package secrets
 
 import (
 	"bytes"
@@ -11,12 +11,12 @@ import (
 // anyway.
 const maxPending = 64 << 10
 
-// redactor writes what a build step prints with every secret value replaced by "****", so a
+// Redactor writes what a build step prints with every secret value replaced by "****", so a
 // step that prints a secret never puts it in a log or on the screen. It holds back the bytes
 // that could be the start of a value until it has seen enough to tell, so a value split
 // across writes, lines or its own buffer's limit is still masked. Output goes out in whole
 // lines where it can.
-type redactor struct {
+type Redactor struct {
 	mu      sync.Mutex
 	w       io.Writer
 	values  [][]byte
@@ -25,8 +25,9 @@ type redactor struct {
 	out     []byte // masked, not yet written
 }
 
-func newRedactor(w io.Writer, values []string) *redactor {
-	r := &redactor{w: w}
+// NewRedactor masks values in what is written to it, and writes the rest to w.
+func NewRedactor(w io.Writer, values []string) *Redactor {
+	r := &Redactor{w: w}
 	for _, v := range values {
 		if len(v) >= 3 { // shorter values would mask ordinary text, and are not secret anyway
 			r.values = append(r.values, []byte(v))
@@ -38,7 +39,7 @@ func newRedactor(w io.Writer, values []string) *redactor {
 	return r
 }
 
-func (r *redactor) Write(p []byte) (int, error) {
+func (r *Redactor) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.in = append(r.in, p...)
@@ -60,7 +61,7 @@ func (r *redactor) Write(p []byte) (int, error) {
 
 // scan moves r.in to r.out, masking values. Unless final, it stops where fewer bytes than
 // the longest value remain: they could begin a value whose end has not arrived.
-func (r *redactor) scan(final bool) {
+func (r *Redactor) scan(final bool) {
 	i := 0
 	for i < len(r.in) {
 		if !final && len(r.in)-i < r.longest {
@@ -86,14 +87,14 @@ func (r *redactor) scan(final bool) {
 }
 
 // emit writes the first n masked bytes.
-func (r *redactor) emit(n int) error {
+func (r *Redactor) emit(n int) error {
 	_, err := r.w.Write(r.out[:n])
 	r.out = append(r.out[:0], r.out[n:]...)
 	return err
 }
 
 // Flush writes what is left.
-func (r *redactor) Flush() {
+func (r *Redactor) Flush() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.scan(true)
@@ -102,10 +103,10 @@ func (r *redactor) Flush() {
 	}
 }
 
-// lineWriter calls f for every complete line written.
-type lineWriter func(line string)
+// LineWriter calls f for every complete line written.
+type LineWriter func(line string)
 
-func (f lineWriter) Write(p []byte) (int, error) {
+func (f LineWriter) Write(p []byte) (int, error) {
 	for _, line := range bytes.Split(bytes.TrimRight(p, "\n"), []byte("\n")) {
 		f(string(line))
 	}

@@ -1,4 +1,4 @@
-package local
+package secrets
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 
 func TestRedactorMasksValuesAcrossWrites(t *testing.T) {
 	var out bytes.Buffer
-	r := newRedactor(&out, []string{"hunter22", "ab", "hunter22-long"})
+	r := NewRedactor(&out, []string{"hunter22", "ab", "hunter22-long"})
 	for _, chunk := range []string{"token=hun", "ter22 and hunter22-long\nshort ab stays\n", "tail hunter", "22"} {
 		r.Write([]byte(chunk))
 	}
@@ -31,7 +31,7 @@ func TestRedactorMasksValuesStraddlingTheFlushLimit(t *testing.T) {
 			text.WriteString(secret)
 			text.WriteString(strings.Repeat("y", 100))
 			var out bytes.Buffer
-			r := newRedactor(&out, []string{secret})
+			r := NewRedactor(&out, []string{secret})
 			data := text.Bytes()
 			for len(data) > 0 {
 				n := min(chunk, len(data))
@@ -53,7 +53,7 @@ func TestRedactorMasksValuesStraddlingTheFlushLimit(t *testing.T) {
 func TestRedactorMasksMultiLineValues(t *testing.T) {
 	key := "-----BEGIN KEY-----\nabc123\n-----END KEY-----"
 	var out bytes.Buffer
-	r := newRedactor(&out, []string{key})
+	r := NewRedactor(&out, []string{key})
 	for _, line := range strings.SplitAfter("before\n"+key+"\nafter\n", "\n") {
 		r.Write([]byte(line))
 	}
