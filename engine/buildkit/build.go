@@ -240,7 +240,7 @@ func unsupported(l *spec.Layer) error {
 	return nil
 }
 
-// solve marshals the chain, solves it with the OCI exporter into a layout folder and
+// solve marshals the chain, solves it with the OCI exporter into strata's store and
 // imports the result.
 func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Image, error) {
 	platform := ocispecs.Platform{OS: "linux", Architecture: runtime.GOARCH}
