@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"io/fs"
+	"net/url"
 	"path"
 	"sort"
 	"strings"
@@ -165,4 +166,21 @@ func ParentsPlan(files []ContextFile, srcs []string, dst string) ([]CopyItem, er
 		}
 	}
 	return out, nil
+}
+
+// URLFileName is the name of the file an ADD fetches by http(s) URL: the last element of
+// the URL's path, as Docker names it. KeepGitDir is refused: it is for git sources.
+func URLFileName(src string, flags CopyFlags) (string, error) {
+	if flags.KeepGitDir {
+		return "", fmt.Errorf("--keep-git-dir is for git repositories")
+	}
+	u, err := url.Parse(src)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("%q is not an http(s) URL or a git repository", src)
+	}
+	name := path.Base(u.Path)
+	if name == "/" || name == "." || name == "" {
+		return "", fmt.Errorf("%s names no file: ADD takes the file's name from the URL's path", src)
+	}
+	return name, nil
 }

@@ -2,17 +2,16 @@ package buildkit
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/strata-build/strata/localfiles"
 
 	"github.com/tonistiigi/fsutil"
 	"github.com/tonistiigi/fsutil/types"
@@ -113,11 +112,7 @@ func (c *contextFS) Open(p string) (io.ReadCloser, error) {
 	if !ok || !fs.FileMode(f.Mode).IsRegular() {
 		return nil, fmt.Errorf("%s is not a file of the build context", p)
 	}
-	r, err := os.Open(f.Source)
-	if err != nil {
-		return nil, err
-	}
-	return &verified{f: r, file: f, h: sha256.New()}, nil
+	return localfiles.OpenVerified(f)
 }
 
 type dirEntry struct{ st *types.Stat }
@@ -126,24 +121,3 @@ func (d dirEntry) Name() string               { return path.Base(d.st.Path) }
 func (d dirEntry) IsDir() bool                { return fs.FileMode(d.st.Mode).IsDir() }
 func (d dirEntry) Type() fs.FileMode          { return fs.FileMode(d.st.Mode).Type() }
 func (d dirEntry) Info() (fs.FileInfo, error) { return &fsutil.StatInfo{Stat: d.st}, nil }
-
-// verified reads a context file and fails at its end if the content is not what was hashed.
-type verified struct {
-	f    *os.File
-	file spec.ContextFile
-	h    interface {
-		io.Writer
-		Sum([]byte) []byte
-	}
-}
-
-func (v *verified) Read(p []byte) (int, error) {
-	n, err := v.f.Read(p)
-	v.h.Write(p[:n])
-	if err == io.EOF && v.file.Digest != "" && "sha256:"+hex.EncodeToString(v.h.Sum(nil)) != v.file.Digest {
-		return n, fmt.Errorf("%s changed after the build was planned; run the build again", v.file.Source)
-	}
-	return n, err
-}
-
-func (v *verified) Close() error { return v.f.Close() }

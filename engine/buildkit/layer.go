@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path"
 	"strconv"
@@ -480,16 +479,9 @@ func httpSource(src string, flags spec.CopyFlags) (llb.State, string, error) {
 	if spec.IsGitSource(src) {
 		return llb.State{}, "", fmt.Errorf("ADD of a git repository: %w", ErrUnsupported)
 	}
-	if flags.KeepGitDir {
-		return llb.State{}, "", fmt.Errorf("--keep-git-dir is for git repositories")
-	}
-	u, err := url.Parse(src)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return llb.State{}, "", fmt.Errorf("%q is not an http(s) URL or a git repository", src)
-	}
-	name := path.Base(u.Path)
-	if name == "/" || name == "." || name == "" {
-		return llb.State{}, "", fmt.Errorf("%s names no file: ADD takes the file's name from the URL's path", src)
+	name, err := spec.URLFileName(src, flags)
+	if err != nil {
+		return llb.State{}, "", err
 	}
 	opts := []llb.HTTPOption{llb.Filename(name), llb.Chmod(0o600)}
 	if flags.Checksum != "" {

@@ -302,7 +302,7 @@ func (x *executor) place(f spec.ContextFile, target string, uid, gid int, chmod 
 // copyVerified copies a context file and checks that its content is still what was hashed
 // into the cache key.
 func copyVerified(f spec.ContextFile, dst string) error {
-	in, err := os.Open(f.Source)
+	in, err := localfiles.OpenVerified(f)
 	if err != nil {
 		return err
 	}
@@ -311,18 +311,11 @@ func copyVerified(f spec.ContextFile, dst string) error {
 	if err != nil {
 		return err
 	}
-	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(out, h), in)
+	_, err = io.Copy(out, in)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return err
-	}
-	if f.Digest != "" && "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.Digest {
-		return fmt.Errorf("%s changed after the build was planned; run the build again", f.Source)
-	}
-	return nil
+	return err
 }
 
 func mkdirAllOwned(dir string, uid, gid int) error {

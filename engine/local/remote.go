@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"time"
 
@@ -43,16 +41,9 @@ func (x *executor) download(ctx context.Context, src string, flags spec.CopyFlag
 		}
 		return spec.CopyPlan(files, []string{"."}, dst, true)
 	}
-	if flags.KeepGitDir {
-		return nil, fmt.Errorf("--keep-git-dir is for git repositories")
-	}
-	u, err := url.Parse(src)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("%q is not an http(s) URL or a git repository", src)
-	}
-	name := path.Base(u.Path)
-	if name == "/" || name == "." || name == "" {
-		return nil, fmt.Errorf("%s names no file: ADD takes the file's name from the URL's path", src)
+	name, err := spec.URLFileName(src, flags)
+	if err != nil {
+		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 	if err != nil {
