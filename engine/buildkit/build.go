@@ -72,7 +72,8 @@ type chain struct {
 // local store. Base layers are built by the local engine and read by BuildKit from the
 // store, as buildx's oci-layout:// contexts are.
 func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions) (*engine.Image, error) {
-	if err := refuse(p); err != nil {
+	b, err := e.newBuild(p, o)
+	if err != nil {
 		return nil, err
 	}
 	if err := e.connect(ctx); err != nil {
@@ -84,17 +85,18 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 		return nil, err
 	}
 	defer release()
-	b, c, err := e.translate(ctx, p, o)
+	c, err := b.translate(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	return b.solve(ctx, p, c)
 }
 
-// translate builds the plan's bases and translates its stages and layers into LLB.
-func (e *Engine) translate(ctx context.Context, p engine.Plan, o engine.BuildOptions) (*build, *chain, error) {
+// newBuild numbers the plan's layers and refuses it if a layer is one this engine does not
+// build: before anything is built or the daemon is reached.
+func (e *Engine) newBuild(p engine.Plan, o engine.BuildOptions) (*build, error) {
 	if len(p.Layers) == 0 {
-		return nil, nil, errors.New("nothing to build: the plan has no layers")
+		return nil, errors.New("nothing to build: the plan has no layers")
 	}
 	b := &build{e: e, o: o, store: newContentStore(e.Store), index: map[string]int{}, locals: map[string]fsutil.FS{}, secrets: map[string][]byte{}, stages: map[string]*chain{}, names: map[string]*spec.Layer{}}
 	for _, s := range p.Stages {
@@ -104,15 +106,19 @@ func (e *Engine) translate(ctx context.Context, p engine.Plan, o engine.BuildOpt
 	for id, v := range o.Secrets {
 		b.secrets[id] = v
 	}
+	return b, b.refuse(p)
+}
+
+// translate builds the plan's bases and translates its stages and layers into LLB.
+func (b *build) translate(ctx context.Context, p engine.Plan) (*chain, error) {
 	for _, s := range p.Stages {
 		c, err := b.chain(ctx, s.Layers)
 		if err != nil {
-			return b, nil, err
+			return nil, err
 		}
 		b.stages[s.Name] = c
 	}
-	c, err := b.chain(ctx, p.Layers)
-	return b, c, err
+	return b.chain(ctx, p.Layers)
 }
 
 func (b *build) number(layers []*spec.Layer) {
@@ -203,13 +209,7 @@ func (b *build) vertex(c *chain, l *spec.Layer, what string) []llb.ConstraintsOp
 
 // refuse fails a plan with a layer this engine does not build, before anything is built.
 // Base layers are built by the local engine, and may ask for anything it builds.
-func refuse(p engine.Plan) error {
-	// Numbered as progress numbers them: the stages' layers, then the image's, once each.
-	b := &build{index: map[string]int{}}
-	for _, s := range p.Stages {
-		b.number(s.Layers)
-	}
-	b.number(p.Layers)
+func (b *build) refuse(p engine.Plan) error {
 	layers := append([]*spec.Layer(nil), p.Layers...)
 	for _, s := range p.Stages {
 		layers = append(layers, s.Layers...)
@@ -252,8 +252,9 @@ func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Ima
 	cfg.OS, cfg.Architecture = platform.OS, platform.Architecture
 	// BuildKit fills in no creation time when the config has one, and a zero one would
 	// say year 1.
+	epoch := planEpoch(p)
 	created := time.Now().UTC().Truncate(time.Second)
-	if epoch := planEpoch(p); epoch != nil && time.Unix(*epoch, 0).Before(created) {
+	if epoch != nil && time.Unix(*epoch, 0).Before(created) {
 		created = time.Unix(*epoch, 0).UTC()
 	}
 	cfg.Created = v1.Time{Time: created}
@@ -268,7 +269,7 @@ func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Ima
 		"compression":                   "gzip",
 		exptypes.ExporterImageConfigKey: string(cfgJSON),
 	}
-	if epoch := planEpoch(p); epoch != nil {
+	if epoch != nil {
 		attrs["source-date-epoch"] = strconv.FormatInt(*epoch, 10)
 		attrs["rewrite-timestamp"] = "true"
 	}

@@ -65,7 +65,12 @@ func translate(t *testing.T, layers []*spec.Layer, o engine.BuildOptions) ([]byt
 	for i, l := range layers {
 		l.Key = "sha256:" + strings.Repeat(string(rune('0'+i)), 64)
 	}
-	_, c, err := e.translate(context.Background(), engine.Plan{Layers: layers}, o)
+	p := engine.Plan{Layers: layers}
+	b, err := e.newBuild(p, o)
+	if err != nil {
+		return nil, err
+	}
+	c, err := b.translate(context.Background(), p)
 	if err != nil {
 		return nil, err
 	}

@@ -25,9 +25,6 @@ import (
 // layer translates one layer's instructions onto c: the config instructions change the
 // config, RUN becomes an exec, COPY and ADD file operations.
 func (b *build) layer(c *chain, l *spec.Layer) error {
-	if err := unsupported(l); err != nil {
-		return err
-	}
 	// Each local secret's variables are session secrets of their own ids: two secrets with
 	// a key of the same name give each step its own.
 	var envSecrets []envSecret

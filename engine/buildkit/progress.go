@@ -246,13 +246,11 @@ func (p *progress) buildError(err error) error {
 	for _, r := range p.logs {
 		r.Flush()
 	}
-	msg := err.Error()
-	for _, v := range p.values {
-		if len(v) >= 3 {
-			msg = strings.ReplaceAll(msg, v, "****")
-		}
-	}
-	serr := &solveError{msg: msg, err: err}
+	var msg strings.Builder
+	r := secrets.NewRedactor(&msg, p.values)
+	r.Write([]byte(err.Error()))
+	r.Flush()
+	serr := &solveError{msg: msg.String(), err: err}
 	lp := p.failed
 	if lp == nil {
 		return serr
