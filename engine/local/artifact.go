@@ -15,13 +15,13 @@ import (
 	"github.com/strata-build/strata/spec"
 )
 
-// artifactFiles fetches the layer's artifacts (archives the plan names by digest, such as a
+// artifactFiles fetches artifacts (archives a plan names by digest, such as a
 // python-build-standalone build) and unpacks each into dir: the context files under each
 // artifact's Path, for the layer's COPY instructions.
-func (x *executor) artifactFiles(ctx context.Context, dir string) ([]spec.ContextFile, error) {
+func (e *Engine) artifactFiles(ctx context.Context, artifacts []spec.Artifact, dir string, log io.Writer) ([]spec.ContextFile, error) {
 	var files []spec.ContextFile
-	for i, a := range x.layer.Artifacts {
-		blob, err := x.e.artifact(ctx, a, x.log)
+	for i, a := range artifacts {
+		blob, err := e.artifact(ctx, a, log)
 		if err != nil {
 			return nil, err
 		}

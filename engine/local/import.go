@@ -3,8 +3,10 @@ package local
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/store"
 )
 
@@ -30,6 +32,23 @@ func (e *Engine) Hold() (release func(), err error) {
 // SecretEnv returns the named local secrets as KEY=VALUE pairs, for another engine to pass
 // to its steps as the local engine does.
 func (e *Engine) SecretEnv(names []string) ([]string, error) { return e.secretEnv(names) }
+
+// ArtifactFiles fetches a layer's artifacts into the store, as the local engine does (each
+// checked against its pinned digest), and unpacks them into a new work folder of the store:
+// the context files they add to the layer, for another engine to send as the local engine
+// reads them. release removes the folder.
+func (e *Engine) ArtifactFiles(ctx context.Context, artifacts []spec.Artifact, log io.Writer) (files []spec.ContextFile, release func(), err error) {
+	dir, err := e.store.NewWorkDir("artifacts-")
+	if err != nil {
+		return nil, nil, err
+	}
+	files, err = e.artifactFiles(ctx, artifacts, dir.Path, log)
+	if err != nil {
+		dir.Remove()
+		return nil, nil, err
+	}
+	return files, func() { dir.Remove() }, nil
+}
 
 // Import records an image that another engine (engineName) built for the plan p and exported into the
 // store (NewBlob): it makes its layers' snapshots (so that Run, Export and Push work on it as

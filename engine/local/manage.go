@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/engine/imageconfig"
 	"github.com/strata-build/strata/layer"
 	"github.com/strata-build/strata/store"
 )
@@ -146,7 +147,7 @@ func (e *Engine) Prune(ctx context.Context, o engine.PruneOptions) (*engine.Prun
 // is locked for prune: no step is using them.
 func (e *Engine) pruneCaches(rep *engine.PruneReport) error {
 	dirs := map[string]string{"cache-mounts": e.store.Path("cachemounts")}
-	for _, name := range packageCacheNames() {
+	for _, name := range imageconfig.PackageCacheNames() {
 		dirs[name] = e.store.Path("caches", name)
 	}
 	for _, name := range slices.Sorted(maps.Keys(dirs)) {

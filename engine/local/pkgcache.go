@@ -5,54 +5,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/strata-build/strata/container"
 	"github.com/strata-build/strata/engine/imageconfig"
 )
-
-// packageCacheRoot is where a step sees the package caches it is lent. The folders are
-// mount points that exist only while the step runs: nothing of them enters the layer.
-const packageCacheRoot = "/.strata-cache"
-
-// packageCache is a package manager's download cache that strata keeps on the host, in
-// $STRATA_HOME/caches/NAME, and lends to the steps of the layers that name it (spec.Layer
-// Caches), as a BuildKit cache mount would be. The tools find it through their environment.
-type packageCache struct {
-	// env points the tool at the cache folder dir.
-	env func(dir string) []string
-	// unset are variables the image may set that would turn the cache off.
-	unset []string
-	// locked caches are used by one step at a time (BuildKit's sharing=locked); the others
-	// lock their own entries.
-	locked bool
-}
-
-var packageCaches = map[string]packageCache{
-	// pip's http and wheel caches: safe for concurrent pips. debian_slim sets
-	// PIP_NO_CACHE_DIR so that other pip runs keep no cache in the image.
-	"pip": {env: func(d string) []string { return []string{"PIP_CACHE_DIR=" + d} }, unset: []string{"PIP_NO_CACHE_DIR"}},
-	// uv locks its cache itself; it cannot hard-link across the mount, so it copies.
-	"uv": {env: func(d string) []string { return []string{"UV_CACHE_DIR=" + d, "UV_LINK_MODE=copy"} }, unset: []string{"UV_NO_CACHE"}},
-	// poetry's artifact cache (its virtualenvs would live here too, but the method turns
-	// virtualenv creation off).
-	"poetry": {env: func(d string) []string { return []string{"POETRY_CACHE_DIR=" + d} }, unset: []string{"POETRY_NO_CACHE"}},
-	// micromamba's package folder, copied (not linked) into the environment.
-	"micromamba": {env: func(d string) []string { return []string{"CONDA_PKGS_DIRS=" + d, "CONDA_ALWAYS_COPY=true"} }, locked: true},
-	// apt is pointed at strata's caching proxy (aptproxy.go) by a configuration file.
-	"apt": {env: func(d string) []string { return []string{"APT_CONFIG=" + d + "/apt.conf"} }},
-}
-
-// packageCacheNames are the package caches strata keeps, sorted.
-func packageCacheNames() []string {
-	var names []string
-	for n := range packageCaches {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
 
 // lendCaches gives a RUN step the package caches of its layer: the mounts, and the
 // environment with the variables that point the tools at them. A step that runs as another
@@ -76,12 +33,12 @@ func (x *executor) lendCaches(env []string) ([]container.Mount, []string, func()
 		}
 	}
 	for _, name := range x.layer.Caches {
-		pc, ok := packageCaches[name]
+		pc, ok := imageconfig.LookupPackageCache(name)
 		if !ok {
 			release()
-			return nil, nil, nil, fmt.Errorf("layer %s names the package cache %q, which this engine does not keep (it keeps %s)", x.layer.Key, name, strings.Join(packageCacheNames(), ", "))
+			return nil, nil, nil, fmt.Errorf("layer %s names the package cache %q, which this engine does not keep (it keeps %s)", x.layer.Key, name, strings.Join(imageconfig.PackageCacheNames(), ", "))
 		}
-		target := packageCacheRoot + "/" + name
+		target := imageconfig.PackageCacheRoot + "/" + name
 		var src string
 		if name == "apt" {
 			// Not a folder of debs, which steps would empty (apt-get clean) and lock, but a
@@ -102,7 +59,7 @@ func (x *executor) lendCaches(env []string) ([]container.Mount, []string, func()
 				return nil, nil, nil, err
 			}
 			src = dir
-			if pc.locked {
+			if pc.Locked {
 				lock, err := x.e.store.Lock("package-cache-" + name)
 				if err != nil {
 					release()
@@ -112,13 +69,7 @@ func (x *executor) lendCaches(env []string) ([]container.Mount, []string, func()
 			}
 		}
 		mounts = append(mounts, container.Mount{Source: src, Target: target, ReadOnly: name == "apt"})
-		for _, k := range pc.unset {
-			env = imageconfig.UnsetEnv(env, k)
-		}
-		for _, kv := range pc.env(target) {
-			k, v, _ := strings.Cut(kv, "=")
-			env = imageconfig.SetEnv(env, k, v)
-		}
+		env = pc.Lend(env, target)
 	}
 	if len(mounts) > 0 {
 		var names []string

@@ -80,7 +80,7 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 			return nil, err
 		}
 		defer dir.Remove()
-		if x.artifacts, err = x.artifactFiles(ctx, dir.Path); err != nil {
+		if x.artifacts, err = x.e.artifactFiles(ctx, x.layer.Artifacts, dir.Path, x.log); err != nil {
 			return nil, &engine.BuildError{Command: "fetch artifacts", Err: err}
 		}
 	}
