@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,13 @@ func Main() {
 		enterErr = rootless.Enter()
 		return
 	}
+	if secs, err := strconv.Atoi(os.Getenv(gofunc.EnvTimeout)); err == nil && secs > 0 {
+		timeout := time.Duration(secs) * time.Second
+		time.AfterFunc(timeout, func() {
+			fmt.Fprintf(os.Stderr, "strata: function %s ran past its timeout of %s and was stopped\n", name, timeout)
+			os.Exit(gofunc.TimeoutExitCode)
+		})
+	}
 	res := runRegistered(name)
 	b, err := json.Marshal(res)
 	if err == nil {
@@ -110,6 +118,10 @@ func Main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "strata: writing the result of %s: %v\n", name, err)
 		os.Exit(2)
+	}
+	if os.Getenv(gofunc.EnvExit) != "" && (res.Error != "" || res.Panic != "") {
+		fmt.Fprintf(os.Stderr, "strata: %v\n", &gofunc.Failure{Name: name, Err: res.Error, Panic: res.Panic, Stack: res.Stack})
+		os.Exit(1)
 	}
 	os.Exit(0)
 }

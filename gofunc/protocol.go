@@ -18,7 +18,17 @@ const (
 	Result    = Out + "/result.json"
 	EnvName   = "STRATA_FUNCTION"
 	EnvCalled = "STRATA_FUNCTION_CALL"
+	// EnvExit, when set, makes a failed call exit 1 with its failure on stderr, besides the
+	// result: for an engine that cannot read Out back (BuildKit discards a failed step's
+	// mounts), the exit code and the log carry it.
+	EnvExit = "STRATA_FUNCTION_EXIT"
+	// EnvTimeout, when set, is the call's timeout in seconds, which the program enforces
+	// itself: for an engine that cannot stop one step (a BuildKit solve).
+	EnvTimeout = "STRATA_FUNCTION_TIMEOUT"
 )
+
+// TimeoutExitCode is the exit code of a call stopped by its EnvTimeout, as timeout(1)'s.
+const TimeoutExitCode = 124
 
 // CallResult is what the program writes back: the result, or the error or the panic.
 type CallResult struct {
