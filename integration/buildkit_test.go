@@ -21,12 +21,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/strata-build/strata"
 	_ "github.com/strata-build/strata/engine/buildkit" // the buildkit engine, for strata.WithEngine
+	"github.com/strata-build/strata/internal/pyindex"
 	"github.com/strata-build/strata/internal/rootless"
 	"github.com/strata-build/strata/secrets"
 )
@@ -211,6 +213,127 @@ func TestBuildKitEngineBuildsTheSameImage(t *testing.T) {
 	}
 }
 
+// TestBuildKitEnginePackageCaches: pip_install on BuildKit uses a cache mount of the daemon
+// as the local engine uses its host's pip cache: the layer built again (under a changed
+// layer) downloads no wheel again, and neither the cache nor its mount point is in the
+// image, which is the local engine's.
+func TestBuildKitEnginePackageCaches(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	addr := buildkitd(t)
+	wheels := map[string][]byte{pyindex.WheelName("bk-cached", "1.0"): pyindex.Wheel("bk-cached", "1.0", map[string]string{"bk_cached/__init__.py": "NAME = 'bk-cached'\n"})}
+	index, downloads := countingIndex(t, wheels)
+	u := unique(t)
+	pip := func(marker string) strata.Image {
+		return base().RunCommands("echo " + marker + " > /marker").PipInstallWith(strata.PipInstallOptions{Packages: []string{"bk-cached"},
+			PipOptions: strata.PipOptions{IndexURL: index, ExtraOptions: "--trusted-host 127.0.0.1"}})
+	}
+	local, bk := bothEngines(t, pip(u), "it-bk-pip", addr)
+	sameImages(t, bk, local)
+	installed := false
+	for p := range bk.fs {
+		installed = installed || strings.HasSuffix(p, "/bk_cached/__init__.py")
+	}
+	if bk.fs["/.strata-cache"] != nil || !installed {
+		t.Errorf("BuildKit's image holds the cache's mount point, or misses the package (installed: %v)", installed)
+	}
+	// Not forced: BuildKit empties the cache mounts of a step whose cache it is told to
+	// ignore, as docker build --no-cache does.
+	before := downloads.Load()
+	build(t, pip(u+"-again"), "it-bk-pip-again", strata.WithEngine("buildkit", addr))
+	if n := downloads.Load() - before; n != 0 {
+		t.Errorf("the pip layer built again on the same buildkitd downloaded %d wheel(s) again: the package cache was not used", n)
+	}
+}
+
+// TestBuildKitEngineGPUs: a GPU request at build time gets the daemon's CDI devices that
+// match it, as the local engine gets its machine's; one that cannot be met names what the
+// daemon has, before any step runs.
+func TestBuildKitEngineGPUs(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	conf := filepath.Join(t.TempDir(), "buildkitd.toml")
+	write(t, filepath.Dir(conf), "buildkitd.toml", fmt.Sprintf("[cdi]\n  specDirs = [%q]\n", fakeGPUs(t)))
+	addr := buildkitd(t, "--config", conf, "--allow-insecure-entitlement", "device")
+	u := unique(t)
+	file := spec(t, fmt.Sprintf(`image:
+  - debian_slim: {python_version: "3.13"}
+  - run_commands: {commands: ["echo %s; (env | grep STRATA_TEST_GPU; ls /dev/strata-gpu*) > /gpu.txt"], gpu: "a10g"}
+`, u))
+	if out, err := cli(t, "--engine", "buildkit", "--addr", addr, "build", "-f", file, "-t", "it-bk-gpu", "--progress", "plain"); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	if got, err := cli(t, "run", "it-bk-gpu", "--", "cat", "/gpu.txt"); err != nil || got != "STRATA_TEST_GPU1=granted\n/dev/strata-gpu1\n" {
+		t.Errorf("the build step saw: %v %q", err, got)
+	}
+	bad := spec(t, fmt.Sprintf(`image:
+  - debian_slim: {python_version: "3.13"}
+  - run_commands: {commands: ["echo %s-never > /never"], gpu: "B200:2"}
+`, u))
+	out, err := cli(t, "--engine", "buildkit", "--addr", addr, "build", "-f", bad, "-t", "it-bk-gpu-bad", "--progress", "plain")
+	if err == nil || !strings.Contains(out, "GPU B200:2 cannot be met on the buildkitd at "+addr+", which has: strata.test/gpu=0 (NVIDIA H100 80GB HBM3); strata.test/gpu=1 (NVIDIA A10G)") {
+		t.Errorf("an unsatisfiable request: %v\n%s", err, out)
+	}
+}
+
+// TestBuildKitEngineGoFunctions: run_function on BuildKit (testdata/fnbk): the function's
+// file system changes are the layer, which a later step reads, and it sees its local secret;
+// a function's error, and a function stopped past its timeout, fail the build naming the
+// function, its error and the exit code.
+func TestBuildKitEngineGoFunctions(t *testing.T) {
+	need(t, "runc", "mmdebstrap", "go")
+	addr := buildkitd(t)
+	if out, err := cli(t, "secret", "create", "fnbk-secret", "FNBK_SECRET_SEEN=the-secret-reached-it"); err != nil {
+		t.Fatalf("secret create: %v\n%s", err, out)
+	}
+	u := strings.ReplaceAll(strings.ToLower(unique(t)), "/", "-")
+	out, _ := runProgram(t, goProgram(t, "testdata/fnbk", nil), []string{"FNBK_MARKER=" + u, "FNBK_ADDR=" + addr})
+	// Each build's outcome starts a line with its name; an error runs over several lines.
+	good, rest, _ := strings.Cut(out, "\nbad: ")
+	bad, stopped, _ := strings.Cut(rest, "\nstopped: ")
+	if good != "good: <nil>" || bad == "" || stopped == "" {
+		t.Fatalf("the builds:\n%s", out)
+	}
+	if got, err := cli(t, "run", "fnbk-good", "--", "cat", "/seen-by-run.txt"); err != nil || got != u+"|the-secret-reached-it\n" {
+		t.Errorf("the function's file, as the next step read it: %v %q", err, got)
+	}
+	for _, c := range []struct{ got, want string }{
+		{bad, "layer 1 (run_function) failed: run_function main.fails: exit code 1"},
+		{bad, "strata: function main.fails: an ordinary error, " + u},
+		{stopped, "layer 1 (run_function) failed: run_function main.slow: exit code 124"},
+		{stopped, "strata: function main.slow ran past its timeout of 3s and was stopped"},
+	} {
+		if !strings.Contains(c.got, c.want) {
+			t.Errorf("want %q in: %s", c.want, c.got)
+		}
+	}
+	for _, img := range []string{"fnbk-good"} {
+		files := layerFilesOf(t, img)
+		if files[".strata"] || files[".strata/fn"] || files[".strata/out"] {
+			t.Errorf("%s: a layer holds the function's folders", img)
+		}
+	}
+}
+
+// TestBuildKitEngineAddPython: add_python after a Dockerfile's layers (a layer with an
+// artifact, fetched and checked on this machine and sent to the daemon) builds on BuildKit
+// the image the local engine builds.
+func TestBuildKitEngineAddPython(t *testing.T) {
+	need(t, "runc", "mmdebstrap", "tar")
+	addr := buildkitd(t)
+	m := pythonMirror(t)
+	m.pin(t)
+	reg := registry(t)
+	pushImage(t, build(t, base(), "it-bk-addpy-base"), reg+"/bkpy/base:v1")
+	dir := t.TempDir()
+	write(t, dir, "Dockerfile", "FROM "+reg+"/bkpy/base:v1\nRUN echo "+unique(t)+" > /df\n")
+	img := strata.FromDockerfileWith(strata.FromDockerfileOptions{Path: filepath.Join(dir, "Dockerfile"), ContextDir: dir, AddPython: m.series}).
+		RunCommands("python --version > /python-version")
+	local, bk := bothEngines(t, img, "it-bk-addpy", addr)
+	sameImages(t, bk, local)
+	if e := bk.fs["/python-version"]; e == nil || e.small != "Python "+m.version+"\n" {
+		t.Errorf("python on PATH at build time on BuildKit: %v", e)
+	}
+}
+
 // TestBuildKitEngineImagesRunAndCache: an image built on BuildKit is in the local store
 // (run works on it), and a second client with another store sharing the daemon builds the
 // same spec with every vertex cached.
@@ -368,12 +491,33 @@ func TestBuildKitEngineCLI(t *testing.T) {
 		}
 		return string(out)
 	}
-	if out := bk("buildkit", "start"); !strings.Contains(out, "buildkitd is running") {
-		t.Fatalf("start: %s", out)
+	// Two starts at once run one daemon, which both name.
+	outs := make([]string, 2)
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			cmd := exec.Command(strataBin, "buildkit", "start")
+			cmd.Env = append(os.Environ(), env...)
+			out, err := cmd.CombinedOutput()
+			outs[i] = string(out)
+			if err != nil {
+				outs[i] += err.Error()
+			}
+		}(i)
 	}
+	wg.Wait()
 	t.Cleanup(func() { bk("buildkit", "stop") })
-	if out := bk("buildkit", "status"); !strings.HasPrefix(out, "running (pid ") {
-		t.Errorf("status: %s", out)
+	status := bk("buildkit", "status")
+	pid := strings.TrimSuffix(strings.TrimPrefix(strings.Fields(status + " x x x")[2], "("), ")")
+	if !strings.HasPrefix(status, "running (pid ") {
+		t.Fatalf("status: %s", status)
+	}
+	for i, out := range outs {
+		if !strings.Contains(out, "buildkitd is running (pid "+pid+")") {
+			t.Errorf("start %d of two at once: %s (status: %s)", i, out, status)
+		}
 	}
 	dir := t.TempDir()
 	u := unique(t)

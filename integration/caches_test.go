@@ -1,13 +1,10 @@
 package integration
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/strata-build/strata"
@@ -25,21 +22,13 @@ func TestPackageCaches(t *testing.T) {
 		mod := strings.ReplaceAll(name, "-", "_")
 		wheels[pyindex.WheelName(name, "1.0")] = pyindex.Wheel(name, "1.0", map[string]string{mod + "/__init__.py": "NAME = '" + name + "'\n"})
 	}
-	var downloads atomic.Int64
-	h := pyindex.Handler(wheels)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/files/") {
-			downloads.Add(1)
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
+	index, downloads := countingIndex(t, wheels)
 	// pip caches what it downloads over https, and over http from hosts it is told to trust.
 	// Only the layer under test is forced: force_build on the whole build would bootstrap
 	// the base again too.
 	pip := func(force bool, pkgs ...string) strata.Image {
 		return base().PipInstallWith(strata.PipInstallOptions{Packages: pkgs, LayerOptions: strata.LayerOptions{ForceBuild: force},
-			PipOptions: strata.PipOptions{IndexURL: srv.URL + "/simple", ExtraOptions: "--trusted-host 127.0.0.1"}})
+			PipOptions: strata.PipOptions{IndexURL: index, ExtraOptions: "--trusted-host 127.0.0.1"}})
 	}
 	img := pip(false, "cached-a")
 	b := build(t, img, "it-caches-a")

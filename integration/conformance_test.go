@@ -29,6 +29,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/strata-build/strata/internal/rootless"
 )
 
 // conformanceDir holds one folder per case; folders whose name starts with "_" are not
@@ -83,6 +85,13 @@ func TestDockerfileConformance(t *testing.T) {
 			c.agentSock, c.agentErr = c.startAgent(t)
 		}
 	}
+	// Each case is built on the BuildKit engine too, and its image compared with the local
+	// engine's: the test matrix of the two engines.
+	if rootless.Active() {
+		t.Log("the cases are not built on the BuildKit engine in a rootless run: buildkitd runs as root here (no rootlesskit)")
+	} else {
+		c.bkAddr = buildkitd(t)
+	}
 	for _, cs := range cases {
 		cs := cs
 		t.Run(cs.name, func(t *testing.T) { c.run(t, cs) })
@@ -111,6 +120,7 @@ type conformance struct {
 	buildahTime map[string]time.Duration
 	pushTime    time.Duration
 	built       map[string]bool // cases whose images both tools have, for {{IMAGE:case}}
+	bkAddr      string          // the buildkitd of the BuildKit engine's builds; "" for none
 }
 
 // confCase is one folder of the corpus.
@@ -122,6 +132,9 @@ type confCase struct {
 	expect      *expectation
 	overrides   *expectation
 	allowed     []allowedDiff // from the case's README entry
+	// allowedBuildKit are the BuildKit engine's differences from the local engine that the
+	// README entry lists.
+	allowedBuildKit []allowedDiff
 }
 
 // allowedDiff is a README key: "/path" (any field), "/path/**" (the path and everything
@@ -154,7 +167,7 @@ func (c *conformance) loadCases(t *testing.T) []*confCase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed, err := parseConformanceReadme(string(readme))
+	allowed, allowedBuildKit, err := parseConformanceReadme(string(readme))
 	if err != nil {
 		t.Fatalf("README.md: %v", err)
 	}
@@ -167,7 +180,7 @@ func (c *conformance) loadCases(t *testing.T) []*confCase {
 		if _, ok := allowed[cs.name]; !ok {
 			t.Errorf("case %s has no entry (### %s) in README.md", cs.name, cs.name)
 		}
-		cs.allowed = allowed[cs.name]
+		cs.allowed, cs.allowedBuildKit = allowed[cs.name], allowedBuildKit[cs.name]
 		if cs.args, err = readArgsFile(filepath.Join(cs.dir, "args")); err != nil {
 			t.Fatalf("%s: %v", cs.name, err)
 		}
@@ -214,38 +227,43 @@ func (c *conformance) loadCases(t *testing.T) []*confCase {
 }
 
 // parseConformanceReadme returns, for each "### <case>" section under "## Cases", the keys
-// of the bullets under its "Expected differences:" line: "- `/run/buildkit` reason...".
-func parseConformanceReadme(s string) (map[string][]allowedDiff, error) {
-	out := map[string][]allowedDiff{}
+// of the bullets under its "Expected differences:" line ("- `/run/buildkit` reason..."):
+// strata's from buildah's; and under its "BuildKit engine differences:" line, the BuildKit
+// engine's from the local engine's.
+func parseConformanceReadme(s string) (fromBuildah, fromLocal map[string][]allowedDiff, err error) {
+	fromBuildah, fromLocal = map[string][]allowedDiff{}, map[string][]allowedDiff{}
 	bullet := regexp.MustCompile("^- `([^`]+)`")
 	var current string
-	inCases, inDiffs := false, false
+	var list map[string][]allowedDiff // the list being read, if any
+	inCases := false
 	for _, line := range strings.Split(s, "\n") {
 		switch {
 		case strings.HasPrefix(line, "## "):
 			inCases = strings.TrimSpace(line) == "## Cases"
-			current, inDiffs = "", false
+			current, list = "", nil
 		case inCases && strings.HasPrefix(line, "### "):
 			current = strings.TrimSpace(strings.TrimPrefix(line, "### "))
-			out[current] = nil
-			inDiffs = false
+			fromBuildah[current] = nil
+			list = nil
 		case current != "" && strings.HasPrefix(line, "Expected differences"):
-			inDiffs = true
-		case inDiffs && strings.TrimSpace(line) == "":
-			inDiffs = false
-		case inDiffs:
+			list = fromBuildah
+		case current != "" && strings.HasPrefix(line, "BuildKit engine differences"):
+			list = fromLocal
+		case list != nil && strings.TrimSpace(line) == "":
+			list = nil
+		case list != nil:
 			if strings.HasPrefix(line, " ") { // a bullet's continuation line
 				continue
 			}
 			m := bullet.FindStringSubmatch(line)
 			if m == nil {
-				return nil, fmt.Errorf("section %s: %q: an expected difference is a bullet starting with a `key`", current, line)
+				return nil, nil, fmt.Errorf("section %s: %q: an expected difference is a bullet starting with a `key`", current, line)
 			}
 			key, field, _ := strings.Cut(m[1], " ")
-			out[current] = append(out[current], allowedDiff{key: key, field: field})
+			list[current] = append(list[current], allowedDiff{key: key, field: field})
 		}
 	}
-	return out, nil
+	return fromBuildah, fromLocal, nil
 }
 
 // readExpectation reads an expect.json or overrides.json; nil when there is none.
@@ -549,6 +567,10 @@ func (c *conformance) run(t *testing.T, cs *confCase) {
 		c.built[cs.name] = true
 	}
 
+	if c.bkAddr != "" {
+		t.Run("buildkit", func(t *testing.T) { c.buildkit(t, cs, dockerfile, got) })
+	}
+
 	var diffs []confDiff
 	switch {
 	case cs.expect != nil:
@@ -588,6 +610,45 @@ func (c *conformance) run(t *testing.T, cs *confCase) {
 	if len(unexpected) > 0 {
 		t.Errorf("strata's image differs (a difference from buildah that is right by Docker's behaviour goes, with its reason, under the case's \"Expected differences:\" in testdata/conformance/README.md):\n  %s",
 			strings.Join(unexpected, "\n  "))
+	}
+}
+
+// buildkit builds the case with strata's BuildKit engine, from the same store, and holds
+// its image to the local engine's: the same root file system and config, with no expected
+// differences.
+func (c *conformance) buildkit(t *testing.T, cs *confCase, dockerfile string, local *confImage) {
+	args := c.expand(t, cs, strataTool, cs.args)
+	ref := "conf-bk-" + cs.name
+	argv := append([]string{"--engine", "buildkit", "--addr", c.bkAddr, "build", "-f", dockerfile, cs.dir, "-t", ref,
+		"--build-arg", "BASE=conformance-base", "--progress", "plain"}, args...)
+	if out, err := cliEnv(t, c.env(t, args), "", argv...); err != nil {
+		t.Fatalf("strata %s: %v\n%s", strings.Join(argv, " "), err, tail(out, 60))
+	}
+	dir := filepath.Join(t.TempDir(), "buildkit-oci")
+	if out, err := cli(t, "export", ref, "--format", "oci", "-o", dir); err != nil {
+		t.Fatalf("strata export: %v\n%s", err, out)
+	}
+	got, err := readOCI(dir, "")
+	if err != nil {
+		t.Fatalf("reading the BuildKit engine's image: %v", err)
+	}
+	var unexpected, expected []string
+	for _, d := range label(compareImages(got, local, c.base), "the local engine") {
+		allowed := false
+		for _, a := range cs.allowedBuildKit {
+			allowed = allowed || a.matches(d)
+		}
+		if allowed {
+			expected = append(expected, d.String())
+		} else {
+			unexpected = append(unexpected, d.String())
+		}
+	}
+	if len(expected) > 0 {
+		t.Logf("%d difference(s) that README.md lists as the BuildKit engine's:\n  %s", len(expected), strings.Join(expected, "\n  "))
+	}
+	if len(unexpected) > 0 {
+		t.Errorf("the BuildKit engine's image differs from the local engine's (a difference that BuildKit makes by design goes, with its reason, under the case's \"BuildKit engine differences:\" in testdata/conformance/README.md):\n  %s", strings.Join(unexpected, "\n  "))
 	}
 }
 

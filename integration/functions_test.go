@@ -124,8 +124,10 @@ func TestRunFunctionKeysFollowItsSource(t *testing.T) {
 // per "GPU", a build step and a run that ask for GPUs get exactly what the spec grants for
 // the devices picked; a request the machine cannot meet fails before anything runs, naming
 // what it has. (These machines have no GPU; this has not run on a real one.)
-func TestGPUsThroughCDI(t *testing.T) {
-	need(t, "runc", "mmdebstrap")
+// fakeGPUs writes a CDI spec of two GPUs into a new folder and returns it: an H100 and an
+// A10G by their product annotations, each of which gives a step a variable and a device
+// node (/dev/null and /dev/zero under other names).
+func fakeGPUs(t *testing.T) string {
 	cdi := t.TempDir()
 	write(t, cdi, "strata-test.yaml", `cdiVersion: "0.6.0"
 kind: "strata.test/gpu"
@@ -141,6 +143,12 @@ devices:
       env: ["STRATA_TEST_GPU1=granted"]
       deviceNodes: [{path: "/dev/strata-gpu1", hostPath: "/dev/zero"}]
 `)
+	return cdi
+}
+
+func TestGPUsThroughCDI(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	cdi := fakeGPUs(t)
 	env := []string{"STRATA_CDI_SPEC_DIRS=" + cdi}
 	u := unique(t)
 	file := spec(t, fmt.Sprintf(`image:

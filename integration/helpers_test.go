@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,6 +207,21 @@ func packageIndex(t *testing.T, wheels map[string][]byte) string {
 	srv := httptest.NewServer(pyindex.Handler(wheels))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/simple"
+}
+
+// countingIndex is packageIndex that counts the downloads of package files.
+func countingIndex(t *testing.T, wheels map[string][]byte) (string, *atomic.Int64) {
+	t.Helper()
+	downloads := &atomic.Int64{}
+	h := pyindex.Handler(wheels)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/files/") {
+			downloads.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/simple", downloads
 }
 
 // registry starts Debian's docker-registry (distribution) on a free loopback port.

@@ -59,6 +59,36 @@ func standaloneArchive(t *testing.T) (string, string, string) {
 	return archive, hex.EncodeToString(sum[:]), version
 }
 
+// standaloneMirror serves a python-build-standalone archive (standaloneArchive) as
+// STRATA_PYTHON_MIRROR, which it sets, and counts its downloads.
+type standaloneMirror struct {
+	series, version, sum, release string
+	gets                          atomic.Int32
+}
+
+func pythonMirror(t *testing.T) *standaloneMirror {
+	t.Helper()
+	archive, sum, version := standaloneArchive(t)
+	m := &standaloneMirror{series: version[:strings.LastIndex(version, ".")], version: version, sum: sum, release: "20990101"}
+	file := "cpython-" + version + "+" + m.release + "-x86_64-unknown-linux-gnu-install_only.tar.gz"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/pbs/"+m.release+"/"+file {
+			http.NotFound(w, r)
+			return
+		}
+		m.gets.Add(1)
+		http.ServeFile(w, r, archive)
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("STRATA_PYTHON_MIRROR", srv.URL+"/pbs")
+	return m
+}
+
+// pin sets STRATA_PYTHON_STANDALONE to the mirror's archive.
+func (m *standaloneMirror) pin(t *testing.T) {
+	t.Setenv("STRATA_PYTHON_STANDALONE", m.series+"="+m.release+"/"+m.version+"@sha256:"+m.sum)
+}
+
 // TestAddPython: add_python on a registry image fetches the python-build-standalone build
 // that the plan pins from STRATA_PYTHON_MIRROR, checks its checksum, and installs it into
 // /usr/local, where it runs; a second build of the layer takes the archive from the store;
@@ -67,21 +97,8 @@ func standaloneArchive(t *testing.T) (string, string, string) {
 // machine's Python (the real releases cannot be reached here), in the real layout.
 func TestAddPython(t *testing.T) {
 	need(t, "runc", "mmdebstrap", "tar")
-	archive, sum, version := standaloneArchive(t)
-	series := version[:strings.LastIndex(version, ".")]
-	const release = "20990101"
-	file := "cpython-" + version + "+" + release + "-x86_64-unknown-linux-gnu-install_only.tar.gz"
-	var gets atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/pbs/"+release+"/"+file {
-			http.NotFound(w, r)
-			return
-		}
-		gets.Add(1)
-		http.ServeFile(w, r, archive)
-	}))
-	t.Cleanup(srv.Close)
-	t.Setenv("STRATA_PYTHON_MIRROR", srv.URL+"/pbs")
+	m := pythonMirror(t)
+	series, version, sum, release, gets := m.series, m.version, m.sum, m.release, &m.gets
 
 	reg := registry(t)
 	pushImage(t, build(t, base(), "it-addpy-base"), reg+"/py/base:v1")
@@ -99,7 +116,7 @@ func TestAddPython(t *testing.T) {
 		t.Errorf("the archive with the wrong checksum was kept in the store")
 	}
 
-	t.Setenv("STRATA_PYTHON_STANDALONE", series+"="+release+"/"+version+"@sha256:"+sum)
+	m.pin(t)
 	b := build(t, img, "it-addpy")
 	if got := run(t, b, "python", "-c", "import sys, ssl, json; print('%d.%d.%d' % sys.version_info[:3], sys.prefix, sys.executable)"); got != version+" /usr/local /usr/local/bin/python\n" {
 		t.Errorf("the added Python: %q", got)

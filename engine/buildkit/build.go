@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
+	"github.com/moby/buildkit/session/sshforward/sshprovider"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
@@ -31,6 +34,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/engine/gpus"
 	"github.com/strata-build/strata/spec"
 )
 
@@ -54,6 +58,12 @@ type build struct {
 	store *contentStore
 	// vertices maps a vertex's name prefix to its layer, for progress.
 	names map[string]*spec.Layer
+	// entitlements are those the solve asks for: a device= for each GPU the daemon does
+	// not give every build.
+	entitlements []string
+	// releases undo what the translation made on this machine (unpacked artifacts), after
+	// the solve.
+	releases []func()
 }
 
 // chain is an image as translated so far: its LLB state and its config.
@@ -85,6 +95,11 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 		return nil, err
 	}
 	defer release()
+	defer func() {
+		for _, r := range b.releases {
+			r()
+		}
+	}()
 	c, err := b.translate(ctx, p)
 	if err != nil {
 		return nil, err
@@ -145,7 +160,7 @@ func (b *build) chain(ctx context.Context, layers []*spec.Layer) (*chain, error)
 		} else if c == nil {
 			err = fmt.Errorf("layer %s (%s) has no base", l.Key, l.Method)
 		} else {
-			err = b.layer(c, l)
+			err = b.layer(ctx, c, l)
 		}
 		if err != nil {
 			var be *engine.BuildError
@@ -228,16 +243,39 @@ func (b *build) refuse(p engine.Plan) error {
 // unsupported refuses what a layer asks that this engine does not build yet.
 func unsupported(l *spec.Layer) error {
 	switch {
-	case l.Function != nil:
-		return fmt.Errorf("run_function: %w (build this image with the local engine)", ErrUnsupported)
-	case l.GPU != nil:
-		return fmt.Errorf("a GPU at build time: %w (buildkitd's CDI devices are not wired yet)", ErrUnsupported)
 	case len(l.Volumes) > 0:
-		return fmt.Errorf("volumes at build time: %w", ErrUnsupported)
-	case len(l.Artifacts) > 0:
-		return fmt.Errorf("downloaded artifacts (add_python on a non-Debian image, micromamba): %w", ErrUnsupported)
+		return fmt.Errorf("volumes at build time: %w: buildkitd, which may be on another machine, cannot mount this machine's volumes (build this layer with the local engine)", ErrUnsupported)
 	}
 	return nil
+}
+
+// gpuDevices picks the daemon's CDI devices for a layer's GPU request, as the local engine
+// picks its machine's, and asks for the device entitlement of each one that the daemon does
+// not allow every build (buildkitd --allow-insecure-entitlement device lets builds ask).
+func (b *build) gpuDevices(req *spec.GPU) ([]llb.RunOption, error) {
+	var all []gpus.Device
+	autoAllow := map[string]bool{}
+	for _, d := range b.e.devices {
+		if g, ok := gpus.FromCDI(d.Name, d.Annotations); ok {
+			all = append(all, g)
+			autoAllow[d.Name] = d.AutoAllow
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Name < all[j].Name })
+	names, err := gpus.Pick(all, req, "the buildkitd at "+b.e.addr, "its workers' CDI devices")
+	if err != nil {
+		return nil, err
+	}
+	var opts []llb.RunOption
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, n := range names {
+		opts = append(opts, llb.AddCDIDevice(llb.CDIDeviceName(n)))
+		if ent := "device=" + n; !autoAllow[n] && !slices.Contains(b.entitlements, ent) {
+			b.entitlements = append(b.entitlements, ent)
+		}
+	}
+	return opts, nil
 }
 
 // solve marshals the chain, solves it with the OCI exporter into strata's store and
@@ -279,7 +317,8 @@ func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Ima
 		OCIStores:   map[string]content.Store{storeID: b.store},
 		Session:     []session.Attachable{secretsprovider.FromMap(b.secrets), authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{AuthConfigProvider: keychainAuth})},
 		// Not in buildkitd's build history, which would keep the steps' output unmasked.
-		Internal: true,
+		Internal:            true,
+		AllowedEntitlements: b.entitlements,
 	}
 	// BuildKit's registry cache: the daemon pushes and pulls it, as buildx's
 	// --cache-to/--cache-from type=registry, under a tag of its own in the repository that
@@ -291,6 +330,19 @@ func (b *build) solve(ctx context.Context, p engine.Plan, c *chain) (*engine.Ima
 		attrs := cacheAttrs(b.o.CacheTo)
 		attrs["mode"] = "max"
 		opt.CacheExports = append(opt.CacheExports, client.CacheOptionsEntry{Type: "registry", Attrs: attrs})
+	}
+	// The ssh agents (strata build --ssh), forwarded through the session as buildctl's
+	// --ssh forwards them.
+	if len(b.o.SSH) > 0 {
+		var agents []sshprovider.AgentConfig
+		for id, sock := range b.o.SSH {
+			agents = append(agents, sshprovider.AgentConfig{ID: id, Paths: []string{sock}})
+		}
+		ssh, err := sshprovider.NewSSHAgentProvider(agents)
+		if err != nil {
+			return nil, fmt.Errorf("--ssh: %w", err)
+		}
+		opt.Session = append(opt.Session, ssh)
 	}
 	status := make(chan *client.SolveStatus)
 	done := make(chan error, 1)

@@ -14,19 +14,23 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/client"
 	_ "github.com/moby/buildkit/client/connhelper/kubepod" // kube-pod:// addresses
 	_ "github.com/moby/buildkit/client/connhelper/ssh"     // ssh:// addresses
 	"github.com/sirupsen/logrus"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/store"
 )
 
@@ -46,6 +50,9 @@ type Store interface {
 	Hold() (release func(), err error)
 	// SecretEnv returns named local secrets as KEY=VALUE pairs.
 	SecretEnv(names []string) ([]string, error)
+	// ArtifactFiles fetches a layer's artifacts (checked against their pinned digests) and
+	// unpacks them: the context files they add to the layer. release removes them.
+	ArtifactFiles(ctx context.Context, artifacts []spec.Artifact, log io.Writer) (files []spec.ContextFile, release func(), err error)
 	// Import records an image that the engine exported into the store (its manifest
 	// digest) for a plan, and names it.
 	Import(ctx context.Context, engineName, manifest string, p engine.Plan, name string) (*engine.Image, error)
@@ -62,17 +69,21 @@ type Options struct {
 	// ServerName is the name the daemon's certificate is checked against (default: the
 	// address's host).
 	ServerName string
+	// NoPackageCaches turns off the package managers' download caches, as it does for the
+	// local engine (STRATA_NO_PACKAGE_CACHES).
+	NoPackageCaches bool
 }
 
 // OptionsFromEnv reads STRATA_BUILDKIT_ADDR, STRATA_BUILDKIT_CA, STRATA_BUILDKIT_CERT,
 // STRATA_BUILDKIT_KEY and STRATA_BUILDKIT_SERVER_NAME.
 func OptionsFromEnv() Options {
 	return Options{
-		Addr:       os.Getenv("STRATA_BUILDKIT_ADDR"),
-		CACert:     os.Getenv("STRATA_BUILDKIT_CA"),
-		Cert:       os.Getenv("STRATA_BUILDKIT_CERT"),
-		Key:        os.Getenv("STRATA_BUILDKIT_KEY"),
-		ServerName: os.Getenv("STRATA_BUILDKIT_SERVER_NAME"),
+		Addr:            os.Getenv("STRATA_BUILDKIT_ADDR"),
+		CACert:          os.Getenv("STRATA_BUILDKIT_CA"),
+		Cert:            os.Getenv("STRATA_BUILDKIT_CERT"),
+		Key:             os.Getenv("STRATA_BUILDKIT_KEY"),
+		ServerName:      os.Getenv("STRATA_BUILDKIT_SERVER_NAME"),
+		NoPackageCaches: os.Getenv("STRATA_NO_PACKAGE_CACHES") != "",
 	}
 }
 
@@ -85,9 +96,13 @@ type Engine struct {
 	Store
 	addr string
 	opts []client.ClientOpt
+	// noPackageCaches: see Options.
+	noPackageCaches bool
 
 	mu sync.Mutex
 	c  *client.Client
+	// devices are the CDI devices of the daemon's workers, as connect found them.
+	devices []client.CDIDevice
 }
 
 // Open checks the options and returns the engine. It reaches the daemon on its first build
@@ -132,7 +147,7 @@ func Open(ctx context.Context, st Store, o Options) (*Engine, error) {
 			opts = append(opts, client.WithCredentials(o.Cert, o.Key))
 		}
 	}
-	return &Engine{Store: st, addr: o.Addr, opts: opts}, nil
+	return &Engine{Store: st, addr: o.Addr, opts: opts, noPackageCaches: o.NoPackageCaches}, nil
 }
 
 // connect reaches the daemon, once, and checks that it answers, so that a wrong address or
@@ -150,12 +165,39 @@ func (e *Engine) connect(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := c.ListWorkers(wctx); err != nil {
+	workers, err := c.ListWorkers(wctx)
+	if err != nil {
 		c.Close()
 		return fmt.Errorf("buildkit engine: no buildkitd answers at %s (start one with strata buildkit start, or check --addr and the TLS files): %w", e.addr, err)
 	}
+	if err := checkPlatform(e.addr, workers, runtime.GOARCH); err != nil {
+		c.Close()
+		return err
+	}
 	e.c = c
+	for _, w := range workers {
+		e.devices = append(e.devices, w.CDIDevices...)
+	}
 	return nil
+}
+
+// checkPlatform says, before anything is solved, whether the daemon has a worker for
+// linux/arch: strata's base layers are this machine's architecture, and a daemon of another
+// would fail at the first step with an exec format error.
+func checkPlatform(addr string, workers []*client.WorkerInfo, arch string) error {
+	var have []string
+	for _, w := range workers {
+		for _, p := range w.Platforms {
+			if p.OS == "linux" && p.Architecture == arch {
+				return nil
+			}
+			have = append(have, platforms.Format(p))
+		}
+	}
+	if len(have) == 0 {
+		return fmt.Errorf("buildkit engine: the buildkitd at %s has no worker", addr)
+	}
+	return fmt.Errorf("buildkit engine: the buildkitd at %s builds for %s, not linux/%s (this machine's architecture, which strata's base layers have): use a daemon on a linux/%s host, or one with QEMU emulation for it", addr, strings.Join(have, ", "), arch, arch)
 }
 
 // Close closes the connection, if there is one, and the store.

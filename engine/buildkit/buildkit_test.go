@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
+	"github.com/moby/buildkit/client"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -56,23 +57,33 @@ func (f *fakeStore) Import(context.Context, string, string, engine.Plan, string)
 	return nil, errors.New("not in this test")
 }
 
+func (f *fakeStore) ArtifactFiles(context.Context, []spec.Artifact, io.Writer) ([]spec.ContextFile, func(), error) {
+	return nil, nil, errors.New("not in this test")
+}
+
 func (f *fakeStore) NewBlob() (*store.BlobWriter, error) { return nil, errors.New("not in this test") }
 func (f *fakeStore) Hold() (func(), error)               { return func() {}, nil }
 
 func translate(t *testing.T, layers []*spec.Layer, o engine.BuildOptions) ([]byte, error) {
 	t.Helper()
-	e := &Engine{Store: &fakeStore{root: t.TempDir()}}
+	def, _, err := translateOn(t, &Engine{Store: &fakeStore{root: t.TempDir()}}, layers, o)
+	return def, err
+}
+
+// translateOn translates the layers for engine e and returns the definition and the build.
+func translateOn(t *testing.T, e *Engine, layers []*spec.Layer, o engine.BuildOptions) ([]byte, *build, error) {
+	t.Helper()
 	for i, l := range layers {
 		l.Key = "sha256:" + strings.Repeat(string(rune('0'+i)), 64)
 	}
 	p := engine.Plan{Layers: layers}
 	b, err := e.newBuild(p, o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, err := b.translate(context.Background(), p)
 	if err != nil {
-		return nil, err
+		return nil, b, err
 	}
 	def, err := c.st.Marshal(context.Background())
 	if err != nil {
@@ -82,7 +93,32 @@ func translate(t *testing.T, layers []*spec.Layer, o engine.BuildOptions) ([]byt
 	for _, d := range def.Def {
 		all = append(all, d...)
 	}
-	return all, nil
+	return all, b, nil
+}
+
+// TestGPURequest: a GPU request takes the daemon's CDI devices that match it, and asks for
+// the device entitlement of those the daemon does not allow every build.
+func TestGPURequest(t *testing.T) {
+	e := &Engine{Store: &fakeStore{root: t.TempDir()}, addr: "unix:///bk.sock", devices: []client.CDIDevice{
+		{Name: "x.com/gpu=0", Annotations: map[string]string{"x.com/gpu.product": "NVIDIA A10G"}, AutoAllow: true},
+		{Name: "x.com/gpu=1", Annotations: map[string]string{"x.com/gpu.product": "NVIDIA H100 80GB HBM3"}},
+		{Name: "x.com/gpu=all"},
+	}}
+	run := []spec.Instruction{{Op: spec.OpRun, Args: []string{"true"}}}
+	def, b, err := translateOn(t, e, []*spec.Layer{base(), {Method: "run_commands", GPU: &spec.GPU{Type: "ANY", Count: 2}, Instructions: run}}, engine.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(def), "x.com/gpu=0") || !strings.Contains(string(def), "x.com/gpu=1") || strings.Contains(string(def), "x.com/gpu=all") {
+		t.Error("the step does not ask for the two GPUs")
+	}
+	if strings.Join(b.entitlements, " ") != "device=x.com/gpu=1" {
+		t.Errorf("entitlements %v, want the H100's alone (the A10G is allowed to every build)", b.entitlements)
+	}
+	_, _, err = translateOn(t, e, []*spec.Layer{base(), {Method: "run_commands", GPU: &spec.GPU{Type: "B200", Count: 1}, Instructions: run}}, engine.BuildOptions{})
+	if err == nil || !strings.Contains(err.Error(), "cannot be met on the buildkitd at unix:///bk.sock, which has: x.com/gpu=0 (NVIDIA A10G); x.com/gpu=1 (NVIDIA H100 80GB HBM3)") {
+		t.Errorf("an unmet request: %v", err)
+	}
 }
 
 func base() *spec.Layer {
@@ -124,9 +160,7 @@ func TestSecretsAreNotInTheDefinition(t *testing.T) {
 // required build secret names the flag that gives it.
 func TestRefusals(t *testing.T) {
 	for name, l := range map[string]*spec.Layer{
-		"a GPU at build time":        {Method: "run_commands", GPU: &spec.GPU{Type: "any", Count: 1}, Instructions: []spec.Instruction{{Op: spec.OpRun, Args: []string{"true"}}}},
-		"run_function":               {Method: "run_function", Function: &spec.FunctionRef{Name: "f"}},
-		"ADD of a git repository":    {Method: "dockerfile_commands", Instructions: []spec.Instruction{{Op: spec.OpAdd, Args: []string{"https://example.com/repo.git#main", "/x"}}}},
+		"volumes at build time":      {Method: "run_function", Function: &spec.FunctionRef{Name: "f"}, Volumes: []spec.VolumeMount{{Name: "v", Path: "/v"}}},
 		"COPY --from with --parents": {Method: "dockerfile_commands", Instructions: []spec.Instruction{{Op: spec.OpCopy, Flags: []string{"--from=x", "--parents"}, Args: []string{"a", "/x/"}}}},
 	} {
 		_, err := translate(t, []*spec.Layer{base(), l}, engine.BuildOptions{})
@@ -135,18 +169,31 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	archive := filepath.Join(t.TempDir(), "a.tar.gz")
-	os.WriteFile(archive, []byte{0x1f, 0x8b, 8, 0}, 0o644)
-	_, err := translate(t, []*spec.Layer{base(), {Method: "dockerfile_commands",
-		Context:      []spec.ContextFile{{Path: "a.tar.gz", Source: archive, Mode: 0o644}},
-		Instructions: []spec.Instruction{{Op: spec.OpAdd, Args: []string{"a.tar.gz", "/opt/"}}}}}, engine.BuildOptions{})
-	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "ADD of a local archive (a.tar.gz)") {
-		t.Errorf("ADD of a local archive: %v", err)
+	_, err := translate(t, []*spec.Layer{base(), {Method: "dockerfile_commands", Instructions: []spec.Instruction{
+		{Op: spec.OpRun, Flags: []string{"--mount=type=ssh,required=true"}, Args: []string{"true"}}}}}, engine.BuildOptions{})
+	if err == nil || !strings.Contains(err.Error(), "strata build --ssh default") {
+		t.Errorf("missing ssh agent: %v", err)
 	}
 	_, err = translate(t, []*spec.Layer{base(), {Method: "dockerfile_commands", Instructions: []spec.Instruction{
 		{Op: spec.OpRun, Flags: []string{"--mount=type=secret,id=npmrc,required=true"}, Args: []string{"true"}}}}}, engine.BuildOptions{})
 	if err == nil || !strings.Contains(err.Error(), "--secret id=npmrc") {
 		t.Errorf("missing build secret: %v", err)
+	}
+}
+
+// TestGitSourceIsTheResolvedCommit: an ADD of a git repository fetches the commit the plan
+// resolved (which is in the layer's key), not the moving ref as written.
+func TestGitSourceIsTheResolvedCommit(t *testing.T) {
+	commit := strings.Repeat("5", 40)
+	src := "http://127.0.0.1:1/repo.git#main:bin"
+	def, err := translate(t, []*spec.Layer{base(), {Method: "dockerfile_commands",
+		Remote:       []spec.RemoteRef{{Ref: src, Version: commit}},
+		Instructions: []spec.Instruction{{Op: spec.OpAdd, Args: []string{src, "/x/"}}}}}, engine.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(def), commit) || !strings.Contains(string(def), "bin") {
+		t.Errorf("the definition does not fetch commit %s of the repository's bin folder", commit)
 	}
 }
 
@@ -298,5 +345,22 @@ func TestContentStore(t *testing.T) {
 	}
 	if err := cs.Delete(ctx, d); err == nil || !st.HasBlob(d.String()) {
 		t.Errorf("delete: %v", err)
+	}
+}
+
+// TestCheckPlatform: a daemon without a worker for this machine's architecture is refused
+// before the solve, with the platforms it has.
+func TestCheckPlatform(t *testing.T) {
+	arm := &client.WorkerInfo{Platforms: []ocispecs.Platform{{OS: "linux", Architecture: "arm64"}}}
+	both := &client.WorkerInfo{Platforms: []ocispecs.Platform{{OS: "linux", Architecture: "arm64"}, {OS: "linux", Architecture: "amd64"}}}
+	if err := checkPlatform("unix:///x", []*client.WorkerInfo{both}, "amd64"); err != nil {
+		t.Errorf("a daemon that builds for amd64 too: %v", err)
+	}
+	err := checkPlatform("unix:///x", []*client.WorkerInfo{arm}, "amd64")
+	if err == nil || !strings.Contains(err.Error(), "builds for linux/arm64, not linux/amd64") {
+		t.Errorf("an arm64 daemon for amd64 bases: %v", err)
+	}
+	if err := checkPlatform("unix:///x", nil, "amd64"); err == nil || !strings.Contains(err.Error(), "no worker") {
+		t.Errorf("no worker: %v", err)
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -17,14 +19,34 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/solver/pb"
 
+	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/engine/imageconfig"
+	"github.com/strata-build/strata/gofunc"
 	"github.com/strata-build/strata/localfiles"
+	"github.com/strata-build/strata/secrets"
 	"github.com/strata-build/strata/spec"
 )
 
 // layer translates one layer's instructions onto c: the config instructions change the
 // config, RUN becomes an exec, COPY and ADD file operations.
-func (b *build) layer(c *chain, l *spec.Layer) error {
+func (b *build) layer(ctx context.Context, c *chain, l *spec.Layer) error {
+	if len(l.Artifacts) > 0 {
+		// The artifacts (a python-build-standalone build, micromamba) are fetched and
+		// checked on this machine, as the local engine fetches them, and join the layer's
+		// context, which the daemon reads through the session.
+		var log secrets.LineWriter = func(line string) {
+			ev := engine.Event{Time: time.Now(), Index: b.index[l.Key], Total: len(b.index), Method: l.Method, Title: l.Title, Key: l.Key, Status: engine.StatusLog, Line: line}
+			b.emit(ev)
+		}
+		files, release, err := b.e.Store.ArtifactFiles(ctx, l.Artifacts, log)
+		if err != nil {
+			return &engine.BuildError{Index: b.index[l.Key], Method: l.Method, Key: l.Key, Command: "fetch artifacts", Err: err}
+		}
+		b.releases = append(b.releases, release)
+		withFiles := *l
+		withFiles.Context = slices.Concat(l.Context, files)
+		l = &withFiles
+	}
 	// Each local secret's variables are session secrets of their own ids: two secrets with
 	// a key of the same name give each step its own.
 	var envSecrets []envSecret
@@ -55,6 +77,11 @@ func (b *build) layer(c *chain, l *spec.Layer) error {
 		instrs = append(triggers, instrs...)
 	}
 	cfg := imageconfig.New(c.config.Config, c.config.Author, c.argsOf(l), l)
+	if l.Function != nil {
+		if err := b.function(c, l, cfg, envSecrets); err != nil {
+			return err
+		}
+	}
 	for _, in := range instrs {
 		handled, err := cfg.Apply(in)
 		if err != nil {
@@ -87,6 +114,13 @@ func (b *build) layer(c *chain, l *spec.Layer) error {
 	return nil
 }
 
+// runsAsRoot says whether a step of USER user surely runs as root. The local engine lends
+// the package caches to root's steps alone; here a user name is not looked up, and gets none.
+func runsAsRoot(user string) bool {
+	name, _, _ := strings.Cut(user, ":")
+	return name == "" || name == "root" || name == "0"
+}
+
 // owner is the chown option for files a step makes as the image's USER.
 func owner(user string) llb.ChownOption {
 	if user == "" {
@@ -117,26 +151,34 @@ func (b *build) run(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.Ins
 	if pipes != nil {
 		opts = append(opts, llb.AddMount("/dev/pipes", *pipes, llb.Readonly))
 	}
-	// The proxy build args go in as BuildKit's proxy settings, which are in no cache key,
-	// as they are in none of the local engine's.
-	noProxy := *l
-	noProxy.ProxyEnv = nil
-	for _, kv := range imageconfig.StepEnv(cfg.Env(), &noProxy, nil) {
-		k, v := splitKV(kv)
-		opts = append(opts, llb.AddEnv(k, v))
+	// The proxy build args are variables of the step as given, as in the local engine (and
+	// buildah). BuildKit's own proxy settings (llb.WithProxy), which Docker's frontend uses,
+	// would keep them out of the daemon's cache key, but set every variable in both cases:
+	// a step that writes its environment would make another file than the local engine.
+	env := imageconfig.StepEnv(cfg.Env(), l, nil)
+	if !b.e.noPackageCaches && runsAsRoot(cfg.Config.User) {
+		// The package managers' download caches, as the local engine lends them: cache
+		// mounts of buildkitd, shared by every build on it. apt's is the local engine's
+		// proxy on its host, which a remote daemon cannot reach: apt downloads as usual.
+		for _, name := range l.Caches {
+			pc, ok := imageconfig.LookupPackageCache(name)
+			if !ok || name == "apt" {
+				continue
+			}
+			target := imageconfig.PackageCacheRoot + "/" + name
+			sharing := llb.CacheMountShared
+			if pc.Locked {
+				sharing = llb.CacheMountLocked
+			}
+			opts = append(opts, llb.AddMount(target, llb.Scratch(), llb.AsPersistentCacheDir("strata-package-cache:"+name, sharing)))
+			env = pc.Lend(env, target)
+		}
 	}
-	if px, ok := proxyEnv(l.ProxyEnv); ok {
-		opts = append(opts, llb.WithProxy(px))
+	process, err := b.process(l, cfg, env, envSecrets)
+	if err != nil {
+		return err
 	}
-	for _, s := range envSecrets {
-		opts = append(opts, llb.AddSecretWithDest(s.id, nil, llb.SecretAsEnvName(s.key)))
-	}
-	if u := cfg.Config.User; u != "" {
-		opts = append(opts, llb.User(u))
-	}
-	if wd := cfg.Config.WorkingDir; wd != "" {
-		opts = append(opts, llb.Dir(wd))
-	}
+	opts = append(opts, process...)
 	switch n := instructions.GetNetwork(flags); n {
 	case instructions.NetworkDefault, instructions.NetworkHost:
 		// buildkitd's worker network: strata starts its daemon with the host's, as the local
@@ -149,15 +191,102 @@ func (b *build) run(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.Ins
 	if s := instructions.GetSecurity(flags); s != instructions.SecuritySandbox {
 		return fmt.Errorf("RUN --security=%s is not supported: steps run with Docker's default capabilities", s)
 	}
+	sshSock := false
+	for _, kv := range cfg.Env() {
+		sshSock = sshSock || strings.HasPrefix(kv, "SSH_AUTH_SOCK=")
+	}
 	for _, m := range instructions.GetMounts(flags) {
-		o, err := b.mount(m)
+		o, err := b.mount(l, m)
 		if err != nil {
 			return err
 		}
+		if o == nil {
+			continue // an optional ssh agent the build was not given
+		}
 		opts = append(opts, o)
+		if m.Type == instructions.MountTypeSSH && !sshSock {
+			// As BuildKit's Dockerfile frontend and the local engine: the step finds the
+			// first agent by SSH_AUTH_SOCK, unless the image sets it.
+			opts = append(opts, llb.AddEnv("SSH_AUTH_SOCK", sshTarget(m)))
+			sshSock = true
+		}
 	}
 	c.st = c.st.Run(opts...).Root()
 	return nil
+}
+
+// function translates a run_function layer's call: the program (the build's Linux build of
+// the Go program) runs in a step with the function's name in its environment, as with the
+// local engine, and its file system changes are the layer. The program is sent through the
+// session and mounted read-only at gofunc.Program, the arguments at gofunc.ArgsFile; the
+// program enforces the timeout itself and reports a failure by its exit code and its log,
+// since BuildKit discards the mounts of a failed step (gofunc.EnvExit, gofunc.EnvTimeout).
+//
+// BuildKit keys the step by the program's bytes too, so a program rebuilt with other
+// changes runs the function again on the daemon, where the local engine keys it by the
+// function's source (gofunc.Identity) alone: more rebuilds, never a stale layer.
+func (b *build) function(c *chain, l *spec.Layer, cfg *imageconfig.State, envSecrets []envSecret) error {
+	f := l.Function
+	if b.o.Program == "" {
+		return fmt.Errorf("the layer runs the Go function %s, and the build was given no program to run it with", f.Name)
+	}
+	info, err := os.Stat(b.o.Program)
+	if err != nil {
+		return fmt.Errorf("the program for run_function: %w", err)
+	}
+	name := "strata-program"
+	b.mu.Lock()
+	b.locals[name] = newContextFS([]spec.ContextFile{{Path: "program", Source: b.o.Program, Mode: 0o755, Size: info.Size(), Info: info}})
+	b.mu.Unlock()
+	program := llb.Local(name, llb.SharedKeyHint(name), llb.WithCustomName("strata program for run_function"))
+	fn := llb.Scratch().File(llb.Mkfile(path.Base(gofunc.ArgsFile), 0o644, []byte(f.Args)).Mkfile(path.Base(gofunc.Program), 0o755, nil))
+	out := llb.Scratch().File(llb.Mkdir("/out", 0o777))
+	opts := []llb.RunOption{
+		llb.Args([]string{gofunc.Program}),
+		llb.AddMount(gofunc.Dir, fn, llb.Readonly),
+		llb.AddMount(gofunc.Program, program, llb.SourcePath("/program"), llb.Readonly),
+		llb.AddMount(gofunc.Out, out, llb.SourcePath("/out")),
+	}
+	for _, o := range b.vertex(c, l, "run_function "+f.Name) {
+		opts = append(opts, o)
+	}
+	env := append(imageconfig.StepEnv(cfg.Env(), l, nil), gofunc.EnvName+"="+f.Name, gofunc.EnvCalled+"=1", gofunc.EnvExit+"=1")
+	if f.Timeout > 0 {
+		env = append(env, gofunc.EnvTimeout+"="+strconv.FormatInt(f.Timeout, 10))
+	}
+	process, err := b.process(l, cfg, env, envSecrets)
+	if err != nil {
+		return err
+	}
+	c.st = c.st.Run(append(opts, process...)...).Root()
+	return nil
+}
+
+// process are the options of a step's process that RUN and run_function share: its
+// environment (env, and the local secrets as session secrets), user, working folder and GPUs.
+func (b *build) process(l *spec.Layer, cfg *imageconfig.State, env []string, envSecrets []envSecret) ([]llb.RunOption, error) {
+	var opts []llb.RunOption
+	for _, kv := range env {
+		k, v := splitKV(kv)
+		opts = append(opts, llb.AddEnv(k, v))
+	}
+	for _, s := range envSecrets {
+		opts = append(opts, llb.AddSecretWithDest(s.id, nil, llb.SecretAsEnvName(s.key)))
+	}
+	if u := cfg.Config.User; u != "" {
+		opts = append(opts, llb.User(u))
+	}
+	if wd := cfg.Config.WorkingDir; wd != "" {
+		opts = append(opts, llb.Dir(wd))
+	}
+	if l.GPU != nil {
+		devices, err := b.gpuDevices(l.GPU)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, devices...)
+	}
+	return opts, nil
 }
 
 // runArgs is a RUN's argv (imageconfig.RunArgv), with a heredoc script as a file of a
@@ -171,8 +300,9 @@ func runArgs(cfg *imageconfig.State, in spec.Instruction) ([]string, *llb.State,
 	return argv, &st, nil
 }
 
-// mount translates a RUN --mount.
-func (b *build) mount(m *instructions.Mount) (llb.RunOption, error) {
+// mount translates a RUN --mount; nil for an optional ssh agent that the build was not
+// given, which the step goes without, as with the local engine.
+func (b *build) mount(l *spec.Layer, m *instructions.Mount) (llb.RunOption, error) {
 	switch m.Type {
 	case instructions.MountTypeSecret:
 		id := m.CacheID
@@ -218,27 +348,89 @@ func (b *build) mount(m *instructions.Mount) (llb.RunOption, error) {
 		case instructions.MountSharingLocked:
 			sharing = llb.CacheMountLocked
 		}
+		cache := llb.AsPersistentCacheDir("strata:"+id, sharing)
 		if m.From != "" {
-			return nil, fmt.Errorf("RUN --mount=type=cache,from=%s: %w", m.From, ErrUnsupported)
+			// A cache seeded from a stage or an image: BuildKit starts it from that
+			// folder the first time.
+			from, err := b.fromState(l, m.From)
+			if err != nil {
+				return nil, err
+			}
+			return llb.AddMount(m.Target, from, llb.SourcePath(sourcePath(m)), cache), nil
 		}
-		// The cache folder's owner and mode, as dockerfile2llb makes it.
+		if m.UID == nil && m.GID == nil && m.Mode == nil {
+			return llb.AddMount(m.Target, llb.Scratch(), cache), nil
+		}
+		// The cache folder's owner and mode, as dockerfile2llb makes it. BuildKit keys a
+		// cache by its id and this folder, so, as in Docker, mounts of one id with another
+		// owner or mode are another cache.
 		mode, uid, gid := ownership(m, 0o755)
 		root := llb.Scratch().File(llb.Mkdir("/cache", os.FileMode(mode), llb.WithUIDGID(uid, gid)), llb.WithCustomName("strata cache folder"))
-		return llb.AddMount(m.Target, root, llb.SourcePath("/cache"), llb.AsPersistentCacheDir("strata:"+id, sharing)), nil
+		return llb.AddMount(m.Target, root, llb.SourcePath("/cache"), cache), nil
 	case instructions.MountTypeTmpfs:
 		return llb.AddMount(m.Target, llb.Scratch(), llb.Tmpfs(llb.TmpfsSize(m.SizeLimit))), nil
 	case instructions.MountTypeBind:
-		st, ok := b.stages[m.From]
-		if m.From == "" || !ok {
-			return nil, fmt.Errorf("RUN --mount=type=bind without from=<stage>: %w", ErrUnsupported)
+		var from llb.State
+		if m.From == "" {
+			// The layer's context: exactly its hashed files, as for COPY.
+			from = b.context(l)
+		} else {
+			var err error
+			if from, err = b.fromState(l, m.From); err != nil {
+				return nil, err
+			}
 		}
-		opts := []llb.MountOption{llb.SourcePath(m.Source)}
+		opts := []llb.MountOption{llb.SourcePath(sourcePath(m))}
 		if m.ReadOnly {
 			opts = append(opts, llb.Readonly)
 		}
-		return llb.AddMount(m.Target, st.st, opts...), nil
+		return llb.AddMount(m.Target, from, opts...), nil
+	case instructions.MountTypeSSH:
+		id := m.CacheID
+		if id == "" {
+			id = "default"
+		}
+		if _, ok := b.o.SSH[id]; !ok {
+			if m.Required {
+				return nil, fmt.Errorf("RUN --mount=type=ssh,id=%s is required, and the build was given no SSH agent %q (strata build --ssh %s)", id, id, id)
+			}
+			return nil, nil
+		}
+		mode, uid, gid := ownership(m, 0o600)
+		return llb.AddSSHSocket(llb.SSHID(id), llb.SSHSocketOpt(sshTarget(m), uid, gid, mode)), nil
 	}
 	return nil, fmt.Errorf("RUN --mount=type=%s: %w", m.Type, ErrUnsupported)
+}
+
+// sourcePath is a bind or cache mount's source= in its from=, "/" by default.
+func sourcePath(m *instructions.Mount) string {
+	if m.Source == "" {
+		return "/"
+	}
+	return m.Source
+}
+
+// sshTarget is where an ssh mount's socket is: its target=, or the local engine's default.
+func sshTarget(m *instructions.Mount) string {
+	if m.Target == "" {
+		return "/run/buildkit/ssh_agent.0"
+	}
+	return m.Target
+}
+
+// context is the state of a layer's context: an llb.Local that serves exactly the layer's
+// hashed files, each checked against its digest as it is sent. Its vertex is not named after
+// the layer: a local source is never cached, and its layer may be.
+func (b *build) context(l *spec.Layer) llb.State {
+	name := "strata-context-" + strings.TrimPrefix(l.Key, "sha256:")[:16]
+	b.mu.Lock()
+	if _, ok := b.locals[name]; !ok {
+		b.locals[name] = newContextFS(l.Context)
+	}
+	b.mu.Unlock()
+	// The context serves the layer's listed files only, so no include patterns are needed
+	// (a name with [ or * would be read as one).
+	return llb.Local(name, llb.SharedKeyHint(name), llb.WithCustomName("strata context of "+l.Method))
 }
 
 // ownership is a mount's mode=, uid= and gid=, root's and mode by default.
@@ -337,6 +529,13 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 			fa = chainCopy(fa, st, h.Name, target, &ci)
 			continue
 		}
+		if in.Op == spec.OpAdd && spec.IsGitSource(srcs[i]) {
+			// The repository's files go into dst, as the local engine's checkout.
+			ci := *info
+			ci.AttemptUnpack, ci.AllowWildcard, ci.CopyDirContentsOnly = false, false, true
+			fa = chainCopy(fa, gitSource(l, srcs[i], flags), "/", dst, &ci)
+			continue
+		}
 		if in.Op == spec.OpAdd && spec.IsRemoteSource(srcs[i]) {
 			st, name, err := httpSource(srcs[i], flags)
 			if err != nil {
@@ -366,25 +565,23 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 		if items, err = localfiles.ExcludeItems(items, flags.Excludes, dst); err != nil {
 			return err
 		}
-		ctxName := "strata-context-" + strings.TrimPrefix(l.Key, "sha256:")[:16]
-		b.mu.Lock()
-		b.locals[ctxName] = newContextFS(l.Context)
-		b.mu.Unlock()
-		// The context serves the layer's listed files only, so no include patterns are
-		// needed (a name with [ or * would be read as one). Its vertex is not named after
-		// the layer: a local source is never cached, and its layer may be.
-		src := llb.Local(ctxName, llb.SharedKeyHint(ctxName), llb.WithCustomName("strata context of "+l.Method))
+		src := b.context(l)
 		for _, it := range items {
 			mode := fs.FileMode(it.File.Mode)
+			ci := *info
+			ci.AllowWildcard = false
 			if in.Op == spec.OpAdd && mode.IsRegular() {
-				// ADD unpacks a local archive into the destination folder; BuildKit would
-				// unpack it into a folder at the file's own target.
-				if archive, err := isArchive(it.File.Source); err != nil || archive {
-					if err != nil {
-						return err
-					}
-					return fmt.Errorf("ADD of a local archive (%s), which ADD unpacks: %w (COPY it and RUN tar, or build with the local engine)", it.File.Path, ErrUnsupported)
+				archive, err := isArchive(it.File.Source)
+				if err != nil {
+					return err
 				}
+				if archive {
+					// ADD unpacks a local archive into the destination, as the local engine
+					// does: BuildKit unpacks it there, given the destination.
+					fa = chainCopy(fa, src, "/"+it.File.Path, dst, &ci)
+					continue
+				}
+				ci.AttemptUnpack = false
 			}
 			if mode.IsDir() {
 				perm := mode.Perm()
@@ -401,8 +598,6 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 				fa = chainMkdir(fa, it.Target, perm, opts...)
 				continue
 			}
-			ci := *info
-			ci.AllowWildcard = false
 			fa = chainCopy(fa, src, "/"+it.File.Path, it.Target, &ci)
 		}
 	}
@@ -473,9 +668,6 @@ func (b *build) fromState(l *spec.Layer, from string) (llb.State, error) {
 // httpSource is the file an ADD names by http(s) URL, fetched by buildkitd as Docker's ADD
 // fetches it (mode 0600, the Last-Modified time, not unpacked), checked against --checksum.
 func httpSource(src string, flags spec.CopyFlags) (llb.State, string, error) {
-	if spec.IsGitSource(src) {
-		return llb.State{}, "", fmt.Errorf("ADD of a git repository: %w", ErrUnsupported)
-	}
 	name, err := spec.URLFileName(src, flags)
 	if err != nil {
 		return llb.State{}, "", err
@@ -491,28 +683,31 @@ func httpSource(src string, flags spec.CopyFlags) (llb.State, string, error) {
 	return llb.HTTP(src, opts...), name, nil
 }
 
-// envSecret is a local secret's variable, as a session secret.
-type envSecret struct{ id, key string }
-
-// proxyEnv is BuildKit's form of the proxy build args.
-func proxyEnv(kvs []spec.KV) (llb.ProxyEnv, bool) {
-	var px llb.ProxyEnv
-	for _, kv := range kvs {
-		switch strings.ToUpper(kv.Key) {
-		case "HTTP_PROXY":
-			px.HTTPProxy = kv.Value
-		case "HTTPS_PROXY":
-			px.HTTPSProxy = kv.Value
-		case "FTP_PROXY":
-			px.FTPProxy = kv.Value
-		case "NO_PROXY":
-			px.NoProxy = kv.Value
-		case "ALL_PROXY":
-			px.AllProxy = kv.Value
+// gitSource is a repository an ADD names ("URL#ref:subdir"), fetched by buildkitd at the
+// commit the plan resolved, as the local engine checks it out; the ref as written when it
+// could not be resolved.
+func gitSource(l *spec.Layer, src string, flags spec.CopyFlags) llb.State {
+	repo, ref, subdir := spec.SplitGitSource(src)
+	for _, r := range l.Remote {
+		if r.Ref == src && r.Version != "" {
+			ref = r.Version
 		}
 	}
-	return px, px != (llb.ProxyEnv{})
+	opts := []llb.GitOption{llb.WithCustomName("strata git " + repo)}
+	if ref != "" {
+		opts = append(opts, llb.GitRef(ref))
+	}
+	if subdir != "" {
+		opts = append(opts, llb.GitSubDir(subdir))
+	}
+	if flags.KeepGitDir {
+		opts = append(opts, llb.KeepGitDir())
+	}
+	return llb.Git(repo, "", opts...)
 }
+
+// envSecret is a local secret's variable, as a session secret.
+type envSecret struct{ id, key string }
 
 // isArchive says whether ADD would unpack a local file: a tar archive, plain or compressed
 // (gzip, bzip2, xz, zstd), as Docker tells one.

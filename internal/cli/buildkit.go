@@ -29,7 +29,8 @@ from BuildKit's module with scripts/build-buildkitd.sh) with an OCI worker on ru
 host's network, and its state in $STRATA_HOME/buildkit. It listens on a unix socket there,
 which --engine buildkit uses when --addr and STRATA_BUILDKIT_ADDR are not set, and with
 --tcp on a TCP address too, with mutual TLS (--tlscacert, --tlscert, --tlskey), for other
-machines' strata.`,
+machines' strata. Builds may use the GPUs of the CDI specs in STRATA_CDI_SPEC_DIRS (or
+buildkitd's default folders, /etc/cdi and /var/run/cdi).`,
 	}
 	var tcp, ca, cert, key string
 	start := &cobra.Command{
@@ -38,6 +39,12 @@ machines' strata.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d := newDaemon()
+			// Two starts at once: the second waits for the first, then finds its daemon.
+			unlock, err := d.lock()
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			if pid := d.pid(); pid > 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "buildkitd is running (pid %d) at %s\n", pid, d.addr())
 				return nil
@@ -53,7 +60,17 @@ machines' strata.`,
 				}
 				bin = p
 			}
-			args := []string{"--root", filepath.Join(d.dir, "root"), "--addr", d.addr(), "--oci-worker-net", "host", "--containerd-worker=false"}
+			// Builds may ask for the GPUs of the CDI specs, as the local engine's steps may:
+			// those of STRATA_CDI_SPEC_DIRS, or buildkitd's default folders.
+			args := []string{"--root", filepath.Join(d.dir, "root"), "--addr", d.addr(), "--oci-worker-net", "host", "--containerd-worker=false",
+				"--allow-insecure-entitlement", "device"}
+			if dirs := os.Getenv("STRATA_CDI_SPEC_DIRS"); dirs != "" {
+				conf, err := d.cdiConfig(dirs)
+				if err != nil {
+					return err
+				}
+				args = append(args, "--config", conf)
+			}
 			if tcp != "" {
 				if ca == "" || cert == "" || key == "" {
 					return errors.New("--tcp needs --tlscacert, --tlscert and --tlskey: a TCP buildkitd takes mutual TLS only")
@@ -100,6 +117,36 @@ type daemon struct{ dir string }
 func newDaemon() *daemon { return &daemon{dir: filepath.Join(strata.Home(), "buildkit")} }
 
 func (d *daemon) addr() string { return "unix://" + filepath.Join(d.dir, "buildkitd.sock") }
+
+// cdiConfig writes a buildkitd.toml whose CDI spec folders are dirs (comma-separated).
+func (d *daemon) cdiConfig(dirs string) (string, error) {
+	var quoted []string
+	for _, dir := range strings.Split(dirs, ",") {
+		if dir = strings.TrimSpace(dir); dir != "" {
+			quoted = append(quoted, strconv.Quote(dir))
+		}
+	}
+	p := filepath.Join(d.dir, "buildkitd.toml")
+	conf := "# written by strata buildkit start, from STRATA_CDI_SPEC_DIRS\n[cdi]\n  specDirs = [" + strings.Join(quoted, ", ") + "]\n"
+	return p, os.WriteFile(p, []byte(conf), 0o600)
+}
+
+// lock takes the home's start lock, an flock on a file of the daemon's folder, released when
+// the process exits if not before.
+func (d *daemon) lock() (func(), error) {
+	if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(d.dir, "start.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}
 
 // pid is the running daemon's, or 0.
 func (d *daemon) pid() int {
