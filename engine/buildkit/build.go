@@ -89,6 +89,9 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 	if err := e.connect(ctx); err != nil {
 		return nil, err
 	}
+	if err := b.checkGPUs(p); err != nil {
+		return nil, err
+	}
 	// No prune may remove the blobs that the export writes before Import records them.
 	release, err := e.Store.Hold()
 	if err != nil {
@@ -245,6 +248,24 @@ func unsupported(l *spec.Layer) error {
 	switch {
 	case len(l.Volumes) > 0:
 		return fmt.Errorf("volumes at build time: %w: buildkitd, which may be on another machine, cannot mount this machine's volumes (build this layer with the local engine)", ErrUnsupported)
+	}
+	return nil
+}
+
+// checkGPUs fails a plan whose GPU request the daemon cannot meet, once its devices are
+// known and before anything is built.
+func (b *build) checkGPUs(p engine.Plan) error {
+	layers := append([]*spec.Layer(nil), p.Layers...)
+	for _, s := range p.Stages {
+		layers = append(layers, s.Layers...)
+	}
+	for _, l := range layers {
+		if l.GPU == nil || l.Base != nil {
+			continue
+		}
+		if _, err := b.gpuDevices(l.GPU); err != nil {
+			return &engine.BuildError{Index: b.index[l.Key], Method: l.Method, Key: l.Key, Err: err}
+		}
 	}
 	return nil
 }
