@@ -20,6 +20,24 @@ func Selects(src, p string) bool {
 	return ok
 }
 
+// Names reports whether a COPY source (cleaned by CleanSource) names the context path p
+// itself, as a path or a glob, and not a folder p lies in: ADD unpacks the archives its
+// sources name, not those inside a folder it copies.
+func Names(src, p string) bool {
+	root, ok := matchRoot(src, p)
+	return ok && root == p
+}
+
+// NamedByAny reports whether any of the sources (as written) names p itself (Names).
+func NamedByAny(srcs []string, p string) bool {
+	for _, src := range srcs {
+		if Names(CleanSource(src), p) {
+			return true
+		}
+	}
+	return false
+}
+
 // matchRoot returns the path among p and its parent folders that src matches. A glob has a
 // fixed number of segments, so at most one of them can.
 func matchRoot(src, p string) (string, bool) {

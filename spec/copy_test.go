@@ -51,3 +51,25 @@ func ctxFiles(paths ...string) []ContextFile {
 }
 
 func join(s []string) string { return strings.Join(s, " ") }
+
+// TestNames: a source names a path itself, as a path or a glob, not the files of a folder.
+func TestNames(t *testing.T) {
+	for _, c := range []struct {
+		srcs []string
+		p    string
+		want bool
+	}{
+		{[]string{"a.tar"}, "a.tar", true},
+		{[]string{"./a.tar"}, "a.tar", true},
+		{[]string{"*.tar"}, "a.tar", true},
+		{[]string{"dir"}, "dir/a.tar", false},
+		{[]string{"dir/"}, "dir/a.tar", false},
+		{[]string{"."}, "a.tar", false},
+		{[]string{"dir", "dir/a.tar"}, "dir/a.tar", true},
+		{[]string{"d*"}, "dir/a.tar", false},
+	} {
+		if got := NamedByAny(c.srcs, c.p); got != c.want {
+			t.Errorf("NamedByAny(%q, %q) = %v, want %v", c.srcs, c.p, got, c.want)
+		}
+	}
+}

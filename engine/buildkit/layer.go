@@ -456,9 +456,6 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 	if err != nil {
 		return err
 	}
-	if flags.From != "" && (flags.Parents || len(flags.Excludes) > 0) {
-		return fmt.Errorf("COPY --from with --parents or --exclude: %w", ErrUnsupported)
-	}
 	words := make([]string, len(in.Args))
 	for i, a := range in.Args {
 		if words[i], err = cfg.Expand(a); err != nil {
@@ -500,11 +497,27 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 		if err != nil {
 			return err
 		}
+		// As dockerfile2llb copies from a stage or an image: --exclude's patterns, and
+		// --parents as an include pattern below the source's "/./" pivot (or "/").
 		var fa *llb.FileAction
 		for _, src := range srcs {
 			ci := *info
 			ci.CopyDirContentsOnly, ci.FollowSymlinks = true, true
 			ci.AttemptUnpack = false
+			ci.ExcludePatterns = flags.Excludes
+			if flags.Parents {
+				parent, pattern, ok := strings.Cut(src, "/./")
+				if !ok {
+					parent, pattern = "/", src
+				}
+				pattern = strings.TrimPrefix(path.Clean("/"+pattern), "/")
+				ci.IncludePatterns = []string{pattern}
+				ci.AllowEmptyWildcard = true
+				if !strings.ContainsAny(parent+pattern, "*?[") {
+					ci.RequiredPaths = []string{path.Join("/", parent, pattern)}
+				}
+				src = parent
+			}
 			fa = chainCopy(fa, from, src, dst, &ci)
 		}
 		c.st = c.st.File(fa, vertex...)
@@ -569,19 +582,20 @@ func (b *build) copy(c *chain, l *spec.Layer, cfg *imageconfig.State, in spec.In
 		for _, it := range items {
 			mode := fs.FileMode(it.File.Mode)
 			ci := *info
-			ci.AllowWildcard = false
-			if in.Op == spec.OpAdd && mode.IsRegular() {
+			ci.AllowWildcard, ci.AttemptUnpack = false, false
+			if in.Op == spec.OpAdd && mode.IsRegular() && spec.NamedByAny(local, it.File.Path) {
 				archive, err := isArchive(it.File.Source)
 				if err != nil {
 					return err
 				}
 				if archive {
-					// ADD unpacks a local archive into the destination, as the local engine
-					// does: BuildKit unpacks it there, given the destination.
+					// ADD unpacks a local archive that a source names into the destination,
+					// as the local engine does: BuildKit unpacks it there, given the
+					// destination. One inside a folder ADD copies is copied.
+					ci.AttemptUnpack = true
 					fa = chainCopy(fa, src, "/"+it.File.Path, dst, &ci)
 					continue
 				}
-				ci.AttemptUnpack = false
 			}
 			if mode.IsDir() {
 				perm := mode.Perm()

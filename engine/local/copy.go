@@ -134,8 +134,9 @@ func (x *executor) copyStep(ctx context.Context, in spec.Instruction) error {
 		plan = append(plan, items...)
 	}
 	for _, c := range plan {
-		if in.Op == spec.OpAdd && flags.From == "" && c.File.Mode&uint32(fs.ModeType) == 0 && !c.File.Remote {
-			// As Docker: ADD unpacks a local tar archive into the destination folder.
+		if in.Op == spec.OpAdd && flags.From == "" && c.File.Mode&uint32(fs.ModeType) == 0 && !c.File.Remote && spec.NamedByAny(local, c.File.Path) {
+			// As Docker: ADD unpacks a local tar archive that a source names into the
+			// destination folder; one inside a folder it copies is copied.
 			if done, err := x.unpack(c.File, dst, uid, gid); done || err != nil {
 				if err != nil {
 					return fmt.Errorf("ADD %s: %w", c.File.Path, err)
