@@ -183,7 +183,7 @@ func HostPlatform() string {
 func WithDir(dir string) ResolveOption { return func(o *resolveOptions) { o.dir = dir } }
 
 // WithHashCache sets the file that remembers file digests across runs; "" disables it. The
-// default is filehash.json in Home().
+// default is filehash in Home().
 func WithHashCache(file string) ResolveOption {
 	return func(o *resolveOptions) { o.hashCache, o.noCache = file, file == "" }
 }
@@ -283,7 +283,7 @@ func (img Image) Resolve(ctx context.Context, opts ...ResolveOption) (*Plan, err
 	}
 	o.dir = dir
 	if o.hashCache == "" && !o.noCache {
-		o.hashCache = filepath.Join(Home(), "filehash.json")
+		o.hashCache = filepath.Join(Home(), "filehash")
 	}
 	if o.platform == "" {
 		o.platform = HostPlatform()

@@ -1,9 +1,11 @@
 package localfiles
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,15 +22,17 @@ import (
 // keep size, mtime, ctime and inode identical are not seen; that is the trade git and
 // BuildKit make too.
 type stat struct {
-	Size  int64  `json:"s"`
-	Mtime int64  `json:"m"`
-	Ctime int64  `json:"c"`
-	Inode uint64 `json:"i"`
+	Size  int64
+	Mtime int64
+	Ctime int64
+	Inode uint64
 }
 
 type remembered struct {
-	Stat   stat   `json:"t"`
-	Digest string `json:"d"`
+	Stat   stat
+	Digest string
+	// seen is set when this run listed the file: Save forgets unseen files that are gone.
+	seen bool
 }
 
 // Hasher digests file contents, remembering digests by path and stat across runs when it has
@@ -36,29 +40,53 @@ type remembered struct {
 type Hasher struct {
 	file  string
 	mu    sync.Mutex
-	known map[string]remembered
-	seen  map[string]bool
+	known map[string]*remembered
 	dirty bool
 }
 
 // NewHasher returns a Hasher that remembers digests in file ("" remembers nothing across runs).
-// A missing or unreadable cache file starts empty: it only ever costs a re-hash.
+// A missing, unreadable or corrupt cache file starts empty: it only ever costs a re-hash.
 func NewHasher(file string) *Hasher {
-	h := &Hasher{file: file, known: map[string]remembered{}, seen: map[string]bool{}}
+	h := &Hasher{file: file, known: map[string]*remembered{}}
 	if file != "" {
 		if b, err := os.ReadFile(file); err == nil {
-			_ = json.Unmarshal(b, &h.known)
+			if known, err := decodeCache(b); err == nil {
+				h.known = known
+			}
 		}
 	}
 	return h
 }
 
-// Hash fills the Digest of every regular file in files, in parallel.
+// Hash fills the Digest of every regular file in files. A file whose stat (from the listing)
+// matches a remembered one takes its digest at once, and is never opened: that is the whole
+// cost of an unchanged tree. The others are read in parallel.
 func (h *Hasher) Hash(files []spec.ContextFile) error {
+	var misses []int
+	h.mu.Lock()
+	for i := range files {
+		f := &files[i]
+		if !fs.FileMode(f.Mode).IsRegular() || f.Digest != "" {
+			continue
+		}
+		if f.Info != nil {
+			st := statOf(f.Info)
+			if r, ok := h.known[f.Source]; ok && r.Stat == st {
+				r.seen = true
+				f.Digest, f.Size = r.Digest, st.Size
+				continue
+			}
+		}
+		misses = append(misses, i)
+	}
+	h.mu.Unlock()
+	if len(misses) == 0 {
+		return nil
+	}
 	work := make(chan int)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
-	workers := 2 * runtime.GOMAXPROCS(0)
+	workers := min(2*runtime.GOMAXPROCS(0), len(misses))
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
@@ -73,10 +101,8 @@ func (h *Hasher) Hash(files []spec.ContextFile) error {
 			}
 		}()
 	}
-	for i := range files {
-		if fs.FileMode(files[i].Mode).IsRegular() && files[i].Digest == "" {
-			work <- i
-		}
+	for _, i := range misses {
+		work <- i
 	}
 	close(work)
 	wg.Wait()
@@ -89,7 +115,6 @@ func (h *Hasher) Hash(files []spec.ContextFile) error {
 }
 
 func (h *Hasher) hashOne(f *spec.ContextFile) error {
-	// The fast path uses the stat from the listing: an unchanged file is never opened.
 	info := f.Info
 	if info == nil {
 		var err error
@@ -100,7 +125,9 @@ func (h *Hasher) hashOne(f *spec.ContextFile) error {
 	st := statOf(info)
 	h.mu.Lock()
 	r, ok := h.known[f.Source]
-	h.seen[f.Source] = true
+	if ok {
+		r.seen = true
+	}
 	h.mu.Unlock()
 	if ok && r.Stat == st {
 		f.Digest, f.Size = r.Digest, st.Size
@@ -121,10 +148,77 @@ func (h *Hasher) hashOne(f *spec.ContextFile) error {
 	}
 	f.Digest, f.Size = "sha256:"+hex.EncodeToString(sum.Sum(nil)), n
 	h.mu.Lock()
-	h.known[f.Source] = remembered{Stat: st, Digest: f.Digest}
+	h.known[f.Source] = &remembered{Stat: st, Digest: f.Digest, seen: true}
 	h.dirty = true
 	h.mu.Unlock()
 	return nil
+}
+
+// cacheMagic starts a cache file: its format's name and version. The records follow, each
+// the path, the stat's four fields and the digest, as varints and length-prefixed strings:
+// a format that a warm run decodes in a millisecond or two for 10,000 files, where JSON took
+// tens.
+const cacheMagic = "strata filehash 2\n"
+
+func encodeCache(known map[string]*remembered) []byte {
+	b := []byte(cacheMagic)
+	for p, r := range known {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+		b = binary.AppendVarint(b, r.Stat.Size)
+		b = binary.AppendVarint(b, r.Stat.Mtime)
+		b = binary.AppendVarint(b, r.Stat.Ctime)
+		b = binary.AppendUvarint(b, r.Stat.Inode)
+		b = binary.AppendUvarint(b, uint64(len(r.Digest)))
+		b = append(b, r.Digest...)
+	}
+	return b
+}
+
+var errCorrupt = errors.New("corrupt file digest cache")
+
+func decodeCache(b []byte) (map[string]*remembered, error) {
+	if !bytes.HasPrefix(b, []byte(cacheMagic)) {
+		return nil, errCorrupt // another format (the JSON of earlier versions): start afresh
+	}
+	b = b[len(cacheMagic):]
+	known := map[string]*remembered{}
+	str := func() (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return "", false
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s, true
+	}
+	varint := func() (int64, bool) {
+		v, k := binary.Varint(b)
+		b = b[max(k, 0):]
+		return v, k > 0
+	}
+	for len(b) > 0 {
+		p, ok := str()
+		if !ok {
+			return nil, errCorrupt
+		}
+		r := &remembered{}
+		var ok1, ok2, ok3 bool
+		r.Stat.Size, ok1 = varint()
+		r.Stat.Mtime, ok2 = varint()
+		r.Stat.Ctime, ok3 = varint()
+		ino, k := binary.Uvarint(b)
+		if !ok1 || !ok2 || !ok3 || k <= 0 {
+			return nil, errCorrupt
+		}
+		b = b[k:]
+		r.Stat.Inode = ino
+		if r.Digest, ok = str(); !ok {
+			return nil, errCorrupt
+		}
+		known[p] = r
+	}
+	return known, nil
 }
 
 func statOf(info fs.FileInfo) stat {
@@ -145,17 +239,14 @@ func (h *Hasher) Save() error {
 	}
 	// Forget files that are gone, so the cache does not grow forever. Only entries this run
 	// did not use are checked, and only when something changed.
-	for p := range h.known {
-		if !h.seen[p] {
+	for p, r := range h.known {
+		if !r.seen {
 			if _, err := os.Lstat(p); err != nil {
 				delete(h.known, p)
 			}
 		}
 	}
-	b, err := json.Marshal(h.known)
-	if err != nil {
-		return err
-	}
+	b := encodeCache(h.known)
 	if err := os.MkdirAll(filepath.Dir(h.file), 0o755); err != nil {
 		return err
 	}

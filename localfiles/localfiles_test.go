@@ -84,7 +84,7 @@ func TestPythonSourceKeepsOnlyPyFiles(t *testing.T) {
 
 func TestHasherReusesDigestsOfUnchangedFiles(t *testing.T) {
 	dir := tree(t, map[string]string{"a": "hello", "b": "world"})
-	cache := filepath.Join(t.TempDir(), "h.json")
+	cache := filepath.Join(t.TempDir(), "filehash")
 	hash := func() []spec.ContextFile {
 		fs, err := Walk(dir, "", Matcher{})
 		if err != nil {
@@ -127,7 +127,7 @@ func TestHasherReusesDigestsOfUnchangedFiles(t *testing.T) {
 	os.Remove(filepath.Join(dir, "b"))
 	os.WriteFile(filepath.Join(dir, "c"), []byte("new"), 0o644)
 	hash()
-	if h := NewHasher(cache); len(h.known) != 2 || h.known[filepath.Join(dir, "b")].Digest != "" {
+	if h := NewHasher(cache); len(h.known) != 2 || h.known[filepath.Join(dir, "b")] != nil {
 		t.Errorf("cache after deleting b: %v", h.known)
 	}
 	// A corrupt cache file costs a re-hash, never an error.
@@ -174,7 +174,7 @@ func BenchmarkHashTree(b *testing.B) {
 		b.ReportMetric(float64(10000*b.N)/b.Elapsed().Seconds(), "files/s")
 	})
 	b.Run("warm", func(b *testing.B) {
-		cache := filepath.Join(b.TempDir(), "warm.json")
+		cache := filepath.Join(b.TempDir(), "filehash")
 		run(b, cache)
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
@@ -183,4 +183,30 @@ func BenchmarkHashTree(b *testing.B) {
 		b.SetBytes(total)
 		b.ReportMetric(float64(10000*b.N)/b.Elapsed().Seconds(), "files/s")
 	})
+}
+
+// TestCacheFormat: the cache file round-trips, and any truncation of it is refused whole
+// (a re-hash), never a panic or a wrong entry.
+func TestCacheFormat(t *testing.T) {
+	known := map[string]*remembered{
+		"/a":           {Stat: stat{Size: 5, Mtime: -1, Ctime: 1 << 40, Inode: 1 << 62}, Digest: "sha256:aa"},
+		"/dir/b é.txt": {Stat: stat{Size: 0}, Digest: "sha256:bb"},
+	}
+	b := encodeCache(known)
+	got, err := decodeCache(b)
+	if err != nil || len(got) != 2 || *got["/a"] != *known["/a"] || *got["/dir/b é.txt"] != *known["/dir/b é.txt"] {
+		t.Fatalf("round trip: %v %v", got, err)
+	}
+	for n := 0; n < len(b); n++ {
+		if got, err := decodeCache(b[:n]); err == nil && n != len(cacheMagic) {
+			for p, r := range got {
+				if *r != *known[p] {
+					t.Errorf("a truncation to %d bytes gave a wrong entry for %s", n, p)
+				}
+			}
+		}
+	}
+	if _, err := decodeCache([]byte(`{"/a":{"t":{},"d":"x"}}`)); err == nil {
+		t.Error("the JSON of earlier versions was read as this format")
+	}
 }

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -105,41 +107,104 @@ func Walk(root, prefix string, ignore Matcher) ([]spec.ContextFile, error) {
 		}
 		return []spec.ContextFile{f}, nil
 	}
-	var files []spec.ContextFile
+	w := &walker{root: root, prefix: prefix, ignore: ignore, slots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	if prefix != "" {
-		files = append(files, spec.ContextFile{Path: prefix, Source: root, Mode: uint32(st.Mode())})
+		w.files = append(w.files, spec.ContextFile{Path: prefix, Source: root, Mode: uint32(st.Mode())})
 	}
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == root {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		if ignore.Excludes(rel, d.IsDir()) {
-			if d.IsDir() && ignore.prune {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		f, err := entry(p, path.Join(prefix, rel), info)
-		if err != nil {
-			return err
-		}
-		files = append(files, f)
-		return nil
-	})
+	w.wg.Add(1)
+	w.dir(root, "")
+	w.wg.Wait()
+	if w.err != nil {
+		return nil, w.err
+	}
+	slices.SortFunc(w.files, func(a, b spec.ContextFile) int { return strings.Compare(a.Path, b.Path) })
+	return w.files, nil
+}
+
+// walker lists a tree with its folders read in parallel: a warm listing is one getdents per
+// folder and one lstat per entry, spread over the machine's cores.
+type walker struct {
+	root, prefix string
+	ignore       Matcher
+	// slots bound the goroutines reading folders; a folder found with none free is read by
+	// the goroutine that found it.
+	slots chan struct{}
+	wg    sync.WaitGroup
+
+	mu    sync.Mutex
+	files []spec.ContextFile
+	err   error
+	// matching serialises the ignore patterns, which need not be safe for concurrent use:
+	// moby/patternmatcher compiles a pattern on its first match, and a Go predicate is the
+	// user's.
+	matching sync.Mutex
+}
+
+func (w *walker) excludes(rel string, isDir bool) bool {
+	w.matching.Lock()
+	defer w.matching.Unlock()
+	return w.ignore.Excludes(rel, isDir)
+}
+
+// dir lists the folder abs (rel to the root, "" for the root) and what it holds, as
+// filepath.WalkDir with the ignore patterns would: an excluded folder is skipped whole when
+// the patterns allow it (prune), else walked for what a "!" pattern re-includes.
+func (w *walker) dir(abs, rel string) {
+	defer w.wg.Done()
+	entries, err := os.ReadDir(abs)
 	if err != nil {
-		return nil, err
+		w.fail(err)
+		return
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
-	return files, nil
+	var found []spec.ContextFile
+	for _, d := range entries {
+		r := d.Name()
+		if rel != "" {
+			r = rel + "/" + r
+		}
+		p := filepath.Join(abs, d.Name())
+		isDir := d.IsDir()
+		excluded := w.excludes(r, isDir)
+		if excluded && isDir && w.ignore.prune {
+			continue
+		}
+		if !excluded {
+			info, err := d.Info()
+			if err != nil {
+				w.fail(err)
+				return
+			}
+			f, err := entry(p, path.Join(w.prefix, r), info)
+			if err != nil {
+				w.fail(err)
+				return
+			}
+			found = append(found, f)
+		}
+		if isDir {
+			w.wg.Add(1)
+			select {
+			case w.slots <- struct{}{}:
+				go func() {
+					defer func() { <-w.slots }()
+					w.dir(p, r)
+				}()
+			default:
+				w.dir(p, r)
+			}
+		}
+	}
+	w.mu.Lock()
+	w.files = append(w.files, found...)
+	w.mu.Unlock()
+}
+
+func (w *walker) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
 }
 
 func entry(p, rel string, info fs.FileInfo) (spec.ContextFile, error) {

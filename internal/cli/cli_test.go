@@ -72,7 +72,7 @@ func TestSpecPrintsOneLinePerLayer(t *testing.T) {
 	if len(plan.Layers) != 30 || plan.Layers[29].Instructions[0] != "RUN echo 29" || !strings.HasPrefix(plan.Layers[0].Key, "sha256:") {
 		t.Errorf("json plan: %+v", plan.Layers[29])
 	}
-	if _, err := os.Stat(filepath.Join(os.Getenv("STRATA_HOME"), "filehash.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(os.Getenv("STRATA_HOME"), "filehash")); err != nil {
 		t.Errorf("digest cache not saved in STRATA_HOME: %v", err)
 	}
 }
