@@ -634,6 +634,7 @@ func (c *conformance) buildkit(t *testing.T, cs *confCase, dockerfile string, lo
 	}
 	var unexpected, expected []string
 	for _, d := range label(compareImages(got, local, c.base), "the local engine") {
+		d.subject = "the BuildKit engine"
 		allowed := false
 		for _, a := range cs.allowedBuildKit {
 			allowed = allowed || a.matches(d)
@@ -1068,6 +1069,7 @@ type confDiff struct {
 	got, want   string
 	msg         string
 	against     string // buildah or expect.json, set by the caller
+	subject     string // the image compared: strata's ("strata", the default) or its BuildKit engine's
 	// strict differences are from overrides.json, Docker's values where buildah departs:
 	// the README's list of expected differences (which lists the departures) does not
 	// excuse them.
@@ -1082,7 +1084,11 @@ func (d confDiff) String() string {
 	if d.field != "" {
 		name += " " + d.field
 	}
-	return fmt.Sprintf("%s: strata %s, %s %s", name, d.got, d.against, d.want)
+	subject := d.subject
+	if subject == "" {
+		subject = "strata"
+	}
+	return fmt.Sprintf("%s: %s %s, %s %s", name, subject, d.got, d.against, d.want)
 }
 
 // label says what each difference is against.
