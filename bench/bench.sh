@@ -4,6 +4,9 @@
 #   cold     every layer after the base is new (the base is already cached by both)
 #   cached   nothing changed: a fully cached rebuild
 #   last     only the last build step changed
+# and a fourth row, hashing: strata spec (resolve, which hashes the local files, with every
+# digest remembered) over a 10,000-file tree, against the floor of listing the same tree
+# with one lstat per file (find -printf), in place of buildah's column.
 # The chain: a trixie Python base, apt-get install -y git, python3 -c 'print(1)', ENV X=1.
 # Both tools start from the same base image: strata's debian_slim, imported into buildah.
 # Run by hand, as root, on an otherwise idle machine: sudo ./bench/bench.sh [runs]
@@ -37,10 +40,25 @@ for i in $(seq 1 "$N"); do
   echo "run $i/$N done" >&2
 done
 
+# Hashing: a 10,000-file tree (100 folders of 100 files, 1-4 KiB each) copied by
+# add_local_dir; the first resolve hashes it and remembers the digests, the timed ones find
+# every file unchanged. The floor lists the same tree with one lstat per entry.
+tree="$work/tree"
+for d in $(seq -w 0 99); do
+  mkdir -p "$tree/d$d"
+  for f in $(seq -w 0 99); do head -c $((1024 + 10#$f * 30)) /dev/zero >"$tree/d$d/f$f.txt"; done
+done
+printf 'image:\n  - debian_slim: {python_version: "3.13"}\n  - add_local_dir: {local_path: %s, remote_path: /tree, copy: true}\n' "$tree" >"$work/hash.yaml"
+strata spec -f "$work/hash.yaml" >/dev/null
+time_hash() { local t=$(now); strata spec -f "$work/hash.yaml" >/dev/null; echo "$(now) - $t" | bc; }
+time_find() { local t=$(now); find "$tree" -printf '%s %T@ %C@ %i\n' >/dev/null; echo "$(now) - $t" | bc; }
+for i in $(seq 1 $((N * 3))); do S[hashing]+="$(time_hash) "; B[hashing]+="$(time_find) "; done
+
 printf '%-8s %12s %12s %16s\n' case "strata (s)" "buildah (s)" "strata/buildah"
-for c in cold cached last; do
+for c in cold cached last hashing; do
   s=$(tr ' ' '\n' <<<"${S[$c]}" | grep . | median)
   b=$(tr ' ' '\n' <<<"${B[$c]}" | grep . | median)
   printf '%-8s %12.3f %12.3f %16.3f\n' "$c" "$s" "$b" "$(echo "$s / $b" | bc -l)"
 done
+echo "hashing: strata spec over a warm 10,000-file tree (whole process), against find -printf's lstat of the same tree (the buildah column)" >&2
 echo "medians of $N runs each; every figure comes from this run" >&2
