@@ -11,9 +11,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
@@ -75,31 +72,19 @@ func ECR(ctx context.Context, host string, secret map[string]string) (authn.Auth
 			ecrKeyAccessKeyID, ecrKeySecretAccessKey, ecrKeyRegion, ecrKeySessionToken)
 	}
 
-	cfg := aws.Config{
-		Region: secretValue(secret, ecrKeyRegion),
-		Credentials: credentials.NewStaticCredentialsProvider(
-			secretValue(secret, ecrKeyAccessKeyID),
-			secretValue(secret, ecrKeySecretAccessKey),
-			secretValue(secret, ecrKeySessionToken),
-		),
+	region := secretValue(secret, ecrKeyRegion)
+	creds := awsCredentials{
+		accessKeyID:     secretValue(secret, ecrKeyAccessKeyID),
+		secretAccessKey: secretValue(secret, ecrKeySecretAccessKey),
+		sessionToken:    secretValue(secret, ecrKeySessionToken),
 	}
-	endpoint := ecrEndpoint(secret)
-	client := ecr.NewFromConfig(cfg, func(o *ecr.Options) {
-		if endpoint != "" {
-			o.BaseEndpoint = aws.String(endpoint)
-		}
-	})
-
-	out, err := client.GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{})
+	token, err := ecrAuthorizationToken(ctx, ecrAPIEndpoint(ecrEndpoint(secret), host, region), region, creds)
 	if err != nil {
-		// The SDK's error keeps the service's code and message (for
-		// example AccessDeniedException) and never includes credentials.
+		// The error keeps the service's type and message (for example
+		// AccessDeniedException) and never includes credentials.
 		return nil, fmt.Errorf("ECR GetAuthorizationToken for %s: %w", host, err)
 	}
-	if len(out.AuthorizationData) == 0 || out.AuthorizationData[0].AuthorizationToken == nil {
-		return nil, fmt.Errorf("ECR GetAuthorizationToken for %s: the response holds no authorization data", host)
-	}
-	user, pass, err := decodeECRToken(aws.ToString(out.AuthorizationData[0].AuthorizationToken))
+	user, pass, err := decodeECRToken(token)
 	if err != nil {
 		return nil, fmt.Errorf("ECR GetAuthorizationToken for %s: %w", host, err)
 	}
