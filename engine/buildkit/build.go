@@ -225,9 +225,33 @@ func (b *build) vertex(c *chain, l *spec.Layer, what string) []llb.ConstraintsOp
 	return opts
 }
 
-// refuse fails a plan with a layer this engine does not build, before anything is built.
-// Base layers are built by the local engine, and may ask for anything it builds.
+// refuse fails a plan with a layer this engine does not build, before anything is built:
+// volumes at build time, which buildkitd, maybe on another machine, cannot mount.
 func (b *build) refuse(p engine.Plan) error {
+	return b.eachTranslated(p, func(l *spec.Layer) error {
+		if len(l.Volumes) > 0 {
+			return fmt.Errorf("volumes at build time: %w: buildkitd, which may be on another machine, cannot mount this machine's volumes (build this layer with the local engine)", ErrUnsupported)
+		}
+		return nil
+	})
+}
+
+// checkGPUs fails a plan whose GPU request the daemon cannot meet, once its devices are
+// known and before anything is built.
+func (b *build) checkGPUs(p engine.Plan) error {
+	return b.eachTranslated(p, func(l *spec.Layer) error {
+		if l.GPU == nil {
+			return nil
+		}
+		_, err := b.gpuDevices(l.GPU)
+		return err
+	})
+}
+
+// eachTranslated calls check on every layer of the plan that this engine translates (all but
+// the bases, which the local engine builds and which may ask for anything it builds), and
+// returns the first error as the layer's BuildError.
+func (b *build) eachTranslated(p engine.Plan, check func(*spec.Layer) error) error {
 	layers := append([]*spec.Layer(nil), p.Layers...)
 	for _, s := range p.Stages {
 		layers = append(layers, s.Layers...)
@@ -236,34 +260,7 @@ func (b *build) refuse(p engine.Plan) error {
 		if l.Base != nil {
 			continue
 		}
-		if err := unsupported(l); err != nil {
-			return &engine.BuildError{Index: b.index[l.Key], Method: l.Method, Key: l.Key, Err: err}
-		}
-	}
-	return nil
-}
-
-// unsupported refuses what a layer asks that this engine does not build yet.
-func unsupported(l *spec.Layer) error {
-	switch {
-	case len(l.Volumes) > 0:
-		return fmt.Errorf("volumes at build time: %w: buildkitd, which may be on another machine, cannot mount this machine's volumes (build this layer with the local engine)", ErrUnsupported)
-	}
-	return nil
-}
-
-// checkGPUs fails a plan whose GPU request the daemon cannot meet, once its devices are
-// known and before anything is built.
-func (b *build) checkGPUs(p engine.Plan) error {
-	layers := append([]*spec.Layer(nil), p.Layers...)
-	for _, s := range p.Stages {
-		layers = append(layers, s.Layers...)
-	}
-	for _, l := range layers {
-		if l.GPU == nil || l.Base != nil {
-			continue
-		}
-		if _, err := b.gpuDevices(l.GPU); err != nil {
+		if err := check(l); err != nil {
 			return &engine.BuildError{Index: b.index[l.Key], Method: l.Method, Key: l.Key, Err: err}
 		}
 	}
