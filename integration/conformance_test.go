@@ -589,21 +589,7 @@ func (c *conformance) run(t *testing.T, cs *confCase) {
 	default:
 		diffs = label(compareImages(got, want, c.base), "buildah")
 	}
-	var unexpected, expected []string
-	for _, d := range diffs {
-		allowed := false
-		for _, a := range cs.allowed {
-			if !d.strict && a.matches(d) {
-				allowed = true
-				break
-			}
-		}
-		if allowed {
-			expected = append(expected, d.String())
-		} else {
-			unexpected = append(unexpected, d.String())
-		}
-	}
+	expected, unexpected := sortDiffs(diffs, cs.allowed)
 	if len(expected) > 0 {
 		t.Logf("%d difference(s) that README.md lists as expected:\n  %s", len(expected), strings.Join(expected, "\n  "))
 	}
@@ -632,25 +618,34 @@ func (c *conformance) buildkit(t *testing.T, cs *confCase, dockerfile string, lo
 	if err != nil {
 		t.Fatalf("reading the BuildKit engine's image: %v", err)
 	}
-	var unexpected, expected []string
-	for _, d := range label(compareImages(got, local, c.base), "the local engine") {
-		d.subject = "the BuildKit engine"
-		allowed := false
-		for _, a := range cs.allowedBuildKit {
-			allowed = allowed || a.matches(d)
-		}
-		if allowed {
-			expected = append(expected, d.String())
-		} else {
-			unexpected = append(unexpected, d.String())
-		}
+	diffs := label(compareImages(got, local, c.base), "the local engine")
+	for i := range diffs {
+		diffs[i].subject = "the BuildKit engine"
 	}
+	expected, unexpected := sortDiffs(diffs, cs.allowedBuildKit)
 	if len(expected) > 0 {
 		t.Logf("%d difference(s) that README.md lists as the BuildKit engine's:\n  %s", len(expected), strings.Join(expected, "\n  "))
 	}
 	if len(unexpected) > 0 {
 		t.Errorf("the BuildKit engine's image differs from the local engine's (a difference that BuildKit makes by design goes, with its reason, under the case's \"BuildKit engine differences:\" in testdata/conformance/README.md):\n  %s", strings.Join(unexpected, "\n  "))
 	}
+}
+
+// sortDiffs splits differences into those the README lists (allowed, which never excuses a
+// strict one) and the others, as lines.
+func sortDiffs(diffs []confDiff, allowed []allowedDiff) (expected, unexpected []string) {
+	for _, d := range diffs {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || (!d.strict && a.matches(d))
+		}
+		if ok {
+			expected = append(expected, d.String())
+		} else {
+			unexpected = append(unexpected, d.String())
+		}
+	}
+	return expected, unexpected
 }
 
 // buildah builds the case with buildah and reads the image back: the file system from an
