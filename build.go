@@ -128,6 +128,9 @@ type ExportOptions struct {
 	// IncludeMounts adds the image's runtime-mounted files (add_local_* without copy), as
 	// they are now, as a last layer. Without it they are not in the export: see Mounts.
 	IncludeMounts bool
+	// Compression is the layers' compression: "gzip" (the default), "zstd" or "estargz"
+	// (OCI layouts only). Each layer is compressed once and kept, as for a push.
+	Compression string
 }
 
 // Export writes the image to path, which must not exist.
@@ -135,7 +138,7 @@ func (b *Built) Export(ctx context.Context, path string, o ExportOptions) error 
 	if o.Format == "" {
 		o.Format = "oci"
 	}
-	return fromEngine(b.c.eng.Export(ctx, b.img, engine.ExportOptions{Format: o.Format, Path: path, IncludeMounts: o.IncludeMounts}))
+	return fromEngine(b.c.eng.Export(ctx, b.img, engine.ExportOptions{Format: o.Format, Path: path, IncludeMounts: o.IncludeMounts, Compression: o.Compression}))
 }
 
 // PushOptions say how to push an image.
@@ -196,7 +199,12 @@ func transferFunc(f func(Transfer)) func(engine.Transfer) {
 
 // Inspect is what strata inspect shows of an image.
 type Inspect struct {
-	Name     string         `json:"name"`
+	Name string `json:"name"`
+	// ID is the digest of the image's config: its content, whatever the compression.
+	ID string `json:"id"`
+	// Manifest is the manifest's digest as a push or export gives it, in the compression the
+	// last of them asked for (gzip if none did). Layers built here are kept uncompressed, as
+	// their snapshots; their compressed blobs are made on first need and kept.
 	Manifest string         `json:"manifest"`
 	Config   *v1.ConfigFile `json:"config"`
 	Layers   []InspectLayer `json:"layers"`
@@ -228,7 +236,7 @@ func (b *Built) Inspect(ctx context.Context) (*Inspect, error) {
 	if err != nil {
 		return nil, fromEngine(err)
 	}
-	out := &Inspect{Name: in.Name, Manifest: in.Manifest, Config: in.Config, Mounts: b.Mounts}
+	out := &Inspect{Name: in.Name, ID: in.ID, Manifest: in.Manifest, Config: in.Config, Mounts: b.Mounts}
 	for _, l := range in.Layers {
 		il := InspectLayer{Method: l.Method, Key: l.Key, Packages: l.Packages}
 		for _, bl := range l.Blobs {

@@ -387,9 +387,10 @@ func (c *Client) built(ei *engine.Image) *Built {
 type Built struct {
 	// Name is the image's name ("" if unnamed).
 	Name string
-	// Manifest is the digest of its OCI manifest.
+	// Manifest is the digest of its stored OCI manifest, whose layers built here are
+	// uncompressed; Inspect gives the manifest digest as pushed.
 	Manifest string
-	// Size is the compressed size of its config and layers.
+	// Size is the size of its config and layers as stored (uncompressed for layers built here).
 	Size    int64
 	Created time.Time
 	// Layers are the layers of its definition, with their cache keys.

@@ -187,9 +187,10 @@ type Transfer struct {
 type Image struct {
 	// Name is its name ("" if unnamed).
 	Name string
-	// Manifest is the digest of its OCI manifest.
+	// Manifest is the digest of its stored OCI manifest, whose layers built here are
+	// uncompressed (their compressed blobs are made when first needed).
 	Manifest string
-	// Size is the compressed size of its config and layers.
+	// Size is the size of its config and layers as stored (uncompressed for layers built here).
 	Size int64
 	// Keys and Methods are the cache key and chain method of each layer of its plan.
 	Keys    []string
@@ -237,7 +238,11 @@ func MountsOf(ms []spec.Mount) []Mount {
 
 // Inspect is what an engine tells about an image.
 type Inspect struct {
-	Name     string         `json:"name"`
+	Name string `json:"name"`
+	// ID is the digest of its config, which names its content whatever the compression.
+	ID string `json:"id"`
+	// Manifest is its manifest's digest as pushed and exported in the compression last asked
+	// for (gzip if none was): the digest a registry gives it.
 	Manifest string         `json:"manifest"`
 	Config   *v1.ConfigFile `json:"config"`
 	Layers   []LayerInfo    `json:"layers"`
@@ -401,6 +406,8 @@ type ExportOptions struct {
 	// IncludeMounts adds the image's runtime-mounted files, as they are now, as a last layer.
 	// Without it the export holds what was built, and not those files.
 	IncludeMounts bool
+	// Compression is the layers' compression, as for a push ("" is gzip).
+	Compression string
 }
 
 // PruneOptions say what Prune removes beyond what no image uses.

@@ -6,13 +6,16 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -364,6 +367,78 @@ func TestExportedImagesWorkWithOtherTools(t *testing.T) {
 		t.Errorf("podman run: %v\n%s", err, out)
 	}
 	_ = b
+}
+
+// TestExportTwiceCompressesNothing: a layer built here is kept as its snapshot and diff ID,
+// with no compressed blob on the build's path; the first export compresses it, the second
+// gives the same blobs and writes none; inspect shows the manifest of the compression asked
+// for last.
+func TestExportTwiceCompressesNothing(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	b := build(t, base().RunCommands("head -c 4000000 /dev/urandom > /big && echo "+unique(t)+" > /marker"), "it-export-twice")
+	in, err := b.Inspect(ctx(t)) // makes the gzip blobs, as the default push would
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := in.Layers[1].Blobs[0]
+	var rec store.Record
+	raw, err := os.ReadFile(filepath.Join(home, "cache", strings.TrimPrefix(in.Layers[1].Key, "sha256:")+".json"))
+	if err != nil || json.Unmarshal(raw, &rec) != nil || len(rec.Layers) != 1 {
+		t.Fatalf("the record of the built layer: %v %s", err, raw)
+	}
+	if l := rec.Layers[0]; l.MediaType != store.MediaTypeTar || l.Digest != l.DiffID || l.DiffID != built.DiffID {
+		t.Errorf("the built layer is recorded as %+v, not by its diff ID as an uncompressed layer", l)
+	}
+	if built.MediaType != "application/vnd.oci.image.layer.v1.tar+gzip" || built.Digest == built.DiffID {
+		t.Errorf("inspect shows the layer as %+v, not as its gzip blob", built)
+	}
+	blobs := func() map[string]time.Time {
+		out := map[string]time.Time{}
+		es, _ := os.ReadDir(filepath.Join(home, "blobs", "sha256"))
+		for _, e := range es {
+			if info, err := e.Info(); err == nil {
+				out[e.Name()] = info.ModTime()
+			}
+		}
+		return out
+	}
+	export := func(args ...string) (string, []v1.Hash) {
+		dir := filepath.Join(t.TempDir(), "oci")
+		if out, err := cli(t, append([]string{"export", "it-export-twice", "--format", "oci", "-o", dir}, args...)...); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		img := layoutImage(t, dir)
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []v1.Hash
+		for _, l := range ls {
+			h, _ := l.Digest()
+			out = append(out, h)
+		}
+		return d.String(), out
+	}
+	first, firstLayers := export()
+	if first != in.Manifest || firstLayers[1].String() != built.Digest {
+		t.Errorf("export gave %s %v; inspect showed %s %s", first, firstLayers, in.Manifest, built.Digest)
+	}
+	before := blobs()
+	second, secondLayers := export()
+	if second != first || fmt.Sprint(secondLayers) != fmt.Sprint(firstLayers) {
+		t.Errorf("the second export gave %s %v, the first %s %v", second, secondLayers, first, firstLayers)
+	}
+	if after := blobs(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("the second export wrote blobs: %d before, %d after", len(before), len(after))
+	}
+	zstd, _ := export("--compression", "zstd")
+	if in, err := b.Inspect(ctx(t)); err != nil || in.Manifest != zstd || zstd == first {
+		t.Errorf("after a zstd export inspect shows %v (%v); the export was %s", in.Manifest, err, zstd)
+	}
 }
 
 // pushImage pushes a stored image to a registry with go-containerregistry.

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -22,7 +23,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MediaTypeGzip is the media type of the layers strata writes.
+// MediaTypeGzip is the media type of gzip-compressed layers, the default compression of
+// exports and pushes.
 const MediaTypeGzip = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 const (
@@ -250,6 +252,26 @@ func Empty(dir string) (bool, error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// Digest returns the digest and size of the tar that write produces, which it writes to
+// nothing else: a built layer's diff ID, computed while its tar streams.
+func Digest(write func(io.Writer) error) (diffID string, size int64, err error) {
+	h := &countingHash{Hash: sha256.New()}
+	if err := write(h); err != nil {
+		return "", 0, err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), h.n, nil
+}
+
+type countingHash struct {
+	hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.Hash.Write(p)
 }
 
 // Gzip writes the tar that write produces to w, gzip-compressed on all cores, and returns

@@ -283,6 +283,21 @@ type LayerDesc struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
+// MediaTypeTar is the media type of an uncompressed layer: a layer built here is recorded as
+// one, with its diff ID as its digest, and kept as its snapshot alone.
+const MediaTypeTar = "application/vnd.oci.image.layer.v1.tar"
+
+// SnapshotOnly says the layer may be kept as its snapshot alone: an uncompressed layer, whose
+// tar is written again from its snapshot (and checked against its diff ID) when an export,
+// push or cache write needs its bytes. Compressed blobs are made then, and kept as variants.
+func (d LayerDesc) SnapshotOnly() bool { return d.MediaType == MediaTypeTar && d.Digest == d.DiffID }
+
+// HasLayer reports whether the store holds the layer's bytes: its blob, or, for a layer
+// that may be kept as its snapshot alone, its snapshot.
+func (s *Store) HasLayer(d LayerDesc) bool {
+	return s.HasBlob(d.Digest) || (d.SnapshotOnly() && s.HasSnapshot(d.DiffID))
+}
+
 // Record is the cache entry of one chain step: the OCI layers it added (none for a step
 // that only changes the config, several for a pulled base) and the config after it.
 type Record struct {
@@ -304,7 +319,7 @@ type Record struct {
 
 func (s *Store) recordPath(key string) string { return s.Path("cache", hexOf(key)+".json") }
 
-// Record returns the cache entry for key, or ErrNotFound. An entry whose blobs are gone (a
+// Record returns the cache entry for key, or ErrNotFound. An entry whose layers are gone (a
 // crash between writes, a manual delete) counts as missing, so it is rebuilt.
 func (s *Store) Record(key string) (*Record, error) {
 	var r Record
@@ -312,8 +327,8 @@ func (s *Store) Record(key string) (*Record, error) {
 		return nil, err
 	}
 	for _, l := range r.Layers {
-		if !s.HasBlob(l.Digest) {
-			return nil, fmt.Errorf("cache entry %s: blob %s: %w", key, l.Digest, ErrNotFound)
+		if !s.HasLayer(l) {
+			return nil, fmt.Errorf("cache entry %s: layer %s: %w", key, l.Digest, ErrNotFound)
 		}
 	}
 	return &r, nil
@@ -366,8 +381,11 @@ type Image struct {
 	// Source is the registry reference a pulled image came from.
 	Source string `json:"source,omitempty"`
 	// Engine names the engine that built it, when another than the store's own.
-	Engine  string    `json:"engine,omitempty"`
-	Created time.Time `json:"created"`
+	Engine string `json:"engine,omitempty"`
+	// Compression is the layer compression its last push or export asked for ("" if none
+	// has): the one strata inspect shows its manifest in.
+	Compression string    `json:"compression,omitempty"`
+	Created     time.Time `json:"created"`
 }
 
 func (s *Store) imagePath(name string) string {

@@ -120,7 +120,9 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 		stop()
 		return store.LayerDesc{}, err
 	}
-	desc, err := e.commitLayer(func(w io.Writer) error {
+	// The tar is mmdebstrap's, rewritten, not one written from the snapshot, so the layer
+	// keeps its blob.
+	desc, err := e.commitBlob(func(w io.Writer) error {
 		return rewriteBootstrap(out, w, root)
 	})
 	// Drain so mmdebstrap can finish even when we stopped reading on an error.
@@ -135,6 +137,25 @@ func (e *Engine) bootstrapDebian(ctx context.Context, l *spec.Layer, log io.Writ
 		return store.LayerDesc{}, err
 	}
 	return desc, nil
+}
+
+// commitBlob writes the tar that write produces as a gzip layer blob in the store.
+func (e *Engine) commitBlob(write func(io.Writer) error) (store.LayerDesc, error) {
+	blob, err := e.store.NewBlob()
+	if err != nil {
+		return store.LayerDesc{}, err
+	}
+	defer blob.Close()
+	diffID, err := layer.Gzip(blob, write)
+	if err != nil {
+		return store.LayerDesc{}, err
+	}
+	size := blob.Size()
+	digest, err := blob.Commit("")
+	if err != nil {
+		return store.LayerDesc{}, err
+	}
+	return store.LayerDesc{Digest: digest, DiffID: diffID, Size: size, MediaType: layer.MediaTypeGzip}, nil
 }
 
 func exitCode(err error) int {

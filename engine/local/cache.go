@@ -178,6 +178,14 @@ func (c *remoteCache) store(ctx context.Context, rec *store.Record) {
 }
 
 func (c *remoteCache) push(ctx context.Context, rec *store.Record) error {
+	// The cache holds the layers gzip-compressed, as a push would send them.
+	layers, err := c.e.variants(ctx, rec.Layers, "gzip")
+	if err != nil {
+		return err
+	}
+	r := *rec
+	r.Layers = layers
+	rec = &r
 	raw, err := json.Marshal(rec)
 	if err != nil {
 		return err

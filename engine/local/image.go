@@ -2,6 +2,8 @@ package local
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -77,15 +79,32 @@ func (e *Engine) recordImage(img *store.Image, p engine.Plan, name string) (*sto
 		}
 	}
 	if name != "" {
+		lock, err := e.lockName(name)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Unlock()
 		// A rebuild that changed nothing keeps the record (and its time) as it is.
-		if old, err := e.store.Image(name); err == nil && sameImage(old, img) {
-			return old, nil
+		if old, err := e.store.Image(name); err == nil {
+			if old.Manifest == img.Manifest {
+				img.Compression = old.Compression
+			}
+			if sameImage(old, img) {
+				return old, nil
+			}
 		}
 		if err := e.store.PutImage(img); err != nil {
 			return nil, err
 		}
 	}
 	return img, nil
+}
+
+// lockName serialises the writes of an image's record (a build naming it, a push recording
+// its compression).
+func (e *Engine) lockName(name string) (*store.Lock, error) {
+	sum := sha256.Sum256([]byte(name))
+	return e.store.Lock("image-" + hex.EncodeToString(sum[:8]))
 }
 
 func sameImage(a, b *store.Image) bool {
@@ -118,6 +137,16 @@ func (e *Engine) manifest(digest string) ([]store.LayerDesc, error) {
 		out[i] = store.LayerDesc{Digest: l.Digest.String(), DiffID: cfg.RootFS.DiffIDs[i].String(), Size: l.Size, MediaType: ociMediaType(l.MediaType)}
 	}
 	return out, nil
+}
+
+// configDigest returns the digest of the config of the image whose manifest has the given
+// digest: its ID.
+func (e *Engine) configDigest(digest string) (string, error) {
+	var m v1.Manifest
+	if err := e.readJSONBlob(digest, &m); err != nil {
+		return "", err
+	}
+	return m.Config.Digest.String(), nil
 }
 
 // config returns the config file of the image whose manifest has the given digest.

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -193,7 +194,21 @@ func (e *Engine) Export(ctx context.Context, img *engine.Image, o engine.ExportO
 	if _, err := os.Stat(o.Path); err == nil {
 		return fmt.Errorf("%s exists: export to a new path", o.Path)
 	}
-	vimg, err := e.v1Image(img.Manifest)
+	use, err := e.store.Use() // it may write the layers' compressed blobs
+	if err != nil {
+		return err
+	}
+	defer use.Unlock()
+	po := engine.PushOptions{Compression: o.Compression}
+	if o.Format == "docker" {
+		po.MediaTypes = "docker"
+	}
+	// The layers as a push sends them: compressed once, on first use, and kept.
+	pi, err := e.pushImage(ctx, img.Manifest, po)
+	if err != nil {
+		return err
+	}
+	vimg, err := partial.CompressedToImage(pi)
 	if err != nil {
 		return err
 	}
@@ -216,16 +231,23 @@ func (e *Engine) Export(ctx context.Context, img *engine.Image, o engine.ExportO
 	}
 	if o.Format == "oci" {
 		p, err := layout.Write(o.Path, empty.Index)
+		if err == nil {
+			err = p.AppendImage(vimg, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag}))
+		}
 		if err != nil {
 			return err
 		}
-		return p.AppendImage(vimg, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag}))
+	} else {
+		ref, err := name.NewTag(tag)
+		if err != nil {
+			return fmt.Errorf("image name %q is not a valid tag for a docker archive: %w", tag, err)
+		}
+		if err := tarball.WriteToFile(o.Path, ref, vimg); err != nil {
+			return err
+		}
 	}
-	ref, err := name.NewTag(tag)
-	if err != nil {
-		return fmt.Errorf("image name %q is not a valid tag for a docker archive: %w", tag, err)
-	}
-	return tarball.WriteToFile(o.Path, ref, vimg)
+	e.usedCompression(img, o.Compression)
+	return nil
 }
 
 // appendMounts adds an image's runtime-mounted files, listed and read now, as a last layer.
@@ -257,23 +279,70 @@ func appendMounts(img v1.Image, mounts []engine.Mount, work string) (v1.Image, e
 	return mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{CreatedBy: "strata export --include-mounts: " + strings.Join(targets, " ")}})
 }
 
+// lastCompression is the compression the named image's last push or export asked for.
+func (e *Engine) lastCompression(img *engine.Image) string {
+	if si, err := e.store.Image(img.Name); err == nil && img.Name != "" && si.Manifest == img.Manifest {
+		return si.Compression
+	}
+	return ""
+}
+
+// usedCompression remembers the compression a push or export of the named image asked for.
+func (e *Engine) usedCompression(img *engine.Image, comp string) {
+	if comp == "" || img.Name == "" {
+		return
+	}
+	lock, err := e.lockName(img.Name)
+	if err != nil {
+		return
+	}
+	defer lock.Unlock()
+	if si, err := e.store.Image(img.Name); err == nil && si.Manifest == img.Manifest && si.Compression != comp {
+		si.Compression = comp
+		_ = e.store.PutImage(si)
+	}
+}
+
 // Inspect describes an image.
 func (e *Engine) Inspect(ctx context.Context, img *engine.Image) (*engine.Inspect, error) {
+	use, err := e.store.Use() // it may write the layers' compressed blobs
+	if err != nil {
+		return nil, err
+	}
+	defer use.Unlock()
 	cfg, err := e.config(img.Manifest)
 	if err != nil {
 		return nil, err
 	}
-	out := &engine.Inspect{Name: img.Name, Manifest: img.Manifest, Config: cfg, Mounts: img.Mounts}
+	// The blobs and manifest are the image's as it is pushed and exported in the compression
+	// last asked for, or gzip: made now if no push or export has made them yet.
+	stored, err := e.manifest(img.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	pi, err := e.pushImage(ctx, img.Manifest, engine.PushOptions{Compression: e.lastCompression(img)})
+	if err != nil {
+		return nil, err
+	}
+	manifest, err := pi.digest()
+	if err != nil {
+		return nil, err
+	}
+	blob := map[string]engine.Blob{}
+	for i, l := range pi.layers {
+		blob[stored[i].DiffID] = engine.Blob{Digest: l.Digest, DiffID: l.DiffID, Size: l.Size, MediaType: l.MediaType}
+	}
+	id, err := e.configDigest(img.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	out := &engine.Inspect{Name: img.Name, ID: id, Manifest: manifest, Config: cfg, Mounts: img.Mounts}
 	var below []store.LayerDesc
 	if img.Engine != "" {
 		// Built by another engine, whose layers do not follow the plan's: each layer of the
 		// manifest, with the packages it changed, listed from its snapshot.
-		layers, err := e.manifest(img.Manifest)
-		if err != nil {
-			return nil, err
-		}
-		for _, l := range layers {
-			il := engine.LayerInfo{Method: img.Engine, Blobs: []engine.Blob{{Digest: l.Digest, DiffID: l.DiffID, Size: l.Size, MediaType: l.MediaType}}}
+		for _, l := range stored {
+			il := engine.LayerInfo{Method: img.Engine, Blobs: []engine.Blob{blob[l.DiffID]}}
 			if il.Packages, err = e.scanPackages(below, []store.LayerDesc{l}); err != nil {
 				return nil, fmt.Errorf("layer %s: its packages: %w", l.Digest, err)
 			}
@@ -286,7 +355,7 @@ func (e *Engine) Inspect(ctx context.Context, img *engine.Image) (*engine.Inspec
 		il := engine.LayerInfo{Key: k, Method: img.Methods[i]}
 		if r, err := e.store.Record(k); err == nil {
 			for _, l := range r.Layers {
-				il.Blobs = append(il.Blobs, engine.Blob{Digest: l.Digest, DiffID: l.DiffID, Size: l.Size, MediaType: l.MediaType})
+				il.Blobs = append(il.Blobs, blob[l.DiffID])
 			}
 			if r.Packages == nil {
 				// Made before strata listed packages: list them now, once.

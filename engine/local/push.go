@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/registry"
@@ -59,6 +61,7 @@ func (e *Engine) Push(ctx context.Context, img *engine.Image, ref string, o engi
 	if err := remote.Write(r, &mountable{Image: v, pi: pi}, append(opts, remote.WithJobs(pushJobs))...); err != nil {
 		return "", registry.Explain(err, ref)
 	}
+	e.usedCompression(img, o.Compression)
 	// Blobs the push did not read were already there, or mounted.
 	for _, l := range pi.layers {
 		if !pi.read(l.Digest) && o.Progress != nil {
@@ -118,33 +121,36 @@ func (e *Engine) pushImage(ctx context.Context, manifest string, o engine.PushOp
 		return nil, err
 	}
 	p := &pushed{s: e.store, reads: map[string]bool{}}
-	same := !docker && (m.MediaType == "" || m.MediaType == types.OCIManifestSchema1)
-	for i, l := range layers {
-		v, err := e.variant(ctx, l, comp)
-		if err != nil {
-			return nil, fmt.Errorf("layer %d (%s) as %s: %w", i+1, l.Digest, comp, err)
-		}
-		same = same && v.Digest == l.Digest
-		p.layers = append(p.layers, v)
+	if p.layers, err = e.variants(ctx, layers, comp); err != nil {
+		return nil, err
+	}
+	same, sameDiffs := !docker && (m.MediaType == "" || m.MediaType == types.OCIManifestSchema1), true
+	for i, v := range p.layers {
+		same = same && v.Digest == layers[i].Digest
+		sameDiffs = sameDiffs && v.DiffID == layers[i].DiffID
 	}
 	if same {
 		p.manifest, p.config = rawManifest, rawConfig
 		return p, nil
 	}
-	var cfg v1.ConfigFile
-	if err := json.Unmarshal(rawConfig, &cfg); err != nil {
-		return nil, err
-	}
-	cfg.RootFS.DiffIDs = nil
-	for _, l := range p.layers {
-		h, err := v1.NewHash(l.DiffID)
-		if err != nil {
+	p.config = rawConfig
+	if !sameDiffs {
+		// eStargz layers have diff IDs of their own.
+		var cfg v1.ConfigFile
+		if err := json.Unmarshal(rawConfig, &cfg); err != nil {
 			return nil, err
 		}
-		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, h)
-	}
-	if p.config, err = json.Marshal(cfg); err != nil {
-		return nil, err
+		cfg.RootFS.DiffIDs = nil
+		for _, l := range p.layers {
+			h, err := v1.NewHash(l.DiffID)
+			if err != nil {
+				return nil, err
+			}
+			cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, h)
+		}
+		if p.config, err = json.Marshal(cfg); err != nil {
+			return nil, err
+		}
 	}
 	out := v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1, Config: v1.Descriptor{MediaType: types.OCIConfigJSON, Size: int64(len(p.config)), Digest: sha256Hash(p.config)}}
 	if docker {
@@ -185,6 +191,26 @@ func compressionOf(l store.LayerDesc) string {
 	return "none"
 }
 
+// variants returns the layers' blobs in a compression, made in parallel where they are
+// missing: a layer kept as its snapshot alone is compressed here, on its first export or
+// push, and never again.
+func (e *Engine) variants(ctx context.Context, layers []store.LayerDesc, comp string) ([]store.LayerDesc, error) {
+	out := make([]store.LayerDesc, len(layers))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, l := range layers {
+		g.Go(func() error {
+			v, err := e.variant(ctx, l, comp)
+			if err != nil {
+				return fmt.Errorf("layer %d (%s) as %s: %w", i+1, l.Digest, comp, err)
+			}
+			out[i] = v
+			return nil
+		})
+	}
+	return out, g.Wait()
+}
+
 // variant returns the layer's blob in a compression, making it on first use. Variants are
 // kept in the store by the layer's diff ID, so each is made once.
 func (e *Engine) variant(ctx context.Context, l store.LayerDesc, comp string) (store.LayerDesc, error) {
@@ -202,7 +228,7 @@ func (e *Engine) variant(ctx context.Context, l store.LayerDesc, comp string) (s
 	if v, err := e.store.Variant(l.DiffID, comp); err == nil {
 		return *v, nil
 	}
-	src, err := os.Open(e.store.BlobPath(l.Digest))
+	src, err := e.openLayer(l)
 	if err != nil {
 		return store.LayerDesc{}, err
 	}
@@ -215,13 +241,14 @@ func (e *Engine) variant(ctx context.Context, l store.LayerDesc, comp string) (s
 	v := store.LayerDesc{DiffID: l.DiffID}
 	switch comp {
 	case "estargz":
-		info, err := src.Stat()
+		sr, done, err := e.sectionReader(src)
 		if err != nil {
 			return store.LayerDesc{}, err
 		}
+		defer done()
 		// estargz reads gzip, zstd or plain tar, and rewrites it with a table of contents that
 		// lets lazy-pulling runtimes fetch files on demand.
-		eb, err := estargz.Build(io.NewSectionReader(src, 0, info.Size()), estargz.WithContext(ctx), estargz.WithCompressionLevel(gzip.DefaultCompression))
+		eb, err := estargz.Build(sr, estargz.WithContext(ctx), estargz.WithCompressionLevel(gzip.DefaultCompression))
 		if err != nil {
 			return store.LayerDesc{}, err
 		}
@@ -276,6 +303,34 @@ func (e *Engine) variant(ctx context.Context, l store.LayerDesc, comp string) (s
 		return store.LayerDesc{}, err
 	}
 	return v, nil
+}
+
+// sectionReader gives random access to a layer's bytes, which estargz needs: the blob's
+// file, or a spool file in the store's tmp for a tar written from a snapshot.
+func (e *Engine) sectionReader(src io.Reader) (*io.SectionReader, func(), error) {
+	done := func() {}
+	f, ok := src.(*os.File)
+	if !ok {
+		w, err := e.store.NewWorkDir("estargz-")
+		if err != nil {
+			return nil, nil, err
+		}
+		if f, err = os.Create(filepath.Join(w.Path, "layer.tar")); err != nil {
+			w.Remove()
+			return nil, nil, err
+		}
+		done = func() { f.Close(); w.Remove() }
+		if _, err := io.Copy(f, src); err != nil {
+			done()
+			return nil, nil, err
+		}
+	}
+	info, err := f.Stat()
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return io.NewSectionReader(f, 0, info.Size()), done, nil
 }
 
 // decompress reads a layer blob as a plain tar.

@@ -192,7 +192,7 @@ func (e *Engine) localState(digest string) (*state, error) {
 		return nil, err
 	}
 	for _, l := range layers {
-		if !e.store.HasBlob(l.Digest) {
+		if !e.store.HasLayer(l) {
 			return nil, fmt.Errorf("layer %s: %w", l.Digest, store.ErrNotFound)
 		}
 	}

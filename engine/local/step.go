@@ -119,7 +119,7 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 			return nil, err
 		}
 	}
-	desc, err := x.e.commitLayer(func(w io.Writer) error {
+	desc, err := commitLayer(func(w io.Writer) error {
 		return layer.WriteTar(x.upper, w, layer.Options{Epoch: epoch})
 	})
 	if err != nil {
@@ -139,23 +139,15 @@ func epochTime(epoch *int64) *time.Time {
 	return &t
 }
 
-// commitLayer writes the tar that write produces as a gzip layer blob in the store.
-func (e *Engine) commitLayer(write func(io.Writer) error) (store.LayerDesc, error) {
-	blob, err := e.store.NewBlob()
+// commitLayer records the tar that write produces by its diff ID, computed while the tar
+// streams: the layer is its snapshot and that digest. Its compressed blob is made when an
+// export, push or cache write first needs it (variant), off the build's critical path.
+func commitLayer(write func(io.Writer) error) (store.LayerDesc, error) {
+	diffID, size, err := layer.Digest(write)
 	if err != nil {
 		return store.LayerDesc{}, err
 	}
-	defer blob.Close()
-	diffID, err := layer.Gzip(blob, write)
-	if err != nil {
-		return store.LayerDesc{}, err
-	}
-	size := blob.Size()
-	digest, err := blob.Commit("")
-	if err != nil {
-		return store.LayerDesc{}, err
-	}
-	return store.LayerDesc{Digest: digest, DiffID: diffID, Size: size, MediaType: layer.MediaTypeGzip}, nil
+	return store.LayerDesc{Digest: diffID, DiffID: diffID, Size: size, MediaType: store.MediaTypeTar}, nil
 }
 
 // do executes one instruction: the config applier takes those that change only the config.

@@ -538,7 +538,7 @@ func inspectCmd() *cobra.Command {
 				return enc.Encode(in)
 			}
 			c := in.Config.Config
-			fmt.Fprintf(out, "name:       %s\nmanifest:   %s\nentrypoint: %q\ncmd:        %q\nworkdir:    %s\nuser:       %s\nenv:\n", in.Name, in.Manifest, c.Entrypoint, c.Cmd, c.WorkingDir, c.User)
+			fmt.Fprintf(out, "name:       %s\nid:         %s\nmanifest:   %s\nentrypoint: %q\ncmd:        %q\nworkdir:    %s\nuser:       %s\nenv:\n", in.Name, in.ID, in.Manifest, c.Entrypoint, c.Cmd, c.WorkingDir, c.User)
 			for _, e := range c.Env {
 				fmt.Fprintf(out, "  %s\n", e)
 			}
@@ -680,10 +680,10 @@ of RUN --mount=type=cache. It shows what each held.`,
 }
 
 func exportCmd() *cobra.Command {
-	var format, out string
+	var format, out, compression string
 	var includeMounts bool
 	cmd := &cobra.Command{
-		Use:   "export NAME --format oci|docker -o PATH [--include-mounts]",
+		Use:   "export NAME --format oci|docker -o PATH [--include-mounts] [--compression gzip|zstd|estargz]",
 		Short: "Write an image as an OCI layout folder or a docker-archive tarball",
 		Long: `Write an image as an OCI layout folder or a docker-archive tarball.
 
@@ -704,12 +704,13 @@ are now, as a last layer.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s mounts %d local file(s) at %s when a container starts; they are not in the export (add them with --include-mounts)\n", m.Method, m.Files, m.Target)
 				}
 			}
-			return img.Export(cmd.Context(), out, strata.ExportOptions{Format: format, IncludeMounts: includeMounts})
+			return img.Export(cmd.Context(), out, strata.ExportOptions{Format: format, IncludeMounts: includeMounts, Compression: compression})
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "oci", "oci (an OCI image layout folder) or docker (a docker-archive tarball)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write")
 	cmd.Flags().BoolVar(&includeMounts, "include-mounts", false, "add the runtime-mounted local files (add_local_* without copy) as a last layer")
+	cmd.Flags().StringVar(&compression, "compression", "gzip", "layer compression: gzip, zstd or estargz (zstd and estargz in OCI layouts only)")
 	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
