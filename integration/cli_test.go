@@ -85,11 +85,13 @@ func buildEvents(t *testing.T, file string) (*exec.Cmd, <-chan strata.Event) {
 	return cmd, events
 }
 
-// blobInProgress reports whether a layer blob is being written in the store.
-func blobInProgress() bool {
-	tmp, _ := os.ReadDir(filepath.Join(home, "tmp"))
-	for _, e := range tmp {
-		if info, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), "blob-") && info.Size() > 0 {
+// committing reports whether strata (the process pid itself, not the step's container) is
+// reading the step's file /big from the layer's upper folder: writing the layer's tar to
+// hash it, before its snapshot and record are committed.
+func committing(pid int) bool {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasSuffix(target, "/upper/big") {
 			return true
 		}
 	}
@@ -104,21 +106,23 @@ func TestSIGKILLedBuildLeavesAUsableStore(t *testing.T) {
   - run_commands: {commands: ["echo %s > /a; sleep 1; head -c 40000000 /dev/urandom > /big"]}
   - run_commands: {commands: ["sleep 1; echo second > /b"]}
 `, u))
-	// Each kill waits for its moment, seen in the build's progress or in the store, and the
-	// test checks that it came: before the first step, inside it, while its layer blob is
-	// being written, and inside the second step.
+	// Each kill waits for its moment, seen in the build's progress or in the process, and the
+	// test checks that it came: before the first step, inside it, while its layer is being
+	// committed, and inside the second step.
 	type point struct {
 		name  string
 		until func(seen map[string]bool) bool
 	}
+	var cmd *exec.Cmd
+	var events <-chan strata.Event
 	points := []point{
 		{"at start", func(map[string]bool) bool { return true }},
 		{"mid-step", func(seen map[string]bool) bool { return seen["1 building"] }},
-		{"writing the layer blob", func(seen map[string]bool) bool { return seen["1 building"] && blobInProgress() }},
+		{"committing the layer", func(seen map[string]bool) bool { return seen["1 building"] && committing(cmd.Process.Pid) }},
 		{"in the second step", func(seen map[string]bool) bool { return seen["2 building"] }},
 	}
 	for _, p := range points {
-		cmd, events := buildEvents(t, file)
+		cmd, events = buildEvents(t, file)
 		seen := map[string]bool{}
 		deadline := time.Now().Add(2 * time.Minute)
 	wait:
