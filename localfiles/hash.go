@@ -45,17 +45,24 @@ type Hasher struct {
 }
 
 // NewHasher returns a Hasher that remembers digests in file ("" remembers nothing across runs).
-// A missing, unreadable or corrupt cache file starts empty: it only ever costs a re-hash.
-func NewHasher(file string) *Hasher {
-	h := &Hasher{file: file, known: map[string]*remembered{}}
-	if file != "" {
-		if b, err := os.ReadFile(file); err == nil {
+// The file is read when the first file is hashed, so a definition without local files never
+// reads it. A missing, unreadable or corrupt cache file starts empty: it only ever costs a
+// re-hash.
+func NewHasher(file string) *Hasher { return &Hasher{file: file} }
+
+// load reads the cache file on first use; callers hold h.mu.
+func (h *Hasher) load() {
+	if h.known != nil {
+		return
+	}
+	h.known = map[string]*remembered{}
+	if h.file != "" {
+		if b, err := os.ReadFile(h.file); err == nil {
 			if known, err := decodeCache(b); err == nil {
 				h.known = known
 			}
 		}
 	}
-	return h
 }
 
 // Hash fills the Digest of every regular file in files. A file whose stat (from the listing)
@@ -69,6 +76,7 @@ func (h *Hasher) Hash(files []spec.ContextFile) error {
 		if !fs.FileMode(f.Mode).IsRegular() || f.Digest != "" {
 			continue
 		}
+		h.load()
 		if f.Info != nil {
 			st := statOf(f.Info)
 			if r, ok := h.known[f.Source]; ok && r.Stat == st {
@@ -124,6 +132,7 @@ func (h *Hasher) hashOne(f *spec.ContextFile) error {
 	}
 	st := statOf(info)
 	h.mu.Lock()
+	h.load()
 	r, ok := h.known[f.Source]
 	if ok {
 		r.seen = true
@@ -182,15 +191,19 @@ func decodeCache(b []byte) (map[string]*remembered, error) {
 		return nil, errCorrupt // another format (the JSON of earlier versions): start afresh
 	}
 	b = b[len(cacheMagic):]
-	known := map[string]*remembered{}
+	// Paths and digests are substrings of one copy of the file, and the records are cut from
+	// one slab: two allocations for the strings and records of every file, not three each.
+	all := string(b)
+	known := make(map[string]*remembered, len(b)/128)
+	slab := make([]remembered, 0, len(b)/128)
 	str := func() (string, bool) {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n {
 			return "", false
 		}
-		s := string(b[k : k+int(n)])
+		at := len(all) - len(b) + k
 		b = b[k+int(n):]
-		return s, true
+		return all[at : at+int(n)], true
 	}
 	varint := func() (int64, bool) {
 		v, k := binary.Varint(b)
@@ -202,7 +215,11 @@ func decodeCache(b []byte) (map[string]*remembered, error) {
 		if !ok {
 			return nil, errCorrupt
 		}
-		r := &remembered{}
+		if len(slab) == cap(slab) {
+			slab = make([]remembered, 0, 1024)
+		}
+		slab = append(slab, remembered{})
+		r := &slab[len(slab)-1]
 		var ok1, ok2, ok3 bool
 		r.Stat.Size, ok1 = varint()
 		r.Stat.Mtime, ok2 = varint()

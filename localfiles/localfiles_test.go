@@ -105,6 +105,10 @@ func TestHasherReusesDigestsOfUnchangedFiles(t *testing.T) {
 	}
 	// A cached digest is used while the stat matches: prove it by planting a wrong one.
 	h := NewHasher(cache)
+	if h.known != nil {
+		t.Error("the cache file was read before anything was hashed")
+	}
+	h.load()
 	r := h.known[filepath.Join(dir, "a")]
 	r.Digest = "sha256:planted"
 	h.known[filepath.Join(dir, "a")] = r
@@ -127,7 +131,9 @@ func TestHasherReusesDigestsOfUnchangedFiles(t *testing.T) {
 	os.Remove(filepath.Join(dir, "b"))
 	os.WriteFile(filepath.Join(dir, "c"), []byte("new"), 0o644)
 	hash()
-	if h := NewHasher(cache); len(h.known) != 2 || h.known[filepath.Join(dir, "b")] != nil {
+	h = NewHasher(cache)
+	h.load()
+	if len(h.known) != 2 || h.known[filepath.Join(dir, "b")] != nil {
 		t.Errorf("cache after deleting b: %v", h.known)
 	}
 	// A corrupt cache file costs a re-hash, never an error.
