@@ -142,7 +142,12 @@ func (r *Runner) Run(ctx context.Context, id, bundleDir string, s Spec) error {
 		}
 		err = ctx.Err()
 	}
-	_ = exec.Command(bin, "--root", r.Root, "delete", "--force", id).Run()
+	// runc run removes its container when the process exits; a container whose state is
+	// still there (runc killed, or stopped before it could) is deleted here. Skipping the
+	// needless delete spares every step a runc start (20-35 ms).
+	if _, serr := os.Stat(filepath.Join(r.Root, id)); serr == nil {
+		_ = exec.Command(bin, "--root", r.Root, "delete", "--force", id).Run()
+	}
 	for i := len(created) - 1; i >= 0; i-- {
 		_ = os.Remove(created[i])
 	}

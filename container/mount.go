@@ -27,6 +27,20 @@ const maxOverlayLowers = 500
 // written relative to it and the mount is made from a thread whose working folder is that
 // folder. With the store's short snapshot links that leaves room for hundreds of layers.
 func MountOverlay(lowers []string, upper, work, target string) error {
+	return mountWritable(lowers, upper, work, target, false)
+}
+
+// MountOverlayVolatile is MountOverlay for an upper that is thrown away, or committed by a
+// caller that flushes its files itself (store.CommitSnapshot), with a work folder that is
+// never mounted again. Its unmount does not sync the upper's file system: overlayfs syncs all
+// of it, every other process's writes too (0.76 s after 300 MB written elsewhere), unless
+// mounted volatile. overlayfs refuses to mount a work folder a volatile mount has used, and
+// kernels before 5.10 lack the option: those mount as MountOverlay does.
+func MountOverlayVolatile(lowers []string, upper, work, target string) error {
+	return mountWritable(lowers, upper, work, target, true)
+}
+
+func mountWritable(lowers []string, upper, work, target string, volatile bool) error {
 	if len(lowers) == 0 {
 		empty := filepath.Join(filepath.Dir(work), "empty")
 		if err := os.MkdirAll(empty, 0o755); err != nil {
@@ -34,7 +48,14 @@ func MountOverlay(lowers []string, upper, work, target string) error {
 		}
 		lowers = []string{empty}
 	}
-	return mountOverlay(lowers, ",upperdir="+upper+",workdir="+work, 0, target)
+	opts := ",upperdir=" + upper + ",workdir=" + work
+	if volatile {
+		err := mountOverlay(lowers, opts+",volatile", 0, target)
+		if !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+	}
+	return mountOverlay(lowers, opts, 0, target)
 }
 
 // MountOverlayReadOnly mounts lowers (top first, at least two) read-only at target.

@@ -76,7 +76,7 @@ func (e *Engine) containerSpec(img *engine.Image, o engine.RunOptions, dir strin
 			return nil, err
 		}
 	}
-	if err := container.MountOverlay(lowers, upper, work, rootfs); err != nil {
+	if err := container.MountOverlayVolatile(lowers, upper, work, rootfs); err != nil {
 		return nil, err
 	}
 	mounts, err := supportMounts(dir)

@@ -209,7 +209,7 @@ func (x *executor) mount() error {
 			return err
 		}
 	}
-	return container.MountOverlay(lowers, x.upper, filepath.Join(w.Path, "work"), x.rootfs)
+	return container.MountOverlayVolatile(lowers, x.upper, filepath.Join(w.Path, "work"), x.rootfs)
 }
 
 // stepEnv is a RUN step's environment (imageconfig.StepEnv) and, where the image and the
