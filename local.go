@@ -139,6 +139,7 @@ func (img Image) addLocal(method string, copy bool, sources localSpec) Image {
 		if err != nil {
 			return nil, spec.Mount{}, err
 		}
+		r.hasher.Prefetch() // decoded while the sources are listed
 		var files []spec.ContextFile
 		for _, src := range srcs {
 			fs, err := localfiles.List(src, exclude)

@@ -39,6 +39,7 @@ type remembered struct {
 // a cache file. It is safe for concurrent use.
 type Hasher struct {
 	file  string
+	once  sync.Once // reads the cache file into known
 	mu    sync.Mutex
 	known map[string]*remembered
 	dirty bool
@@ -50,19 +51,22 @@ type Hasher struct {
 // re-hash.
 func NewHasher(file string) *Hasher { return &Hasher{file: file} }
 
-// load reads the cache file on first use; callers hold h.mu.
+// Prefetch starts reading the cache file, while the caller lists the files it will hash.
+func (h *Hasher) Prefetch() { go h.load() }
+
+// load reads the cache file on first use.
 func (h *Hasher) load() {
-	if h.known != nil {
-		return
-	}
-	h.known = map[string]*remembered{}
-	if h.file != "" {
-		if b, err := os.ReadFile(h.file); err == nil {
-			if known, err := decodeCache(b); err == nil {
-				h.known = known
+	h.once.Do(func() {
+		known := map[string]*remembered{}
+		if h.file != "" {
+			if b, err := os.ReadFile(h.file); err == nil {
+				if k, err := decodeCache(b); err == nil {
+					known = k
+				}
 			}
 		}
-	}
+		h.known = known
+	})
 }
 
 // Hash fills the Digest of every regular file in files. A file whose stat (from the listing)

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"sort"
+	"strings"
 )
 
 // keyInput is the canonical form hashed into a layer's cache key. Anything that changes what
@@ -34,8 +36,12 @@ type keyInput struct {
 // version, the parent's key and the layer's own inputs. Keys chain, so a change to a layer
 // changes its key and every later key, and never an earlier one.
 func (l *Layer) ComputeKey(builder, parent string) string {
-	ctx := append([]ContextFile(nil), l.Context...)
-	sort.Slice(ctx, func(i, j int) bool { return ctx[i].Path < ctx[j].Path })
+	ctx := l.Context
+	byPath := func(a, b ContextFile) int { return strings.Compare(a.Path, b.Path) }
+	if !slices.IsSortedFunc(ctx, byPath) { // a listing is sorted already
+		ctx = slices.Clone(ctx)
+		slices.SortFunc(ctx, byPath)
+	}
 	secrets := append([]string(nil), l.Secrets...)
 	sort.Strings(secrets)
 	base := l.Base
