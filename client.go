@@ -328,6 +328,21 @@ func (c *Client) PruneWith(ctx context.Context, o PruneOptions) (*PruneReport, e
 	return r, nil
 }
 
+// CheckReport is what Check verified in the store and what it found wrong.
+type CheckReport = engine.CheckReport
+
+// Check verifies the store: every blob against its digest, every cache entry, compressed
+// variant and image against the blobs and snapshots it names, and every snapshot that is a
+// layer's only copy against the layer's diff ID. With repair it removes what is broken (never
+// an image's name), so that the next build rebuilds it.
+func (c *Client) Check(ctx context.Context, repair bool) (*CheckReport, error) {
+	r, err := c.eng.Check(ctx, engine.CheckOptions{Repair: repair})
+	if err != nil {
+		return nil, fromEngine(err)
+	}
+	return r, nil
+}
+
 // Log opens the build log of the layer with the given cache key.
 func (c *Client) Log(ctx context.Context, key string) (io.ReadCloser, error) {
 	rc, err := c.eng.Log(ctx, key)

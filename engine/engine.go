@@ -88,6 +88,12 @@ type Engine interface {
 	// Prune removes what no named image uses and, with o.Caches, empties the build caches.
 	Prune(ctx context.Context, o PruneOptions) (*PruneReport, error)
 
+	// Check verifies the store: every blob against its digest, every cache entry, variant
+	// and image against the blobs and snapshots it names, and every snapshot that is a
+	// layer's only copy against the layer's diff ID. It reports each problem with what repair
+	// does; with o.Repair it does it, so that the next build rebuilds what was lost.
+	Check(ctx context.Context, o CheckOptions) (*CheckReport, error)
+
 	Close() error
 }
 
@@ -425,6 +431,36 @@ type PruneReport struct {
 	Bytes     int64
 	// Caches are the build caches emptied, with the bytes each held (Bytes counts them too).
 	Caches []CacheUsage
+}
+
+// CheckOptions say whether Check repairs what it finds.
+type CheckOptions struct {
+	// Repair removes what is broken: blobs whose bytes do not match their digest, snapshots
+	// that no longer hold their layer, and the cache entries and variants that name them.
+	// Images are not removed: a broken one is reported, to be built or pulled again.
+	Repair bool
+}
+
+// CheckReport is what Check verified and what it found.
+type CheckReport struct {
+	Blobs     int `json:"blobs"`
+	Snapshots int `json:"snapshots"`
+	Records   int `json:"records"`
+	Images    int `json:"images"`
+	// Problems are what is wrong, each with what repair does (or did).
+	Problems []Problem `json:"problems"`
+}
+
+// Problem is one thing Check found wrong in the store.
+type Problem struct {
+	// Object names it: "blob sha256:...", "snapshot sha256:...", "cache entry sha256:...",
+	// "variant gzip of sha256:...", "image NAME".
+	Object string `json:"object"`
+	// Err says what is wrong with it.
+	Err string `json:"error"`
+	// Repair says what repair does, and Repaired whether it was done.
+	Repair   string `json:"repair"`
+	Repaired bool   `json:"repaired"`
 }
 
 // CacheUsage is a build cache and the bytes it holds.

@@ -177,6 +177,10 @@ func TestSIGKILLedBuildLeavesAUsableStore(t *testing.T) {
 	if strings.Contains(string(mounts), strings.ReplaceAll(filepath.Join(home, "tmp"), " ", `\040`)) {
 		t.Error("a mount from a killed build is still there")
 	}
+	// The store's own check finds every blob, snapshot, cache entry and image whole.
+	if out, err := cli(t, "check"); err != nil || !strings.Contains(out, ": 0 problems") {
+		t.Errorf("strata check after the kills: %v\n%s", err, out)
+	}
 }
 
 func TestCLIImagesInspectLogsRmPrune(t *testing.T) {

@@ -6,12 +6,15 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/layer"
 	"github.com/strata-build/strata/store"
 )
@@ -92,5 +95,101 @@ func TestSnapshotOnlyLayerCompressesAsAtCommit(t *testing.T) {
 	}
 	if _, err := s.Variant(d.DiffID, "zstd"); err == nil || blobs() != before {
 		t.Errorf("a blob of the changed snapshot was kept: %d blobs, %d before", blobs(), before)
+	}
+}
+
+// Check finds each kind of damage, changes nothing without repair, and with repair removes
+// what is broken (never an image's name) and keeps what is whole.
+func TestCheckFindsAndRepairsDamage(t *testing.T) {
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{store: s}
+	ctx := context.Background()
+	put := func(b string) string {
+		d, err := s.PutBlob([]byte(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	record := func(key string, layers ...store.LayerDesc) {
+		if err := s.PutRecord(&store.Record{Key: key, Method: "run_commands", Layers: layers}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(n int) string { return fmt.Sprintf("sha256:%064x", n) }
+
+	good := store.LayerDesc{Digest: put("good layer"), DiffID: key(100), MediaType: layer.MediaTypeGzip}
+	record(key(1), good)
+	corrupt := store.LayerDesc{Digest: put("corrupt layer"), DiffID: key(101), MediaType: layer.MediaTypeGzip}
+	os.WriteFile(s.BlobPath(corrupt.Digest), []byte("flipped bits"), 0o644)
+	record(key(2), corrupt)
+	upper := filepath.Join(t.TempDir(), "upper")
+	os.MkdirAll(filepath.Join(upper, "etc"), 0o755)
+	os.WriteFile(filepath.Join(upper, "etc/app.conf"), []byte("a=1\n"), 0o644)
+	built, err := commitLayer(func(w io.Writer) error { return layer.WriteTar(upper, w, layer.Options{}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitSnapshot(upper, built.DiffID); err != nil {
+		t.Fatal(err)
+	}
+	record(key(3), built)
+	os.WriteFile(filepath.Join(s.SnapshotPath(built.DiffID), "etc/app.conf"), []byte("a=2\n"), 0o644)
+	os.WriteFile(s.Path("cache", strings.TrimPrefix(key(4), "sha256:")+".json"), []byte("{half a rec"), 0o644)
+	if err := s.PutVariant(good.DiffID, "zstd", store.LayerDesc{Digest: key(200), DiffID: good.DiffID}); err != nil {
+		t.Fatal(err)
+	}
+	manifest := put(fmt.Sprintf(`{"schemaVersion":2,"config":{"digest":%q},"layers":[{"digest":%q,"mediaType":%q}]}`, good.Digest, corrupt.Digest, layer.MediaTypeGzip))
+	if err := s.PutImage(&store.Image{Name: "broken", Manifest: manifest, Config: good.Digest}); err != nil {
+		t.Fatal(err)
+	}
+
+	want := []string{"blob " + corrupt.Digest, "cache entry " + key(2), "cache entry " + key(3), "cache entry " + key(4), "image broken", "snapshot " + built.DiffID, "variant zstd of " + good.DiffID}
+	objects := func(r *engine.CheckReport) []string {
+		var out []string
+		for _, p := range r.Problems {
+			out = append(out, p.Object)
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	r, err := e.Check(ctx, engine.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := objects(r); !slices.Equal(got, want) {
+		t.Errorf("found %q\nwant %q", got, want)
+	}
+	for _, p := range r.Problems {
+		if p.Repaired || p.Repair == "" {
+			t.Errorf("without repair: %+v", p)
+		}
+	}
+	if !s.HasBlob(corrupt.Digest) || !s.HasSnapshot(built.DiffID) {
+		t.Error("a check without repair removed something")
+	}
+
+	if r, err = e.Check(ctx, engine.CheckOptions{Repair: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Problems {
+		if p.Repaired != (p.Object != "image broken") {
+			t.Errorf("repair: %+v", p)
+		}
+	}
+	if s.HasBlob(corrupt.Digest) || s.HasSnapshot(built.DiffID) {
+		t.Error("repair left the corrupt blob or the changed snapshot")
+	}
+	if _, err := s.Record(key(1)); err != nil {
+		t.Errorf("repair lost the whole cache entry: %v", err)
+	}
+	if _, err := s.Image("broken"); err != nil {
+		t.Errorf("repair removed an image's name: %v", err)
+	}
+	if r, err = e.Check(ctx, engine.CheckOptions{}); err != nil || !slices.Equal(objects(r), []string{"image broken"}) {
+		t.Errorf("after repair: %v %+v", err, r)
 	}
 }

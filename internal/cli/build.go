@@ -679,6 +679,60 @@ of RUN --mount=type=cache. It shows what each held.`,
 	return cmd
 }
 
+func checkCmd() *cobra.Command {
+	var repair, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "check [--repair] [--json]",
+		Short: "Verify the store: blobs against their digests, cache entries and images against their layers",
+		Long: `Verify the store: every blob against its digest; every cache entry, compressed variant and
+image against the blobs and snapshots it names; and every snapshot that is a layer's only copy
+(a layer built here, before its first export or push) against the layer's diff ID.
+
+Each problem is printed with what --repair does about it, and the command exits 1. With
+--repair, check removes broken blobs, snapshots, cache entries and variants, so that the next
+build rebuilds or pulls what was lost; an image that lost a layer is reported, to be built or
+pulled again. Builds and runs under way finish before a repair starts.`,
+		Example: "  strata check\n  strata check --repair",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := open()
+			if err != nil {
+				return err
+			}
+			r, err := c.Check(cmd.Context(), repair)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			} else {
+				for _, p := range r.Problems {
+					did := "repair would"
+					if p.Repaired {
+						did = "repaired:"
+					}
+					fmt.Fprintf(out, "%s: %s\n  %s %s\n", p.Object, p.Err, did, p.Repair)
+				}
+				fmt.Fprintf(out, "checked %d blobs, %d snapshots, %d cache entries, %d images: %d problems\n", r.Blobs, r.Snapshots, r.Records, r.Images, len(r.Problems))
+			}
+			for _, p := range r.Problems {
+				if !p.Repaired {
+					return &ExitCode{Code: 1}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&repair, "repair", false, "remove what is broken, so that the next build rebuilds it")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
 func exportCmd() *cobra.Command {
 	var format, out, compression string
 	var includeMounts bool

@@ -42,7 +42,7 @@ defined in Go (package github.com/strata-build/strata) or in a spec file:
 			os.Setenv("STRATA_BUILDKIT_ADDR", addr)
 		}
 	}
-	root.AddCommand(buildkitCmd(), specCmd(), dockerfileCmd(), buildCmd(), runCmd(), imagesCmd(), inspectCmd(), sbomCmd(), rmCmd(), pruneCmd(), exportCmd(), logsCmd(), secretCmd(), versionCmd(),
+	root.AddCommand(buildkitCmd(), specCmd(), dockerfileCmd(), buildCmd(), runCmd(), imagesCmd(), inspectCmd(), sbomCmd(), rmCmd(), pruneCmd(), checkCmd(), exportCmd(), logsCmd(), secretCmd(), versionCmd(),
 		pushCmd(), pullCmd(), tagCmd(), loginCmd(), logoutCmd(), psCmd(), stopCmd(), volumeCmd())
 	return root
 }
