@@ -31,6 +31,8 @@ id "$user" >/dev/null 2>&1 || useradd -m "$user"
 ./scripts/install-deps.sh --subids "$user"
 echo "== the tests, as root" >&2
 STRATA_TEST_ROOTLESS_USER=$user STRATA_INTEGRATION=1 go test -count=1 -timeout 60m "$@" ./...
+echo "== fuzzing the parsers of outside input, briefly" >&2
+./scripts/fuzz.sh "${STRATA_FUZZ_SECONDS:-10}"
 
 # The rootless run: the tests as the ordinary user, from a copy of this tree the user can
 # read, with the user's own Go caches (its modules come from the Go proxy).
