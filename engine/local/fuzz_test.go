@@ -37,9 +37,11 @@ type fuzzLayer struct {
 	b []byte
 }
 
-func (l *fuzzLayer) Digest() (v1.Hash, error)            { return l.h, nil }
-func (l *fuzzLayer) Compressed() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(l.b)), nil }
-func (l *fuzzLayer) Size() (int64, error)               { return int64(len(l.b)), nil }
+func (l *fuzzLayer) Digest() (v1.Hash, error) { return l.h, nil }
+func (l *fuzzLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.b)), nil
+}
+func (l *fuzzLayer) Size() (int64, error) { return int64(len(l.b)), nil }
 func (l *fuzzLayer) MediaType() (types.MediaType, error) {
 	return types.OCILayer, nil
 }
