@@ -34,6 +34,11 @@ var ErrRootless = errors.New("strata cannot build as this user")
 // exist; test with errors.Is.
 var ErrNotFound = engine.ErrNotFound
 
+// ErrDiskFull is the class of errors about a full disk under the store (a step that filled
+// it, or strata's own writes); the error names the store and the space left. The store is
+// left as it was. Test with errors.Is.
+var ErrDiskFull = engine.ErrDiskFull
+
 // BuildError is a failed build step: it names the layer, the command, its exit code and the
 // last lines of its log.
 type BuildError struct {

@@ -100,6 +100,37 @@ type Engine interface {
 // ErrNotFound is the class of errors about an image, layer or log that does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrDiskFull is the class of errors about a full disk under the store.
+var ErrDiskFull = errors.New("disk full")
+
+// DiskFullError is a build, pull, export or push that ran out of space on the disk that
+// holds the store: a step that filled it, or a write of strata's own.
+type DiskFullError struct {
+	// Path is the store's folder; Free the bytes left there when the error was seen.
+	Path string
+	Free int64
+	Err  error
+}
+
+func (e *DiskFullError) Error() string {
+	return fmt.Sprintf("the disk holding the store %s is full (%s free now): free space on it, or set STRATA_HOME to a store on a larger disk; what failed was not kept: %v", e.Path, humanBytes(e.Free), e.Err)
+}
+
+// Unwrap returns ErrDiskFull and the cause.
+func (e *DiskFullError) Unwrap() []error { return []error{ErrDiskFull, e.Err} }
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
 // Plan is a resolved image definition: its layers, keyed, the stages they read from, and
 // its runtime mounts.
 type Plan struct {
@@ -329,6 +360,10 @@ func (e *BuildError) Error() string {
 	}
 	if e.ExitCode != 0 {
 		fmt.Fprintf(&b, ": exit code %d", e.ExitCode)
+		var full *DiskFullError
+		if errors.As(e.Err, &full) {
+			fmt.Fprintf(&b, ": the disk holding the store %s is full (%s free now): free space on it, or set STRATA_HOME to a store on a larger disk", full.Path, humanBytes(full.Free))
+		}
 	} else if e.Err != nil {
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}

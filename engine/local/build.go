@@ -164,12 +164,12 @@ func (e *Engine) Build(ctx context.Context, p engine.Plan, o engine.BuildOptions
 	}
 	if err = first; err != nil {
 		cache.wait()
-		return nil, err
+		return nil, e.explainFull(err, false)
 	}
 	si, err := e.commitImage(st, p, o.Name)
 	if err != nil {
 		cache.wait()
-		return nil, err
+		return nil, e.explainFull(err, false)
 	}
 	if err := cache.wait(); err != nil {
 		return nil, fmt.Errorf("the image %s was built, but: %w", si.Manifest, err)
@@ -290,7 +290,7 @@ func (b *build) makeLayer(ctx context.Context, st *state, l *spec.Layer, ev engi
 	ev.Status = engine.StatusBuilding
 	b.emit(ev)
 	start := time.Now()
-	rec, err := b.buildLayer(ctx, st, l, ev)
+	rec, fresh, err := b.buildLayer(ctx, st, l, ev)
 	if err != nil {
 		var be *engine.BuildError
 		if !errors.As(err, &be) {
@@ -307,7 +307,12 @@ func (b *build) makeLayer(ctx context.Context, st *state, l *spec.Layer, ev engi
 	rec.Seconds = time.Since(start).Seconds()
 	if !b.o.IgnoreCache {
 		if err := s.PutRecord(rec); err != nil {
-			return nil, err
+			// Without its record the snapshot is no layer's (a full disk, most likely):
+			// it goes, with the space it takes.
+			if fresh != "" {
+				_ = s.DeleteSnapshot(fresh)
+			}
+			return nil, fmt.Errorf("layer %d (%s): writing its cache entry: %w", ev.Index, l.Method, err)
 		}
 	}
 	ev.Status, ev.Size, ev.Seconds = engine.StatusDone, size(rec), rec.Seconds
@@ -324,16 +329,16 @@ func size(r *store.Record) int64 {
 }
 
 // buildLayer builds one layer on top of st.
-func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev engine.Event) (*store.Record, error) {
+func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev engine.Event) (_ *store.Record, fresh string, _ error) {
 	e := b.e
 	logf, err := os.Create(e.store.LogPath(l.Key))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer logf.Close()
 	env, err := e.secretEnv(l.Secrets)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var values []string
 	for _, kv := range env {
@@ -359,7 +364,7 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 	if l.Base == nil && l.Scope != "" && st.scope != "" && l.Scope != st.scope && len(cur.config.Config.OnBuild) > 0 {
 		cur.config.Config = imageconfig.Copy(cur.config.Config)
 		if triggers, err = spec.ParseTriggers(cur.config.Config.OnBuild); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		cur.config.Config.OnBuild = nil
 		fmt.Fprintf(log, "running %d ONBUILD trigger(s) of the stage it is FROM\n", len(triggers))
@@ -367,7 +372,7 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 	if l.Base != nil {
 		base, err := e.base(ctx, l, log)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		cur, args = base, nil
 		rec.Layers = append(rec.Layers, base.layers...)
@@ -375,7 +380,7 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 		// As in Docker, a base's ONBUILD triggers run right after FROM, and are spent.
 		if t := base.config.Config.OnBuild; len(t) > 0 {
 			if triggers, err = spec.ParseTriggers(t); err != nil {
-				return nil, err
+				return nil, "", err
 			}
 			cur.config.Config.OnBuild = nil
 			fmt.Fprintf(log, "running %d ONBUILD trigger(s) of the base image\n", len(triggers))
@@ -390,7 +395,7 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 		if errors.As(err, &be) {
 			be.Tail = tail(e.store.LogPath(l.Key), 10)
 		}
-		return nil, err
+		return nil, "", err
 	}
 	if desc != nil {
 		rec.Layers = append(rec.Layers, *desc)
@@ -410,7 +415,7 @@ func (b *build) buildLayer(ctx context.Context, st *state, l *spec.Layer, ev eng
 		Comment:    l.Key,
 		EmptyLayer: desc == nil,
 	})
-	return rec, nil
+	return rec, x.fresh, nil
 }
 
 // clamp limits t to the layer's SOURCE_DATE_EPOCH, if it has one.

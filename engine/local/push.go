@@ -35,7 +35,8 @@ const pushJobs = 4
 // Push writes an image to a registry: its layers in the compression asked for (made once
 // per layer and kept in the store, so a second push compresses nothing), blobs the
 // registry has skipped, blobs known to be in another of its repositories mounted.
-func (e *Engine) Push(ctx context.Context, img *engine.Image, ref string, o engine.PushOptions) (string, error) {
+func (e *Engine) Push(ctx context.Context, img *engine.Image, ref string, o engine.PushOptions) (_ string, err error) {
+	defer func() { err = e.explainFull(err, false) }()
 	use, err := e.store.Use()
 	if err != nil {
 		return "", err

@@ -472,7 +472,8 @@ func (c *counter) Read(p []byte) (int, error) {
 }
 
 // Pull fetches an image from a registry, pinning a tag to its digest, and names it.
-func (e *Engine) Pull(ctx context.Context, ref string, o engine.PullOptions) (*engine.Image, error) {
+func (e *Engine) Pull(ctx context.Context, ref string, o engine.PullOptions) (_ *engine.Image, err error) {
+	defer func() { err = e.explainFull(err, false) }()
 	use, err := e.store.Use()
 	if err != nil {
 		return nil, err

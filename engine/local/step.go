@@ -56,6 +56,9 @@ type executor struct {
 	work   *store.WorkDir
 	rootfs string
 	upper  string
+	// fresh is the diff ID of the snapshot the layer committed, if no other had it: removed
+	// again if the layer's record cannot be written.
+	fresh string
 }
 
 func newExecutor(b *build, below *state, l *spec.Layer, log io.Writer, secretEnv, args []string) *executor {
@@ -102,6 +105,17 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 			if in.Line > 0 && !strings.HasPrefix(be.Command, "line ") {
 				be.Command = fmt.Sprintf("line %d: %s", in.Line, be.Command)
 			}
+			// Seen now, before the step's files are removed: a step that failed with the
+			// disk all but full most likely failed for want of space.
+			if be.ExitCode != 0 {
+				cause := be.Err
+				if cause == nil {
+					cause = &engine.ExitError{Code: be.ExitCode}
+				}
+				if full := x.e.explainFull(cause, true); full != cause {
+					be.Err = full
+				}
+			}
 			return nil, be
 		}
 	}
@@ -124,6 +138,9 @@ func (x *executor) run(ctx context.Context) (*store.LayerDesc, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !x.e.store.HasSnapshot(desc.DiffID) {
+		x.fresh = desc.DiffID
 	}
 	if err := x.e.store.CommitSnapshot(x.upper, desc.DiffID); err != nil {
 		return nil, err
