@@ -113,22 +113,23 @@ type DiskFullError struct {
 }
 
 func (e *DiskFullError) Error() string {
-	return fmt.Sprintf("the disk holding the store %s is full (%s free now): free space on it, or set STRATA_HOME to a store on a larger disk; what failed was not kept: %v", e.Path, humanBytes(e.Free), e.Err)
+	return fmt.Sprintf("the disk holding the store %s is full (%s free now): free space on it, or set STRATA_HOME to a store on a larger disk; what failed was not kept: %v", e.Path, HumanBytes(e.Free), e.Err)
 }
 
 // Unwrap returns ErrDiskFull and the cause.
 func (e *DiskFullError) Unwrap() []error { return []error{ErrDiskFull, e.Err} }
 
-func humanBytes(n int64) string {
+// HumanBytes writes a size for people: 1.5 GB, 12.0 MB, 3.2 kB, 12 B (binary multiples).
+func HumanBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
 	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
 	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
 	}
-	return fmt.Sprintf("%d bytes", n)
+	return fmt.Sprintf("%d B", n)
 }
 
 // Plan is a resolved image definition: its layers, keyed, the stages they read from, and
@@ -362,7 +363,7 @@ func (e *BuildError) Error() string {
 		fmt.Fprintf(&b, ": exit code %d", e.ExitCode)
 		var full *DiskFullError
 		if errors.As(e.Err, &full) {
-			fmt.Fprintf(&b, ": the disk holding the store %s is full (%s free now): free space on it, or set STRATA_HOME to a store on a larger disk", full.Path, humanBytes(full.Free))
+			fmt.Fprintf(&b, ": the disk holding the store %s is full (%s free now): free space on it, or set STRATA_HOME to a store on a larger disk", full.Path, HumanBytes(full.Free))
 		}
 	} else if e.Err != nil {
 		fmt.Fprintf(&b, ": %v", e.Err)

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -533,9 +532,7 @@ func inspectCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(in)
+				return printJSON(out, in)
 			}
 			c := in.Config.Config
 			fmt.Fprintf(out, "name:       %s\nid:         %s\nmanifest:   %s\nentrypoint: %q\ncmd:        %q\nworkdir:    %s\nuser:       %s\nenv:\n", in.Name, in.ID, in.Manifest, c.Entrypoint, c.Cmd, c.WorkingDir, c.User)
@@ -705,9 +702,7 @@ pulled again. Builds and runs under way finish before a repair starts.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(r); err != nil {
+				if err := printJSON(out, r); err != nil {
 					return err
 				}
 			} else {

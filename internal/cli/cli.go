@@ -148,8 +148,13 @@ func writePlanJSON(w io.Writer, plan *strata.Plan) error {
 		}
 		out.Layers = append(out.Layers, layer{Method: l.Method, Key: l.Key, Instructions: ins})
 	}
+	return printJSON(w, out)
+}
+
+// printJSON writes v as indented JSON, with <, > and & as they are.
+func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	return enc.Encode(out)
+	return enc.Encode(v)
 }

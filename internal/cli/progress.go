@@ -13,6 +13,7 @@ import (
 	"golang.org/x/text/width"
 
 	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/engine"
 )
 
 // progress renders build events: on a terminal, a live display in the look of docker
@@ -268,14 +269,4 @@ func short(key string) string {
 	return k
 }
 
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+func human(n int64) string { return engine.HumanBytes(n) }
