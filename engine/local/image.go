@@ -79,25 +79,37 @@ func (e *Engine) recordImage(img *store.Image, p engine.Plan, name string) (*sto
 		}
 	}
 	if name != "" {
+		// A rebuild that changed nothing keeps the record (and its time) as it is, and a
+		// cache hit takes no lock: only a write does, and looks again under it.
+		if old, ok := e.unchanged(name, img); ok {
+			return old, nil
+		}
 		lock, err := e.lockName(name)
 		if err != nil {
 			return nil, err
 		}
 		defer lock.Unlock()
-		// A rebuild that changed nothing keeps the record (and its time) as it is.
-		if old, err := e.store.Image(name); err == nil {
-			if old.Manifest == img.Manifest {
-				img.Compression = old.Compression
-			}
-			if sameImage(old, img) {
-				return old, nil
-			}
+		if old, ok := e.unchanged(name, img); ok {
+			return old, nil
 		}
 		if err := e.store.PutImage(img); err != nil {
 			return nil, err
 		}
 	}
 	return img, nil
+}
+
+// unchanged returns the named image's record if img would write the same one (keeping the
+// compression its last push or export asked for when the manifest is the same).
+func (e *Engine) unchanged(name string, img *store.Image) (*store.Image, bool) {
+	old, err := e.store.Image(name)
+	if err != nil {
+		return nil, false
+	}
+	if old.Manifest == img.Manifest {
+		img.Compression = old.Compression
+	}
+	return old, sameImage(old, img)
 }
 
 // lockName serialises the writes of an image's record (a build naming it, a push recording
