@@ -315,7 +315,7 @@ func TestDetachedContainers(t *testing.T) {
 	if !strings.Contains(out, "started-"+u+" as 1234") {
 		t.Errorf("logs: %v\n%s", err, out)
 	}
-	if len(sleeping(secs)) == 0 {
+	if len(awaitSleeping(secs)) == 0 {
 		t.Fatalf("no process sleep %s on the host", secs)
 	}
 	if out, err := cli(t, "stop", id); err != nil {
@@ -329,6 +329,18 @@ func TestDetachedContainers(t *testing.T) {
 	}
 	if out, _ := cli(t, "ps"); strings.Contains(out, id) {
 		t.Errorf("ps after stop:\n%s", out)
+	}
+}
+
+// awaitSleeping waits up to ten seconds for a host process that runs `sleep secs`: a
+// detached container's command may not have exec'd its sleep yet when run -d returns.
+func awaitSleeping(secs string) []int {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if pids := sleeping(secs); len(pids) > 0 || time.Now().After(deadline) {
+			return pids
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

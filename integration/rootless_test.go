@@ -89,7 +89,7 @@ func TestRootlessBuildsTheSameLayers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rootless run -d: %v\n%s", err, out)
 	}
-	if len(sleeping(secs)) == 0 {
+	if len(awaitSleeping(secs)) == 0 {
 		t.Errorf("no process sleep %s on the host", secs)
 	}
 	if out, err := as.strata(t, nil, "stop", strings.TrimSpace(out)); err != nil {
