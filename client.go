@@ -136,7 +136,8 @@ type Client struct {
 // Open opens the engine the options name (the local engine on Home(), unless WithHome says
 // otherwise). The local engine reads STRATA_RUNTIME (the OCI runtime, default runc),
 // STRATA_DEBIAN_MIRROR, STRATA_INSECURE_REGISTRIES (comma-separated hosts reached over
-// plain http, beyond loopback ones), STRATA_CDI_SPEC_DIRS (where the CDI specs of the
+// plain http, beyond loopback ones), STRATA_REGISTRY_RETRIES and STRATA_REGISTRY_TIMEOUT
+// (registry.RetryFromEnv), STRATA_CDI_SPEC_DIRS (where the CDI specs of the
 // machine's GPUs are, default /etc/cdi and /var/run/cdi) and STRATA_NO_PACKAGE_CACHES (set,
 // the steps of apt, pip, uv, poetry and micromamba layers get no download cache).
 func Open(opts ...Option) (*Client, error) {
@@ -151,6 +152,10 @@ func Open(opts ...Option) (*Client, error) {
 		}
 	}
 	certs := registry.DefaultCertDirs(o.home)
+	retry, err := registry.RetryFromEnv()
+	if err != nil {
+		return nil, err
+	}
 	var cdiDirs []string
 	for _, d := range strings.Split(os.Getenv("STRATA_CDI_SPEC_DIRS"), ",") {
 		if d = strings.TrimSpace(d); d != "" {
@@ -164,6 +169,7 @@ func Open(opts ...Option) (*Client, error) {
 		Mirror:             os.Getenv("STRATA_DEBIAN_MIRROR"),
 		InsecureRegistries: insecure,
 		CertDirs:           certs,
+		RegistryRetry:      retry,
 		NoPackageCaches:    os.Getenv("STRATA_NO_PACKAGE_CACHES") != "",
 		RunDir:             runDir(),
 	})
@@ -186,7 +192,7 @@ func Open(opts ...Option) (*Client, error) {
 		home:    o.home,
 		eng:     e,
 		secrets: secrets.Open(filepath.Join(o.home, "secrets")),
-		reg:     registry.New(registry.Options{Insecure: insecure, CertDirs: certs}),
+		reg:     registry.New(registry.Options{Insecure: insecure, CertDirs: certs, Retry: retry}),
 	}, nil
 }
 

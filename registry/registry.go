@@ -35,6 +35,8 @@ type Options struct {
 	// Keychain finds credentials when a call names none (default: the user's docker config
 	// and its credential helpers, as docker, podman and crane read them).
 	Keychain authn.Keychain
+	// Retry says how passing faults are retried and resumed (zero: the defaults).
+	Retry Retry
 }
 
 // Client reaches registries with its options. Its transports are made once per registry
@@ -50,6 +52,7 @@ func New(o Options) *Client {
 	if o.Keychain == nil {
 		o.Keychain = authn.DefaultKeychain
 	}
+	o.Retry = o.Retry.withDefaults()
 	return &Client{o: o, transports: map[string]http.RoundTripper{}}
 }
 
@@ -110,7 +113,11 @@ func (c *Client) Options(ctx context.Context, reg name.Registry, auth authn.Auth
 	if err != nil {
 		return nil, err
 	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(tr), remote.WithUserAgent("strata")}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(tr), remote.WithUserAgent("strata"),
+		// The resilient transport retries requests; go-containerregistry's own retries are
+		// left for what it alone can do again, a whole blob upload or manifest push.
+		remote.WithRetryStatusCodes(), remote.WithRetryPredicate(retryAgain),
+		remote.WithRetryBackoff(remote.Backoff{Duration: c.o.Retry.Backoff, Factor: 2, Jitter: 0.25, Steps: 3})}
 	if auth != nil {
 		opts = append(opts, remote.WithAuth(auth))
 	} else {
@@ -168,8 +175,9 @@ func (c *Client) transport(reg name.Registry) (http.RoundTripper, error) {
 	}
 	cfg.RootCAs = pool
 	base.TLSClientConfig = cfg
-	c.transports[host] = base
-	return base, nil
+	tr := &resilient{inner: base, r: c.o.Retry}
+	c.transports[host] = tr
+	return tr, nil
 }
 
 // Explain turns a registry error into one that names the registry and the fix: refused
@@ -195,6 +203,10 @@ func Explain(err error, ref string) error {
 		case http.StatusNotFound:
 			return fmt.Errorf("registry %s has no %s (404 Not Found): %w", host, ref, err)
 		}
+		return fmt.Errorf("registry %s, %s: %w", host, ref, err)
+	}
+	var gave *GaveUp
+	if errors.As(err, &gave) {
 		return fmt.Errorf("registry %s, %s: %w", host, ref, err)
 	}
 	var unknown x509.UnknownAuthorityError

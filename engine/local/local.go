@@ -39,6 +39,8 @@ type Options struct {
 	InsecureRegistries []string
 	// CertDirs are certs.d folders with the CAs (and client certificates) of registries.
 	CertDirs []string
+	// RegistryRetry says how registries' passing faults are retried (zero: the defaults).
+	RegistryRetry registry.Retry
 	// CDIDirs hold the Container Device Interface specs that describe the machine's GPUs
 	// (default /etc/cdi and /var/run/cdi, where NVIDIA's container toolkit writes them).
 	CDIDirs []string
@@ -77,7 +79,7 @@ func Open(o Options) (*Engine, error) {
 		secrets:         secrets.Open(filepath.Join(o.Home, "secrets")),
 		runtime:         o.Runtime,
 		mirror:          o.Mirror,
-		reg:             registry.New(registry.Options{Insecure: o.InsecureRegistries, CertDirs: o.CertDirs}),
+		reg:             registry.New(registry.Options{Insecure: o.InsecureRegistries, CertDirs: o.CertDirs, Retry: o.RegistryRetry}),
 		platform:        HostPlatform(),
 		cdiDirs:         o.CDIDirs,
 		noPackageCaches: o.NoPackageCaches,
