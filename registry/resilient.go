@@ -147,7 +147,7 @@ func (t *resilient) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.Clone(req.Context())
 		req.Header.Set("User-Agent", "strata")
 	}
-	if req.Method == http.MethodPatch && req.Body != nil && req.Body != http.NoBody && req.GetBody == nil && strings.Contains(req.URL.Path, "/blobs/uploads/") {
+	if req.Method == http.MethodPatch && req.Body != nil && req.Body != http.NoBody && strings.Contains(req.URL.Path, "/blobs/uploads/") {
 		return t.upload(req)
 	}
 	resp, err := t.try(req)
@@ -464,7 +464,7 @@ const uploadChunk = 8 << 20
 // A body of more than uploadChunk bytes goes in chunks (PATCH with Content-Range, as the
 // distribution spec's chunked upload), so that a chunk that breaks off, times out or gets a
 // passing error is sent again from the byte the registry says it has (a GET of the upload's
-// location answers with its Range). The answer go-containerregistry gets is a 202 with the
+// location answers with its Range); an upload the registry dropped starts again. The answer go-containerregistry gets is a 202 with the
 // location to commit to. A registry that refuses the first chunk gets the
 // whole body in one PATCH, as before.
 func (t *resilient) upload(req *http.Request) (*http.Response, error) {
@@ -522,13 +522,13 @@ func (t *resilient) upload(req *http.Request) (*http.Response, error) {
 			// go-containerregistry starts it again.
 			have, exact, l, serr := t.uploaded(req, loc)
 			if serr != nil {
-				return nil, fmt.Errorf("the upload broke off at byte %d (%v), and asking the registry how much it has: %w", off, err, serr)
+				return nil, &restartUpload{fmt.Errorf("the upload broke off at byte %d (%v), and the registry no longer has it: %w", off, err, serr)}
 			}
 			if !exact && !(refused == http.StatusRequestedRangeNotSatisfiable && off == 0) {
 				have = 0 // "0-0": none, unless a chunk from 0 was just refused
 			}
 			if have < start || have > start+int64(k) {
-				return nil, fmt.Errorf("the upload broke off at byte %d (%v), and the registry has %d bytes, outside the chunk from %d that strata holds", off, err, have, start)
+				return nil, &restartUpload{fmt.Errorf("the upload broke off at byte %d (%v), and the registry has %d bytes, outside the chunk from %d that strata holds", off, err, have, start)}
 			}
 			off, loc = have, l
 			if off == start+int64(k) {
@@ -544,6 +544,16 @@ func (t *resilient) upload(req *http.Request) (*http.Response, error) {
 		Header: http.Header{"Location": {loc.String()}}, Body: http.NoBody, Request: req,
 	}, nil
 }
+
+// restartUpload is an upload that cannot go on: the registry no longer has it, or not as
+// strata sent it. docker-registry (distribution) drops an upload whose size is not what the
+// location's state says, so a chunk that broke off part way ends it. It is temporary to
+// go-containerregistry's retries, which start the upload again.
+type restartUpload struct{ err error }
+
+func (e *restartUpload) Error() string   { return e.err.Error() + "; the upload starts again" }
+func (e *restartUpload) Unwrap() error   { return e.err }
+func (e *restartUpload) Temporary() bool { return true }
 
 // refusesChunks is an answer to a first chunk from a registry that takes no chunked upload.
 func refusesChunks(status int) bool {

@@ -23,7 +23,9 @@ import (
 // takes chunked uploads at /v2/x/blobs/uploads/, as the distribution spec describes them.
 type blobServer struct {
 	blob, digest string
-	mu           sync.Mutex
+	// dropBroken drops an upload when a PATCH to it breaks off, as docker-registry does.
+	dropBroken bool
+	mu         sync.Mutex
 	uploads      map[string][]byte
 	committed    map[string][]byte
 }
@@ -69,8 +71,14 @@ func (s *blobServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for {
 			n, err := r.Body.Read(buf)
 			s.uploads[id] = append(s.uploads[id], buf[:n]...)
-			if err != nil {
+			if err == io.EOF {
 				break
+			}
+			if err != nil {
+				if s.dropBroken {
+					delete(s.uploads, id)
+				}
+				return
 			}
 		}
 		s.status(w, id, http.StatusAccepted)
@@ -232,6 +240,27 @@ func TestUploadsResumeFromWhatTheRegistryHas(t *testing.T) {
 	}
 	if reqs[1].ContentRange != reqs[3].ContentRange || reqs[6].ContentRange != fmt.Sprintf("%d-%d", uploadChunk, 2*uploadChunk-1) || reqs[7].ContentRange != fmt.Sprintf("%d-%d", 2*uploadChunk, len(s.blob)-1) {
 		t.Errorf("chunks %v", reqs)
+	}
+}
+
+// TestUploadsTheRegistryDroppedStartAgain: when the registry drops an upload whose chunk
+// broke off, the transport's error is one go-containerregistry's retries take, to start it
+// again.
+func TestUploadsTheRegistryDroppedStartAgain(t *testing.T) {
+	s, p := newBlobServer(t, 2*uploadChunk)
+	s.dropBroken = true
+	p.Add(faultproxy.Rule{Method: "PATCH", Times: 1, Fault: faultproxy.Fault{BreakUploadAfter: 1 << 20}})
+	c := &http.Client{Transport: testTransport()}
+	resp, err := c.Post("http://"+p.Host+"/v2/x/blobs/uploads/", "", nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST: %v %v", err, resp)
+	}
+	loc := resp.Request.URL.ResolveReference(mustURL(t, resp.Header.Get("Location")))
+	req, _ := http.NewRequest(http.MethodPatch, loc.String(), io.NopCloser(strings.NewReader(s.blob)))
+	_, err = c.Do(req)
+	var restart *restartUpload
+	if !errors.As(err, &restart) || !retryAgain(err) || !strings.Contains(err.Error(), "the upload starts again") {
+		t.Errorf("an upload the registry dropped: %v", err)
 	}
 }
 

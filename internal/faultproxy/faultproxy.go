@@ -59,6 +59,7 @@ func (f Fault) String() string {
 type Rule struct {
 	Method string // "" matches any
 	Path   string // a substring of the path; "" matches any
+	Header string // a header the request must have; "" matches any
 	// Times is how many matching requests get the fault; 0 is every one.
 	Times int
 	Fault
@@ -128,7 +129,8 @@ func (p *Proxy) match(r *http.Request) Fault {
 	defer p.mu.Unlock()
 	var f Fault
 	for _, rule := range p.rules {
-		if (rule.Method == "" || rule.Method == r.Method) && strings.Contains(r.URL.Path, rule.Path) && rule.Times >= 0 {
+		if (rule.Method == "" || rule.Method == r.Method) && strings.Contains(r.URL.Path, rule.Path) &&
+			(rule.Header == "" || r.Header.Get(rule.Header) != "") && rule.Times >= 0 {
 			if rule.Times > 0 {
 				if rule.Times--; rule.Times == 0 {
 					rule.Times = -1 // used up
