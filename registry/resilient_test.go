@@ -26,8 +26,8 @@ type blobServer struct {
 	// dropBroken drops an upload when a PATCH to it breaks off, as docker-registry does.
 	dropBroken bool
 	mu         sync.Mutex
-	uploads      map[string][]byte
-	committed    map[string][]byte
+	uploads    map[string][]byte
+	committed  map[string][]byte
 }
 
 func newBlobServer(t *testing.T, size int) (*blobServer, *faultproxy.Proxy) {
