@@ -137,7 +137,8 @@ type Client struct {
 // otherwise). The local engine reads STRATA_RUNTIME (the OCI runtime, default runc),
 // STRATA_DEBIAN_MIRROR, STRATA_INSECURE_REGISTRIES (comma-separated hosts reached over
 // plain http, beyond loopback ones), STRATA_REGISTRY_RETRIES and STRATA_REGISTRY_TIMEOUT
-// (registry.RetryFromEnv), STRATA_CDI_SPEC_DIRS (where the CDI specs of the
+// (registry.RetryFromEnv), STRATA_MAX_LAYER_SIZE and STRATA_MAX_LAYER_FILES
+// (engine.LimitsFromEnv), STRATA_CDI_SPEC_DIRS (where the CDI specs of the
 // machine's GPUs are, default /etc/cdi and /var/run/cdi) and STRATA_NO_PACKAGE_CACHES (set,
 // the steps of apt, pip, uv, poetry and micromamba layers get no download cache).
 func Open(opts ...Option) (*Client, error) {
@@ -156,6 +157,10 @@ func Open(opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	limits, err := engine.LimitsFromEnv()
+	if err != nil {
+		return nil, err
+	}
 	var cdiDirs []string
 	for _, d := range strings.Split(os.Getenv("STRATA_CDI_SPEC_DIRS"), ",") {
 		if d = strings.TrimSpace(d); d != "" {
@@ -170,6 +175,7 @@ func Open(opts ...Option) (*Client, error) {
 		InsecureRegistries: insecure,
 		CertDirs:           certs,
 		RegistryRetry:      retry,
+		Limits:             limits,
 		NoPackageCaches:    os.Getenv("STRATA_NO_PACKAGE_CACHES") != "",
 		RunDir:             runDir(),
 	})

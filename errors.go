@@ -39,6 +39,12 @@ var ErrNotFound = engine.ErrNotFound
 // left as it was. Test with errors.Is.
 var ErrDiskFull = engine.ErrDiskFull
 
+// ErrLimit is the class of errors about an image past one of strata's resource limits: a
+// layer that uncompresses to more than STRATA_MAX_LAYER_SIZE or holds more files than
+// STRATA_MAX_LAYER_FILES, more layers than overlayfs stacks, a manifest over 4 MiB. Test with
+// errors.Is.
+var ErrLimit = engine.ErrLimit
+
 // BuildError is a failed build step: it names the layer, the command, its exit code and the
 // last lines of its log.
 type BuildError struct {

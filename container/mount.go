@@ -16,8 +16,9 @@ import (
 // maxMountData is what the kernel accepts as a mount's option string: one page, with its NUL.
 const maxMountData = 4095
 
-// maxOverlayLowers is overlayfs's own limit on stacked lower folders (OVL_MAX_STACK).
-const maxOverlayLowers = 500
+// MaxOverlayLowers is overlayfs's own limit on stacked lower folders (OVL_MAX_STACK), and so
+// the most layers an image strata runs may have.
+const MaxOverlayLowers = 500
 
 // MountOverlay mounts lowers (top first) with a writable upper at target. With no lowers an
 // empty folder is used, as overlayfs needs one.
@@ -64,8 +65,8 @@ func MountOverlayReadOnly(lowers []string, target string) error {
 }
 
 func mountOverlay(lowers []string, rest string, flags uintptr, target string) error {
-	if len(lowers) > maxOverlayLowers {
-		return fmt.Errorf("the image has %d layers; overlayfs stacks at most %d: squash some steps into one (one run_commands with several commands is one layer)", len(lowers), maxOverlayLowers)
+	if len(lowers) > MaxOverlayLowers {
+		return fmt.Errorf("the image has %d layers; overlayfs stacks at most %d: squash some steps into one (one run_commands with several commands is one layer)", len(lowers), MaxOverlayLowers)
 	}
 	dir, rel := compactLowers(lowers)
 	data := "lowerdir=" + strings.Join(rel, ":") + rest

@@ -29,6 +29,21 @@ type ExtractOptions struct {
 	// Plain is for archives that are not layers (a downloaded Python build): whiteouts,
 	// opaque markers and device nodes are refused, and setuid and setgid bits dropped.
 	Plain bool
+	// MaxEntries, if positive, is the most entries the tar may hold; past it Extract stops
+	// with a LimitError naming Limit.
+	MaxEntries int64
+	// Limit says how to raise MaxEntries, for its error.
+	Limit string
+}
+
+// LimitError is a tar with more entries than ExtractOptions.MaxEntries.
+type LimitError struct {
+	Max   int64
+	Limit string
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("holds more than %d files and folders (%s)", e.Max, e.Limit)
 }
 
 // Extract unpacks a layer tar into dir (a fresh snapshot folder) in overlayfs form: OCI
@@ -43,13 +58,16 @@ func Extract(r io.Reader, dir string, o ExtractOptions) error {
 		t    time.Time
 	}
 	var dirTimes []dirTime
-	for {
+	for n := int64(1); ; n++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return fmt.Errorf("reading layer: %w", err)
+		}
+		if o.MaxEntries > 0 && n > o.MaxEntries {
+			return &LimitError{Max: o.MaxEntries, Limit: o.Limit}
 		}
 		rel, err := cleanName(hdr.Name)
 		if err != nil {

@@ -184,3 +184,22 @@ func TestPlainExtractRefusesLayerEntries(t *testing.T) {
 		t.Errorf("setuid file: %v %v", fi.Mode(), err)
 	}
 }
+
+// TestExtractStopsPastMaxEntries: a tar with more entries than MaxEntries stops there with a
+// LimitError naming the limit; one with as many extracts.
+func TestExtractStopsPastMaxEntries(t *testing.T) {
+	var entries []entry
+	for i := 0; i < 10; i++ {
+		entries = append(entries, entry{name: "f" + string(rune('a'+i)), typ: tar.TypeReg, body: "x"})
+	}
+	o := ExtractOptions{MaxEntries: 9, Limit: "LIMIT_VAR sets it"}
+	err := Extract(mkTar(t, entries...), t.TempDir(), o)
+	var le *LimitError
+	if !errors.As(err, &le) || err.Error() != "holds more than 9 files and folders (LIMIT_VAR sets it)" {
+		t.Errorf("10 entries past 9: %v", err)
+	}
+	o.MaxEntries = 10
+	if err := Extract(mkTar(t, entries...), t.TempDir(), o); err != nil {
+		t.Errorf("10 entries, 10 allowed: %v", err)
+	}
+}

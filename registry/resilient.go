@@ -151,19 +151,63 @@ func (t *resilient) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.upload(req)
 	}
 	resp, err := t.try(req)
-	if err != nil || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK || resp.ContentLength <= 0 || resp.Uncompressed {
+	if err != nil || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
 		return resp, err
 	}
-	b := &resumeBody{t: t, req: req, body: resp.Body, size: resp.ContentLength}
-	if !contentAddressed(req) {
+	manifest := strings.Contains(req.URL.Path, "/manifests/")
+	if manifest && resp.ContentLength > MaxManifestSize {
+		resp.Body.Close()
+		return nil, &TooLargeError{URL: req.URL.Redacted(), Size: resp.ContentLength}
+	}
+	if resp.ContentLength > 0 && !resp.Uncompressed {
 		// A body that may change between requests resumes only where the server can say it
 		// did not (If-Range with its entity tag); a weak tag cannot.
-		if b.etag = resp.Header.Get("ETag"); b.etag == "" || strings.HasPrefix(b.etag, "W/") {
-			return resp, nil
+		etag := resp.Header.Get("ETag")
+		switch {
+		case contentAddressed(req):
+			resp.Body = &resumeBody{t: t, req: req, body: resp.Body, size: resp.ContentLength}
+		case etag != "" && !strings.HasPrefix(etag, "W/"):
+			resp.Body = &resumeBody{t: t, req: req, body: resp.Body, size: resp.ContentLength, etag: etag}
 		}
 	}
-	resp.Body = b
+	if manifest {
+		resp.Body = &cappedBody{ReadCloser: resp.Body, left: MaxManifestSize, url: req.URL.Redacted()}
+	}
 	return resp, nil
+}
+
+// MaxManifestSize is the largest manifest or index strata reads: the size the OCI
+// distribution spec says registries should take at least, and what docker-registry takes at
+// most. A manifest that big lists some 25,000 layers.
+const MaxManifestSize = 4 << 20
+
+// TooLargeError is a manifest larger than MaxManifestSize.
+type TooLargeError struct {
+	URL  string
+	Size int64 // -1 when the registry did not say
+}
+
+func (e *TooLargeError) Error() string {
+	size := "more"
+	if e.Size >= 0 {
+		size = strconv.FormatInt(e.Size, 10) + " bytes"
+	}
+	return fmt.Sprintf("GET %s: the manifest is %s; strata reads manifests of at most %d bytes (4 MiB, the distribution spec's size)", e.URL, size, MaxManifestSize)
+}
+
+// cappedBody is a manifest's body, cut off with a TooLargeError past its limit.
+type cappedBody struct {
+	io.ReadCloser
+	left int64
+	url  string
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.left -= int64(n); b.left < 0 {
+		return n, &TooLargeError{URL: b.url, Size: -1}
+	}
+	return n, err
 }
 
 // contentAddressed is a GET of a blob or a manifest by digest, whose bytes never change.

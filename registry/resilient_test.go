@@ -292,3 +292,28 @@ func TestRetryFromEnv(t *testing.T) {
 		t.Setenv(k, "1")
 	}
 }
+
+// TestManifestsPastFourMiBAreRefused: a manifest larger than MaxManifestSize is refused by
+// its Content-Length before a byte is read, and by its length when the registry gives none.
+func TestManifestsPastFourMiBAreRefused(t *testing.T) {
+	big := strings.Repeat(" ", MaxManifestSize+1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/chunked") {
+			w.Write([]byte("{"))
+			w.(http.Flusher).Flush() // no Content-Length from here on
+		}
+		io.WriteString(w, big)
+	}))
+	defer srv.Close()
+	for _, path := range []string{"/v2/x/manifests/big", "/v2/x/manifests/chunked"} {
+		_, err := get(t, testTransport(), srv.URL+path)
+		var tl *TooLargeError
+		if !errors.As(err, &tl) || !strings.Contains(err.Error(), "at most 4194304 bytes") {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+	// A blob that large is fine.
+	if got, err := get(t, testTransport(), srv.URL+"/v2/x/blobs/big"); err != nil || len(got) != len(big) {
+		t.Errorf("a blob: %d bytes, %v", len(got), err)
+	}
+}

@@ -41,6 +41,9 @@ type Options struct {
 	CertDirs []string
 	// RegistryRetry says how registries' passing faults are retried (zero: the defaults).
 	RegistryRetry registry.Retry
+	// Limits bound the layers strata takes from images it did not build (zero fields: the
+	// defaults, engine.DefaultLimits).
+	Limits engine.Limits
 	// CDIDirs hold the Container Device Interface specs that describe the machine's GPUs
 	// (default /etc/cdi and /var/run/cdi, where NVIDIA's container toolkit writes them).
 	CDIDirs []string
@@ -64,6 +67,7 @@ type Engine struct {
 	home     string
 	runDir   string
 
+	limits          engine.Limits
 	noPackageCaches bool
 	aptOnce         sync.Once
 	apt             *aptProxy
@@ -83,11 +87,18 @@ func Open(o Options) (*Engine, error) {
 		platform:        HostPlatform(),
 		cdiDirs:         o.CDIDirs,
 		noPackageCaches: o.NoPackageCaches,
+		limits:          o.Limits,
 		home:            o.Home,
 		runDir:          o.RunDir,
 	}
 	if len(e.cdiDirs) == 0 {
 		e.cdiDirs = []string{"/etc/cdi", "/var/run/cdi"}
+	}
+	if e.limits.LayerBytes <= 0 {
+		e.limits.LayerBytes = engine.DefaultLimits.LayerBytes
+	}
+	if e.limits.LayerFiles <= 0 {
+		e.limits.LayerFiles = engine.DefaultLimits.LayerFiles
 	}
 	if e.mirror == "" {
 		e.mirror = "http://deb.debian.org/debian"

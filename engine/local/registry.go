@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/strata-build/strata/container"
 	"github.com/strata-build/strata/engine"
 	"github.com/strata-build/strata/layer"
 	"github.com/strata-build/strata/registry"
@@ -109,6 +110,10 @@ func (e *Engine) remoteImage(ctx context.Context, ref string, a *spec.RegistryAu
 	}
 	img, err := remote.Image(r, append(opts, remote.WithPlatform(e.platform))...)
 	if err != nil {
+		var big *registry.TooLargeError
+		if errors.As(err, &big) {
+			return nil, &engine.LimitError{What: ref, Past: big.Error()}
+		}
 		return nil, registry.Explain(err, ref)
 	}
 	return img, nil
@@ -226,6 +231,9 @@ func (e *Engine) fetch(ctx context.Context, img v1.Image, ref, digest string, pr
 	}
 	if len(m.Layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, fmt.Errorf("pulling %s: its manifest has %d layers and its config %d", ref, len(m.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	if len(m.Layers) > container.MaxOverlayLowers {
+		return nil, &engine.LimitError{What: "image " + ref, Past: fmt.Sprintf("has %d layers; overlayfs stacks at most %d, so strata cannot run it (nothing was downloaded)", len(m.Layers), container.MaxOverlayLowers)}
 	}
 	descs := make([]store.LayerDesc, len(m.Layers))
 	for i, l := range m.Layers {
@@ -410,7 +418,7 @@ func (e *Engine) unpack(r io.Reader, d store.LayerDesc, lowers func() ([]string,
 	}
 	defer closeFn()
 	diff := sha256.New()
-	tee := io.TeeReader(plain, diff)
+	tee := io.TeeReader(&capped{r: plain, left: e.limits.LayerBytes, max: e.limits.LayerBytes, layer: d.Digest}, diff)
 	work, err := e.store.NewWorkDir("snap-")
 	if err != nil {
 		return nil, "", err
@@ -419,11 +427,15 @@ func (e *Engine) unpack(r io.Reader, d store.LayerDesc, lowers func() ([]string,
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return work, "", err
 	}
-	o := layer.ExtractOptions{Lowers: lowers}
+	o := layer.ExtractOptions{Lowers: lowers, MaxEntries: e.limits.LayerFiles, Limit: engine.EnvMaxLayerFiles + " sets the limit"}
 	if _, ok := d.Annotations[estargz.TOCJSONDigestAnnotation]; ok {
 		o.Skip = map[string]bool{estargz.TOCTarName: true, estargz.PrefetchLandmark: true, estargz.NoPrefetchLandmark: true}
 	}
 	if err := layer.Extract(tee, root, o); err != nil {
+		var le *layer.LimitError
+		if errors.As(err, &le) {
+			err = &engine.LimitError{What: "layer " + d.Digest, Past: le.Error()}
+		}
 		return work, "", err
 	}
 	// What follows the tar's end (padding) is part of the diff ID too.
@@ -451,6 +463,22 @@ func (e *Engine) ensureSnapshot(below []store.LayerDesc, l store.LayerDesc) erro
 	}, func(store.LayerDesc) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("blob %s: %w", l.Digest, store.ErrNotFound)
 	}, nil)
+}
+
+// capped is a layer's uncompressed stream, which may hold at most left bytes more.
+type capped struct {
+	r     io.Reader
+	left  int64
+	layer string
+	max   int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.left -= int64(n); c.left < 0 {
+		return n, &engine.LimitError{What: "layer " + c.layer, Past: fmt.Sprintf("uncompresses to more than %s: a decompression bomb, or a layer larger than strata takes (%s sets the limit)", engine.HumanBytes(c.max), engine.EnvMaxLayerSize)}
+	}
+	return n, err
 }
 
 // counter reports how many bytes were read, every mebibyte and at the end.
