@@ -104,15 +104,21 @@ var ErrNotFound = errors.New("not found")
 var ErrDiskFull = errors.New("disk full")
 
 // DiskFullError is a build, pull, export or push that ran out of space on the disk that
-// holds the store: a step that filled it, or a write of strata's own.
+// holds the store (a step that filled it, or a write of strata's own), or on the disk an
+// export writes to.
 type DiskFullError struct {
-	// Path is the store's folder; Free the bytes left there when the error was seen.
-	Path string
-	Free int64
-	Err  error
+	// Path is the store's folder, or with Output the folder the export was written to;
+	// Free the bytes left there when the error was seen.
+	Path   string
+	Output bool
+	Free   int64
+	Err    error
 }
 
 func (e *DiskFullError) Error() string {
+	if e.Output {
+		return fmt.Sprintf("the disk holding %s is full (%s free now): free space on it, or export to another disk; what failed was not kept: %v", e.Path, HumanBytes(e.Free), e.Err)
+	}
 	return fmt.Sprintf("the disk holding the store %s is full (%s free now): free space on it, or set STRATA_HOME to a store on a larger disk; what failed was not kept: %v", e.Path, HumanBytes(e.Free), e.Err)
 }
 

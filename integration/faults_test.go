@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestFullDisk: with the store on a small file system (a tmpfs the test mounts), a step that
@@ -21,14 +23,8 @@ func TestFullDisk(t *testing.T) {
 	}
 	reg := registry(t)
 	pushImage(t, build(t, base(), "it-disk-base"), reg+"/disk/base:1")
-	small := filepath.Join(t.TempDir(), "store")
-	if err := os.Mkdir(small, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1500m", "tmpfs", small).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", small).Run() })
+	disk := smallDisk(t, "1500m")
+	small := filepath.Join(disk, "store")
 	env := []string{"STRATA_HOME=" + small}
 	strata := func(args ...string) (string, error) { return cliEnv(t, env, "", args...) }
 	specFile := func(step string) string {
@@ -89,4 +85,63 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("run: %v %q", err, got)
 	}
 	whole("after the next build", 1000000)
+
+	// Layers are compressed when first exported: with the disk all but full, the 30 MB of
+	// random bytes of this layer find no room. The export fails naming the store's disk and
+	// leaves no output and no blob; with room again it succeeds.
+	if out, err := strata("build", "-f", specFile("head -c 30000000 /dev/urandom > /r"), "-t", "it-disk-rand", "--progress", "plain"); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	filler := filepath.Join(disk, "filler")
+	allocate(t, filler, freeBytes()-10<<20)
+	before = freeBytes()
+	oci := filepath.Join(disk, "oci")
+	out, err = strata("export", "it-disk-rand", "--format", "oci", "-o", oci)
+	if err == nil || !strings.Contains(out, "the disk holding the store "+small+" is full") {
+		t.Errorf("an export with no room to compress: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(oci); err == nil {
+		t.Errorf("a failed export left %s", oci)
+	}
+	whole("after an export with no room to compress", 0)
+	os.Remove(filler)
+	if out, err := strata("export", "it-disk-rand", "--format", "oci", "-o", oci); err != nil {
+		t.Fatalf("export with room: %v\n%s", err, out)
+	}
+	// An export to a disk of its own that fills names that disk, not the store's.
+	other := smallDisk(t, "5m")
+	out, err = strata("export", "it-disk-rand", "--format", "docker", "-o", filepath.Join(other, "image.tar"))
+	if err == nil || !strings.Contains(out, "the disk holding "+other+" is full") || !strings.Contains(out, "export to another disk") {
+		t.Errorf("an export to a full disk: %v\n%s", err, out)
+	}
+	if left, _ := os.ReadDir(other); len(left) > 0 {
+		t.Errorf("a failed export left %v", left)
+	}
+}
+
+// smallDisk mounts a tmpfs of size for the test and returns its folder.
+func smallDisk(t *testing.T, size string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "disk")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// allocate makes a file of size bytes, allocated.
+func allocate(t *testing.T, path string, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		t.Fatalf("fallocate %d bytes: %v", size, err)
+	}
 }

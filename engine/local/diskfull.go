@@ -2,6 +2,9 @@ package local
 
 import (
 	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -14,12 +17,27 @@ import (
 const nearlyFull = 1 << 20
 
 // free returns the bytes that an ordinary write may still take on the store's file system.
-func (e *Engine) free() (int64, error) {
+func (e *Engine) free() (int64, error) { return freeAt(e.store.Root()) }
+
+// freeAt returns the bytes that an ordinary write may still take on path's file system.
+func freeAt(path string) (int64, error) {
 	var st unix.Statfs_t
-	if err := unix.Statfs(e.store.Root(), &st); err != nil {
+	if err := unix.Statfs(path, &st); err != nil {
 		return 0, err
 	}
 	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// explainOutputFull is explainFull for an export to out: a write there that ran out of space
+// names out's disk, any other the store's.
+func (e *Engine) explainOutputFull(err error, out string) error {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || !(pe.Path == out || strings.HasPrefix(pe.Path, out+"/")) || (!errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT)) {
+		return e.explainFull(err, false)
+	}
+	dir := filepath.Dir(out)
+	free, _ := freeAt(dir)
+	return &engine.DiskFullError{Path: dir, Output: true, Free: free, Err: err}
 }
 
 // explainFull turns err into an engine.DiskFullError that names the store and the space left

@@ -187,13 +187,23 @@ func duBytes(dir string) int64 {
 
 // Export writes an image as an OCI image layout folder ("oci") or a docker-archive tarball
 // that docker load and podman load read ("docker").
-func (e *Engine) Export(ctx context.Context, img *engine.Image, o engine.ExportOptions) error {
+func (e *Engine) Export(ctx context.Context, img *engine.Image, o engine.ExportOptions) (err error) {
 	if o.Format != "oci" && o.Format != "docker" {
 		return fmt.Errorf("unknown export format %q: use oci or docker", o.Format)
 	}
 	if _, err := os.Stat(o.Path); err == nil {
 		return fmt.Errorf("%s exists: export to a new path", o.Path)
 	}
+	if abs, aerr := filepath.Abs(o.Path); aerr == nil {
+		o.Path = abs
+	}
+	// A failed export leaves no half-written layout or archive.
+	defer func() {
+		if err != nil {
+			os.RemoveAll(o.Path)
+			err = e.explainOutputFull(err, o.Path)
+		}
+	}()
 	use, err := e.store.Use() // it may write the layers' compressed blobs
 	if err != nil {
 		return err
