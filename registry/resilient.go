@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -277,15 +278,21 @@ func (t *resilient) retryable(resp *http.Response, err error, n int) (time.Durat
 	return t.r.backoff(n), true
 }
 
-// transient is a network error that may pass: not a certificate this machine does not trust,
-// nor a host name that does not exist.
+// transient is a network error that may pass: not a TLS one (a certificate this machine does
+// not trust, a server that does not speak TLS, which go-containerregistry's ping meets when it
+// tries https on a plain http registry and should hear at once), nor a host name that does not
+// exist.
 func transient(err error) bool {
 	var unknown x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	var record tls.RecordHeaderError
+	var alert tls.AlertError
 	var dns *net.DNSError
 	switch {
-	case errors.As(err, &unknown), errors.As(err, &hostname), errors.As(err, &invalid):
+	case errors.As(err, &unknown), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify),
+		errors.As(err, &record), errors.As(err, &alert), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return false
 	case errors.As(err, &dns):
 		return !dns.IsNotFound

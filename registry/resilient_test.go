@@ -317,3 +317,16 @@ func TestManifestsPastFourMiBAreRefused(t *testing.T) {
 		t.Errorf("a blob: %d bytes, %v", len(got), err)
 	}
 }
+
+// TestHTTPSToAPlainRegistryFailsAtOnce: https to a plain http server is not retried, so that
+// go-containerregistry's ping, which tries https first on a loopback registry, falls back to
+// http at once.
+func TestHTTPSToAPlainRegistryFailsAtOnce(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	_, err := get(t, testTransport(), strings.Replace(srv.URL, "http:", "https:", 1)+"/v2/")
+	var gave *GaveUp
+	if err == nil || errors.As(err, &gave) {
+		t.Errorf("https to an http server: %v", err)
+	}
+}
