@@ -174,6 +174,9 @@ func TestRegistryFaultsArePassedThrough(t *testing.T) {
 	if fmt.Sprint(faults) != "map[break:1 drop:1 status:4]" {
 		t.Errorf("faults given: %v (requests %v)", faults, reqs)
 	}
+	if out, err := cli(t, "check"); err != nil || !strings.Contains(out, ": 0 problems") {
+		t.Errorf("after the push: strata check: %v\n%s", err, out)
+	}
 
 	// The pull: the manifest answers 503 then drops; the big blob is cut at 5 MB, then stalls
 	// at 2 MB more (STRATA_REGISTRY_TIMEOUT=2s), then answers 429.
