@@ -37,6 +37,15 @@ func newFaultyRegistry(t *testing.T) *faultyRegistry {
 	return f
 }
 
+// push pushes the image to repo:tag through the proxy and returns its largest layer.
+func (f *faultyRegistry) push(t *testing.T, ref string) string {
+	t.Helper()
+	if out, err := f.strata(t, home, nil, "push", f.image, f.proxy.Host+"/"+ref); err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	return f.bigLayer(t, ref)
+}
+
 // strata runs the CLI on a store, with a short silence allowed to registries.
 func (f *faultyRegistry) strata(t *testing.T, home string, extra []string, args ...string) (string, error) {
 	t.Helper()
@@ -246,10 +255,7 @@ func nextLike(reqs []faultproxy.Request, i int) *faultproxy.Request {
 func TestRegistryFaultsThatStay(t *testing.T) {
 	f := newFaultyRegistry(t)
 	p := f.proxy
-	if out, err := f.strata(t, home, nil, "push", f.image, p.Host+"/faults/img:1"); err != nil {
-		t.Fatalf("push: %v\n%s", err, out)
-	}
-	big := f.bigLayer(t, "faults/img:1")
+	big := f.push(t, "faults/img:1")
 	ref := p.Host + "/faults/img:1"
 	retries := []string{"STRATA_REGISTRY_RETRIES=3"}
 	for _, c := range []struct {
@@ -308,10 +314,7 @@ func requestsNot(reqs []faultproxy.Request, s string) []faultproxy.Request {
 func TestInterruptedPullAndPush(t *testing.T) {
 	f := newFaultyRegistry(t)
 	p := f.proxy
-	if out, err := f.strata(t, home, nil, "push", f.image, p.Host+"/faults/img:1"); err != nil {
-		t.Fatalf("push: %v\n%s", err, out)
-	}
-	big := f.bigLayer(t, "faults/img:1")
+	big := f.push(t, "faults/img:1")
 	interrupt := func(home string, until func([]faultproxy.Request) bool, args ...string) {
 		t.Helper()
 		cmd := exec.Command(strataBin, args...)

@@ -208,13 +208,7 @@ func TestUploadsResumeFromWhatTheRegistryHas(t *testing.T) {
 	p.Add(faultproxy.Rule{Method: "PATCH", Times: 1, Fault: faultproxy.Fault{Status: 503}},
 		faultproxy.Rule{Method: "PATCH", Times: 1, Fault: faultproxy.Fault{BreakUploadAfter: 3 << 20}})
 	c := &http.Client{Transport: testTransport()}
-	resp, err := c.Post("http://"+p.Host+"/v2/x/blobs/uploads/", "", nil)
-	if err != nil || resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST: %v %v", err, resp)
-	}
-	loc := resp.Request.URL.ResolveReference(mustURL(t, resp.Header.Get("Location")))
-	req, _ := http.NewRequest(http.MethodPatch, loc.String(), io.NopCloser(strings.NewReader(s.blob)))
-	resp, err = c.Do(req)
+	resp, err := c.Do(startUpload(t, c, p, s.blob))
 	if err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("PATCH: %v %v", err, resp)
 	}
@@ -251,17 +245,24 @@ func TestUploadsTheRegistryDroppedStartAgain(t *testing.T) {
 	s.dropBroken = true
 	p.Add(faultproxy.Rule{Method: "PATCH", Times: 1, Fault: faultproxy.Fault{BreakUploadAfter: 1 << 20}})
 	c := &http.Client{Transport: testTransport()}
+	_, err := c.Do(startUpload(t, c, p, s.blob))
+	var restart *restartUpload
+	if !errors.As(err, &restart) || !retryAgain(err) || !strings.Contains(err.Error(), "the upload starts again") {
+		t.Errorf("an upload the registry dropped: %v", err)
+	}
+}
+
+// startUpload starts an upload through p and returns the PATCH of blob to it, as
+// go-containerregistry streams one.
+func startUpload(t *testing.T, c *http.Client, p *faultproxy.Proxy, blob string) *http.Request {
+	t.Helper()
 	resp, err := c.Post("http://"+p.Host+"/v2/x/blobs/uploads/", "", nil)
 	if err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST: %v %v", err, resp)
 	}
 	loc := resp.Request.URL.ResolveReference(mustURL(t, resp.Header.Get("Location")))
-	req, _ := http.NewRequest(http.MethodPatch, loc.String(), io.NopCloser(strings.NewReader(s.blob)))
-	_, err = c.Do(req)
-	var restart *restartUpload
-	if !errors.As(err, &restart) || !retryAgain(err) || !strings.Contains(err.Error(), "the upload starts again") {
-		t.Errorf("an upload the registry dropped: %v", err)
-	}
+	req, _ := http.NewRequest(http.MethodPatch, loc.String(), io.NopCloser(strings.NewReader(blob)))
+	return req
 }
 
 func mustURL(t *testing.T, s string) *url.URL {
