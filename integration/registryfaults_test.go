@@ -309,8 +309,8 @@ func requestsNot(reqs []faultproxy.Request, s string) []faultproxy.Request {
 
 // TestInterruptedPullAndPush: Ctrl-C during a pull whose blob stalls, and during a push whose
 // upload stalls, ends strata within seconds; the store keeps nothing of the pull (strata
-// check, tmp empty, no blob), the registry no manifest of the push, and the next pull and
-// push, without faults, succeed.
+// check, tmp empty, no blob), the registry no manifest of the push and none of its uploads
+// (each is deleted), and the next pull and push, without faults, succeed.
 func TestInterruptedPullAndPush(t *testing.T) {
 	f := newFaultyRegistry(t)
 	p := f.proxy
@@ -369,6 +369,12 @@ func TestInterruptedPullAndPush(t *testing.T) {
 	interrupt(home, seen("PATCH", "/blobs/uploads/"), "push", f.image, p.Host+"/faults/stopped:1")
 	if f.manifest(t, "faults/stopped:1") != nil {
 		t.Errorf("the registry has faults/stopped:1 after Ctrl-C in its push")
+	}
+	// The stopped upload is deleted, not left to expire.
+	for _, r := range p.Requests() {
+		if r.Method == "PATCH" && !anyAfter(samePath(p.Requests(), r.Path), "DELETE", r.Path) {
+			t.Errorf("the upload at %s was not deleted after Ctrl-C: %v", r.Path, p.Requests())
+		}
 	}
 	if out, err := cli(t, "check"); err != nil || !strings.Contains(out, ": 0 problems") {
 		t.Errorf("after Ctrl-C in a push: strata check: %v\n%s", err, out)

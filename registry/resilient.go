@@ -518,9 +518,18 @@ const uploadChunk = 8 << 20
 // location answers with its Range); an upload the registry dropped starts again. The answer go-containerregistry gets is a 202 with the
 // location to commit to. A registry that refuses the first chunk gets the
 // whole body in one PATCH, as before.
-func (t *resilient) upload(req *http.Request) (*http.Response, error) {
+//
+// An upload stopped by its context (Ctrl-C) is deleted from the registry, so that it does not
+// keep the bytes until it expires them.
+func (t *resilient) upload(req *http.Request) (_ *http.Response, err error) {
 	defer req.Body.Close()
 	ctx := req.Context()
+	loc := req.URL
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			t.abandon(req, loc)
+		}
+	}()
 	buf := make([]byte, uploadChunk)
 	k, err := io.ReadFull(req.Body, buf)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -530,7 +539,6 @@ func (t *resilient) upload(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	loc := req.URL
 	var off int64 // the bytes the registry has
 	for k > 0 {
 		chunk, start := buf[:k], off
@@ -640,11 +648,7 @@ func (t *resilient) patch(orig *http.Request, loc *url.URL, data []byte, from in
 // "0-<last byte>"), and where to send the next. Not exact is "0-0", which registries say for
 // no bytes and for one.
 func (t *resilient) uploaded(orig *http.Request, loc *url.URL) (have int64, exact bool, next *url.URL, err error) {
-	r := orig.Clone(orig.Context())
-	r.Method, r.URL, r.Host, r.Body, r.GetBody, r.ContentLength = http.MethodGet, loc, "", http.NoBody, nil, 0
-	r.Header.Del("Content-Type")
-	r.Header.Del("Content-Range")
-	resp, err := t.try(r)
+	resp, err := t.try(bare(orig.Context(), orig, http.MethodGet, loc))
 	if err != nil {
 		return 0, false, nil, err
 	}
@@ -665,6 +669,25 @@ func (t *resilient) uploaded(orig *http.Request, loc *url.URL) (have int64, exac
 		return 0, false, nil, fmt.Errorf("GET %s: a Range of %q", loc.Redacted(), rg)
 	}
 	return n + 1, n > 0, next, nil
+}
+
+// abandon deletes an upload that its context stopped, waiting at most two seconds.
+func (t *resilient) abandon(orig *http.Request, loc *url.URL) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(orig.Context()), 2*time.Second)
+	defer cancel()
+	if resp, err := t.inner.RoundTrip(bare(ctx, orig, http.MethodDelete, loc)); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// bare is a request without a body to an upload's location, with orig's headers (its
+// credentials among them).
+func bare(ctx context.Context, orig *http.Request, method string, loc *url.URL) *http.Request {
+	r := orig.Clone(ctx)
+	r.Method, r.URL, r.Host, r.Body, r.GetBody, r.ContentLength = method, loc, "", http.NoBody, nil, 0
+	r.Header.Del("Content-Type")
+	r.Header.Del("Content-Range")
+	return r
 }
 
 // location is where an upload goes on, from an answer's Location (relative to the request).

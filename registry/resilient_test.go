@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -329,5 +330,25 @@ func TestHTTPSToAPlainRegistryFailsAtOnce(t *testing.T) {
 	var gave *GaveUp
 	if err == nil || errors.As(err, &gave) {
 		t.Errorf("https to an http server: %v", err)
+	}
+}
+
+// TestStoppedUploadsAreDeleted: an upload whose context ends (Ctrl-C) is deleted from the
+// registry.
+func TestStoppedUploadsAreDeleted(t *testing.T) {
+	for _, size := range []int{1000, 2 * uploadChunk} { // one plain PATCH, chunks
+		s, p := newBlobServer(t, size)
+		p.Add(faultproxy.Rule{Method: "PATCH", Fault: faultproxy.Fault{StallHeaders: time.Minute}})
+		c := &http.Client{Transport: testTransport()}
+		req := startUpload(t, c, p, s.blob)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if _, err := c.Do(req.WithContext(ctx)); err == nil {
+			t.Fatalf("%d bytes: a stalled upload succeeded", size)
+		}
+		reqs := p.Requests()
+		if last := reqs[len(reqs)-1]; last.Method != "DELETE" || last.Path != req.URL.Path {
+			t.Errorf("%d bytes: requests %v, want a DELETE of %s last", size, reqs, req.URL.Path)
+		}
 	}
 }
