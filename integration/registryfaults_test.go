@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,25 +16,34 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
+	"github.com/strata-build/strata"
 	"github.com/strata-build/strata/internal/faultproxy"
 )
 
-// faultyRegistry is Debian's docker-registry behind a fault-injecting proxy, and an image
-// with a 20 MB layer of random bytes (more than two upload chunks) to push and pull through
-// it.
+// faultyRegistry is Debian's docker-registry behind a fault-injecting proxy, and a small
+// image (tinyImage) with a 20 MB layer of random bytes, more than two upload chunks, to push
+// and pull through it.
 type faultyRegistry struct {
-	reg   string // the registry itself
-	proxy *faultproxy.Proxy
-	image string // a built image's name in the shared store
+	reg      string // the registry itself
+	proxy    *faultproxy.Proxy
+	image    string // a built image's name in the shared store
+	greeting string // what the image prints
+	random   string // the random file
 }
 
 func newFaultyRegistry(t *testing.T) *faultyRegistry {
 	t.Helper()
-	need(t, "runc", "mmdebstrap", "docker-registry")
-	f := &faultyRegistry{reg: registry(t), image: "it-faults"}
+	need(t, "runc", "docker-registry")
+	f := &faultyRegistry{reg: registry(t), image: "it-faults", greeting: unique(t)}
 	f.proxy = faultproxy.Start(f.reg)
 	t.Cleanup(f.proxy.Close)
-	build(t, base().RunCommands("head -c 20000000 /dev/urandom > /random"), f.image)
+	b := make([]byte, 20_000_000)
+	rand.Read(b)
+	f.random = filepath.Join(t.TempDir(), "random")
+	if err := os.WriteFile(f.random, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build(t, tinyImage(t, f.greeting).AddLocalFileWith(strata.AddLocalFileOptions{LocalPath: f.random, RemotePath: "/random", Copy: true}), f.image)
 	return f
 }
 
@@ -211,7 +221,7 @@ func TestRegistryFaultsArePassedThrough(t *testing.T) {
 	if want := []string{"", "bytes=5000000-", "bytes=7000000-", "bytes=7000000-"}; fmt.Sprint(ranges) != fmt.Sprint(want) {
 		t.Errorf("the big blob's GETs had ranges %q, want %q", ranges, want)
 	}
-	if out, err := f.strata(t, fresh, nil, "run", ref, "--", "sh", "-c", "wc -c < /random"); err != nil || strings.TrimSpace(out) != "20000000" {
+	if out, err := f.strata(t, fresh, nil, "run", ref); err != nil || out != "[hi] "+f.greeting+"\n" {
 		t.Errorf("run the pulled image: %v %q", err, out)
 	}
 	storeWhole(t, fresh, "after the pull")
@@ -391,7 +401,7 @@ func TestInterruptedPullAndPush(t *testing.T) {
 func TestCacheLookupsRideOutFaults(t *testing.T) {
 	f := newFaultyRegistry(t)
 	p := f.proxy
-	file := spec(t, "image:\n  - debian_slim: {python_version: \"3.13\"}\n  - run_commands: {commands: [\"head -c 20000000 /dev/urandom > /random\"]}\n")
+	file := spec(t, fmt.Sprintf("image:\n  - from_scratch: {}\n  - add_local_file: {local_path: %s, remote_path: /random, copy: true}\n", f.random))
 	repo := p.Host + "/faults/cache"
 	if out, err := f.strata(t, home, nil, "build", "-f", file, "-t", "it-faults-cache", "--cache-to", repo, "--progress", "plain"); err != nil {
 		t.Fatalf("build --cache-to: %v\n%s", err, out)
