@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
+
+	"github.com/strata-build/strata/internal/units"
 )
 
 // ErrLimit is the class of errors about an image past one of strata's resource limits (a
@@ -39,7 +40,7 @@ var DefaultLimits = Limits{LayerBytes: 256 << 30, LayerFiles: 10_000_000}
 func LimitsFromEnv() (Limits, error) {
 	l := DefaultLimits
 	if v := os.Getenv(EnvMaxLayerSize); v != "" {
-		n, err := ParseBytes(v)
+		n, err := units.ParseBytes(v)
 		if err != nil || n <= 0 {
 			return l, fmt.Errorf("%s=%q: want a size in bytes, such as 500M or 64G", EnvMaxLayerSize, v)
 		}
@@ -53,33 +54,6 @@ func LimitsFromEnv() (Limits, error) {
 		l.LayerFiles = n
 	}
 	return l, nil
-}
-
-// ParseBytes parses a size: bytes, or a number with a K, M, G or T suffix (powers of 1024;
-// "KiB", "MB" and the like are read the same).
-func ParseBytes(s string) (int64, error) {
-	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
-	shift := 0
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'K':
-			shift = 10
-		case 'M':
-			shift = 20
-		case 'G':
-			shift = 30
-		case 'T':
-			shift = 40
-		}
-	}
-	if shift > 0 {
-		t = t[:len(t)-1]
-	}
-	f, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || f < 0 || f*float64(int64(1)<<shift) > float64(1<<62) {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	return int64(f * float64(int64(1)<<shift)), nil
 }
 
 // LimitError is an image past a limit.

@@ -155,7 +155,7 @@ func TestRegistryFaultsArePassedThrough(t *testing.T) {
 		faultproxy.Rule{Method: "PUT", Path: "/manifests/", Times: 1, Fault: faultproxy.Fault{Status: 500}},
 		faultproxy.Rule{Method: "PUT", Path: "/manifests/", Times: 1, Fault: faultproxy.Fault{Status: 429, RetryAfter: "1"}},
 	)
-	if out, err := f.strata(t, home, nil, "push", f.image, ref); err != nil {
+	if out, err := f.strata(t, home, []string{"STRATA_REGISTRY_CHUNK_SIZE=8M"}, "push", f.image, ref); err != nil {
 		t.Fatalf("push through faults: %v\n%s\nrequests: %v", err, out, p.Requests())
 	}
 	r, _ := name.ParseReference(f.reg+"/faults/img:1", name.Insecure)
@@ -195,6 +195,30 @@ func TestRegistryFaultsArePassedThrough(t *testing.T) {
 	}
 	if out, err := cli(t, "check"); err != nil || !strings.Contains(out, ": 0 problems") {
 		t.Errorf("after the push: strata check: %v\n%s", err, out)
+	}
+
+	// Without chunks (the default), the blob goes in one PATCH; one that breaks off starts
+	// its upload again. (Another registry: this one would mount the blobs it has.)
+	plain := &faultyRegistry{reg: registry(t), image: f.image}
+	plain.proxy = faultproxy.Start(plain.reg)
+	t.Cleanup(plain.proxy.Close)
+	plain.proxy.Add(faultproxy.Rule{Method: "PATCH", Times: 1, Fault: faultproxy.Fault{BreakUploadAfter: 100}})
+	if out, err := plain.strata(t, home, nil, "push", f.image, plain.proxy.Host+"/faults/img:1"); err != nil {
+		t.Fatalf("push without chunks through a broken upload: %v\n%s", err, out)
+	}
+	var patches, posts int
+	for _, r := range plain.proxy.Requests() {
+		switch {
+		case r.Method == "PATCH" && r.ContentRange != "":
+			t.Errorf("a chunk without STRATA_REGISTRY_CHUNK_SIZE: %v", r)
+		case r.Method == "PATCH":
+			patches++
+		case r.Method == "POST":
+			posts++
+		}
+	}
+	if layers := len(plain.manifest(t, "faults/img:1").Layers) + 1; patches != layers+1 || posts != layers+1 {
+		t.Errorf("%d PATCHes and %d POSTs for %d blobs, one upload started again: %v", patches, posts, layers, plain.proxy.Requests())
 	}
 
 	// The pull: the manifest answers 503 then drops; the big blob is cut at 5 MB, then stalls

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/strata-build/strata/internal/units"
 )
 
 // Retry says how strata rides out a registry's passing faults: a dropped connection, a 408,
@@ -35,18 +37,33 @@ type Retry struct {
 	// body it is sending, no read of one it is taking) before strata drops the connection
 	// and tries again (default 1m).
 	Stall time.Duration
+	// Chunk, if positive, sends blob uploads larger than it in chunks of that size (PATCH
+	// with Content-Range), so that a chunk that fails is sent again from the byte the
+	// registry has rather than the whole upload from the start. Zero sends each blob in one
+	// PATCH, as docker, podman and containerd do: registries differ in chunked uploads (ECR
+	// discards every chunk after the first), so they are asked for (STRATA_REGISTRY_CHUNK_SIZE).
+	Chunk int64
 }
 
 // Environment variables that set Retry.
 const (
-	EnvRetries = "STRATA_REGISTRY_RETRIES"
-	EnvTimeout = "STRATA_REGISTRY_TIMEOUT"
+	EnvRetries   = "STRATA_REGISTRY_RETRIES"
+	EnvTimeout   = "STRATA_REGISTRY_TIMEOUT"
+	EnvChunkSize = "STRATA_REGISTRY_CHUNK_SIZE"
 )
 
-// RetryFromEnv reads STRATA_REGISTRY_RETRIES (attempts per request) and
-// STRATA_REGISTRY_TIMEOUT (how long a registry may stay silent: "90s", "2m", or seconds).
+// RetryFromEnv reads STRATA_REGISTRY_RETRIES (attempts per request), STRATA_REGISTRY_TIMEOUT
+// (how long a registry may stay silent: "90s", "2m", or seconds) and
+// STRATA_REGISTRY_CHUNK_SIZE (chunked uploads: "16M").
 func RetryFromEnv() (Retry, error) {
 	var r Retry
+	if v := os.Getenv(EnvChunkSize); v != "" {
+		n, err := units.ParseBytes(v)
+		if err != nil || n < 1<<20 {
+			return r, fmt.Errorf("%s=%q: want a chunk size of 1M or more, such as 16M (unset, each blob goes in one request)", EnvChunkSize, v)
+		}
+		r.Chunk = n
+	}
 	if v := os.Getenv(EnvRetries); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -507,12 +524,8 @@ func retryAgain(err error) bool {
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
-// uploadChunk is the most of a blob one PATCH sends, and so the most a broken upload sends
-// again.
-const uploadChunk = 8 << 20
-
-// upload sends the body of a blob upload, which go-containerregistry streams in one PATCH.
-// A body of more than uploadChunk bytes goes in chunks (PATCH with Content-Range, as the
+// upload sends the body of a blob upload, which go-containerregistry streams in one PATCH,
+// as it is unless Retry.Chunk is set. A body of more than Retry.Chunk bytes goes in chunks (PATCH with Content-Range, as the
 // distribution spec's chunked upload), so that a chunk that breaks off, times out or gets a
 // passing error is sent again from the byte the registry says it has (a GET of the upload's
 // location answers with its Range); an upload the registry dropped starts again. The answer go-containerregistry gets is a 202 with the
@@ -530,7 +543,10 @@ func (t *resilient) upload(req *http.Request) (_ *http.Response, err error) {
 			t.abandon(req, loc)
 		}
 	}()
-	buf := make([]byte, uploadChunk)
+	if t.r.Chunk <= 0 {
+		return t.send(req)
+	}
+	buf := make([]byte, t.r.Chunk)
 	k, err := io.ReadFull(req.Body, buf)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		// One chunk or less: one plain PATCH. If it fails go-containerregistry starts over.
@@ -551,6 +567,9 @@ func (t *resilient) upload(req *http.Request) (_ *http.Response, err error) {
 					return nil, err
 				}
 				off = start + int64(k)
+				if end, ok := rangeEnd(resp.Header.Get("Range")); ok && end+1 != off {
+					return nil, fmt.Errorf("PATCH %s: after a chunk that ends at byte %d the registry says it has %d bytes: it does not take chunked uploads as the distribution spec says; unset %s", loc.Redacted(), off, end+1, EnvChunkSize)
+				}
 				break
 			}
 			wait, refused := t.r.backoff(fails+1), 0
@@ -663,12 +682,18 @@ func (t *resilient) uploaded(orig *http.Request, loc *url.URL) (have int64, exac
 	if rg == "" {
 		return 0, true, next, nil
 	}
-	_, end, ok := strings.Cut(strings.TrimPrefix(rg, "bytes="), "-")
-	n, perr := strconv.ParseInt(end, 10, 64)
-	if !ok || perr != nil {
+	n, ok := rangeEnd(rg)
+	if !ok {
 		return 0, false, nil, fmt.Errorf("GET %s: a Range of %q", loc.Redacted(), rg)
 	}
 	return n + 1, n > 0, next, nil
+}
+
+// rangeEnd is the last byte of an upload's Range ("0-<last>").
+func rangeEnd(rg string) (int64, bool) {
+	_, end, ok := strings.Cut(strings.TrimPrefix(rg, "bytes="), "-")
+	n, err := strconv.ParseInt(end, 10, 64)
+	return n, ok && err == nil
 }
 
 // abandon deletes an upload that its context stopped, waiting at most two seconds.

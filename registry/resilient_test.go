@@ -26,6 +26,8 @@ type blobServer struct {
 	blob, digest string
 	// dropBroken drops an upload when a PATCH to it breaks off, as docker-registry does.
 	dropBroken bool
+	// discardLater discards every chunk after the first, as ECR does.
+	discardLater bool
 	mu         sync.Mutex
 	uploads    map[string][]byte
 	committed  map[string][]byte
@@ -69,9 +71,12 @@ func (s *blobServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// What arrives is kept, even when the request breaks off, as registries do.
 		buf := make([]byte, 32<<10)
+		keep := !s.discardLater || len(have) == 0
 		for {
 			n, err := r.Body.Read(buf)
-			s.uploads[id] = append(s.uploads[id], buf[:n]...)
+			if keep {
+				s.uploads[id] = append(s.uploads[id], buf[:n]...)
+			}
 			if err == io.EOF {
 				break
 			}
@@ -104,8 +109,11 @@ func (s *blobServer) status(w http.ResponseWriter, id string, code int) {
 	w.WriteHeader(code)
 }
 
+// uploadChunk is the tests' chunk size.
+const uploadChunk = 8 << 20
+
 func testTransport() *resilient {
-	return &resilient{inner: http.DefaultTransport, r: Retry{Attempts: 4, Backoff: time.Millisecond, MaxWait: 5 * time.Second, Stall: 300 * time.Millisecond}}
+	return &resilient{inner: http.DefaultTransport, r: Retry{Attempts: 4, Backoff: time.Millisecond, MaxWait: 5 * time.Second, Stall: 300 * time.Millisecond, Chunk: uploadChunk}}
 }
 
 func get(t *testing.T, tr http.RoundTripper, url string) (string, error) {
@@ -266,6 +274,18 @@ func startUpload(t *testing.T, c *http.Client, p *faultproxy.Proxy, blob string)
 	return req
 }
 
+// TestChunksARegistryDiscardsAreCaught: a registry whose Range does not grow with a chunk
+// (ECR discards every chunk after the first) fails the upload with the fix, not a digest
+// error at the end.
+func TestChunksARegistryDiscardsAreCaught(t *testing.T) {
+	s, p := newBlobServer(t, 2*uploadChunk+1)
+	s.discardLater = true
+	c := &http.Client{Transport: testTransport()}
+	if _, err := c.Do(startUpload(t, c, p, s.blob)); err == nil || !strings.Contains(err.Error(), "does not take chunked uploads") || !strings.Contains(err.Error(), EnvChunkSize) {
+		t.Errorf("chunks discarded: %v", err)
+	}
+}
+
 func mustURL(t *testing.T, s string) *url.URL {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -336,10 +356,16 @@ func TestHTTPSToAPlainRegistryFailsAtOnce(t *testing.T) {
 // TestStoppedUploadsAreDeleted: an upload whose context ends (Ctrl-C) is deleted from the
 // registry.
 func TestStoppedUploadsAreDeleted(t *testing.T) {
-	for _, size := range []int{1000, 2 * uploadChunk} { // one plain PATCH, chunks
+	for _, c := range []struct {
+		size  int
+		chunk int64
+	}{{1000, uploadChunk}, {2 * uploadChunk, uploadChunk}, {2 * uploadChunk, 0}} { // one PATCH, chunks, chunks off
+		size := c.size
 		s, p := newBlobServer(t, size)
 		p.Add(faultproxy.Rule{Method: "PATCH", Fault: faultproxy.Fault{StallHeaders: time.Minute}})
-		c := &http.Client{Transport: testTransport()}
+		tr := testTransport()
+		tr.r.Chunk = c.chunk
+		c := &http.Client{Transport: tr}
 		req := startUpload(t, c, p, s.blob)
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
