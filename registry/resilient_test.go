@@ -28,9 +28,9 @@ type blobServer struct {
 	dropBroken bool
 	// discardLater discards every chunk after the first, as ECR does.
 	discardLater bool
-	mu         sync.Mutex
-	uploads    map[string][]byte
-	committed  map[string][]byte
+	mu           sync.Mutex
+	uploads      map[string][]byte
+	committed    map[string][]byte
 }
 
 func newBlobServer(t *testing.T, size int) (*blobServer, *faultproxy.Proxy) {
