@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -32,8 +33,24 @@ func (f *File) Resolve(ctx context.Context, opts ...strata.ResolveOption) (*stra
 	return f.Image.Resolve(ctx, append([]strata.ResolveOption{strata.WithDir(f.Dir)}, opts...)...)
 }
 
-// Load reads and parses the spec file at path.
+// Load reads and parses the spec file at path; "-" is standard input, whose relative paths
+// resolve against the working folder.
 func Load(path string) (*File, error) {
+	if path == "-" {
+		data, err := io.ReadAll(os.Stdin)
+		if err != nil {
+			return nil, err
+		}
+		dir, err := os.Getwd()
+		if err != nil {
+			return nil, err
+		}
+		img, err := Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("standard input:%w", err)
+		}
+		return &File{Image: img, Dir: dir}, nil
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

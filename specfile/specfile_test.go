@@ -107,3 +107,23 @@ func TestEveryMethodIsReachable(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadReadsStandardInput: "-" reads the spec from standard input, its relative paths
+// resolving against the working folder.
+func TestLoadReadsStandardInput(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("image:\n  - debian_slim: {python_version: \"3.13\"}\n")
+	w.Close()
+	old := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = old }()
+	f, err := Load("-")
+	if err != nil || f.Dir != dir {
+		t.Errorf("Load(-): %+v %v, want the folder %s", f, err, dir)
+	}
+}

@@ -71,7 +71,7 @@ reproducible images.`,
 			var dir string
 			var opts []strata.Option
 			switch ext := strings.ToLower(filepath.Ext(file)); {
-			case ext == ".yaml" || ext == ".yml" || ext == ".json":
+			case ext == ".yaml" || ext == ".yml" || ext == ".json" || file == "-":
 				if len(args) > 0 {
 					return fmt.Errorf("a spec file names its own local files: CONTEXT is for Dockerfiles")
 				}
@@ -80,6 +80,9 @@ reproducible images.`,
 					return err
 				}
 				img, dir = f.Image, f.Dir
+				if name == "" && file == "-" {
+					return fmt.Errorf("name the image with -t: a spec read from standard input has no file name to name it by")
+				}
 				if name == "" {
 					name = strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
 				}
@@ -142,7 +145,7 @@ reproducible images.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (.yaml, .yml, .json) or Dockerfile (default: CONTEXT/Dockerfile)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (.yaml, .yml, .json; - reads one from standard input, its paths relative to the working folder) or Dockerfile (default: CONTEXT/Dockerfile)")
 	cmd.Flags().StringVarP(&name, "tag", "t", "", "name of the image in the store (default: the spec file's or the context folder's name)")
 	cmd.Flags().BoolVar(&force, "force-build", false, "rebuild every layer and replace the cached entries")
 	cmd.Flags().BoolVar(&ignore, "ignore-cache", false, "rebuild every layer without reading or replacing cached entries")

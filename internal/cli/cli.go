@@ -75,7 +75,7 @@ with the method that made it and its cache key. Nothing is built.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON; - reads standard input, its paths relative to the working folder)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"layers": [{"method", "key", "instructions"}...]}`)
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
@@ -99,7 +99,7 @@ cannot express (secrets as environment, GPUs, volumes, runtime mounts) is writte
 			return err
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "spec file (YAML or JSON; - reads standard input, its paths relative to the working folder)")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
