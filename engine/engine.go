@@ -394,6 +394,10 @@ type ExitError struct{ Code int }
 
 func (e *ExitError) Error() string { return fmt.Sprintf("exit code %d", e.Code) }
 
+// ContainerEnv is set to "1" in every container that strata runs (not in build steps, and
+// not in the image's config), so code can tell it is inside one.
+const ContainerEnv = "STRATA_CONTAINER"
+
 // RunOptions say what to run in a container of an image.
 type RunOptions struct {
 	// Entrypoint, when set, replaces the image's entrypoint (and its CMD).

@@ -260,6 +260,21 @@ func TestRunPassesSignalsSecretsEnvAndMounts(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(data, "out.txt")); string(b) != "written\n" {
 		t.Errorf("--mount is not read-write: %q", b)
 	}
+	// :ro mounts it read-only; the container knows it is one (STRATA_CONTAINER), and the
+	// image's config does not carry that.
+	out, err = cli(t, "run", "it-run", "--mount", data+":/data:ro", "--", "sh", "-c", "echo $STRATA_CONTAINER; cat /data/in.txt; (echo x > /data/out.txt) 2>/dev/null || echo refused")
+	if err != nil || out != "1\nlocal datarefused\n" {
+		t.Errorf("run --mount :ro: %v %q", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(data, "out.txt")); string(b) != "written\n" {
+		t.Errorf("a :ro mount was written: %q", b)
+	}
+	if out, err := cli(t, "inspect", "it-run"); err != nil || strings.Contains(out, "STRATA_CONTAINER") {
+		t.Errorf("inspect: %v, the config holds STRATA_CONTAINER:\n%s", err, out)
+	}
+	if out, err := cli(t, "run", "it-run", "--mount", data+":/data:rx", "--", "true"); err == nil || !strings.Contains(out, "LOCAL:REMOTE[:ro]") {
+		t.Errorf("--mount with a bad mode: %v %s", err, out)
+	}
 	if out, err := cli(t, "secret", "rm", "it-run-secret"); err != nil {
 		t.Errorf("secret rm: %v %s", err, out)
 	}

@@ -97,6 +97,9 @@ func (e *Engine) containerSpec(img *engine.Image, o engine.RunOptions, dir strin
 		return nil, fmt.Errorf("image %s has no entrypoint or command: give the command to run", img.Name)
 	}
 	env := imageconfig.Fill(append([]string{}, cfg.Config.Env...), "PATH="+imageconfig.DefaultPath)
+	// Code can tell it runs in a strata container, as Modal's can (modal.is_local); the
+	// Python client's Image.imports() raises an ImportError there rather than skip it.
+	env = imageconfig.SetEnv(env, engine.ContainerEnv, "1")
 	sec, err := e.secretEnv(o.Secrets)
 	if err != nil {
 		return nil, err

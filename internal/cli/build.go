@@ -282,8 +282,8 @@ Output is streamed, the exit code is strata's, Ctrl-C reaches the process, and t
 is removed after (--rm is the default). With -d it runs in the background: strata ps lists
 it, strata logs ID prints its output, strata stop ID stops and removes it.
 
--v NAME:/path mounts a named volume (strata volume), and --mount LOCAL:REMOTE a local file or
-folder; --gpus asks for GPUs ("any", "H100", "a10g:2") through the machine's CDI specs.`,
+-v NAME:/path mounts a named volume (strata volume), and --mount LOCAL:REMOTE[:ro] a local
+file or folder (read-only with :ro); --gpus asks for GPUs ("any", "H100", "a10g:2") through the machine's CDI specs.`,
 		Example: `  strata run myapp -- python -c 'import numpy; print(numpy.__version__)'
   strata run myapp -e DEBUG=1 --secret api-keys -- python /app/main.py
   strata run myapp --mount ./data:/data -v hf-cache:/root/.cache/huggingface -- ls /data
@@ -305,11 +305,11 @@ folder; --gpus asks for GPUs ("any", "H100", "a10g:2") through the machine's CDI
 			}
 			o := strata.RunOptions{Args: args[1:], Env: env, Secrets: secretNames, Workdir: workdir, User: user, GPU: gpus}
 			for _, b := range binds {
-				local, remote, ok := strings.Cut(b, ":")
-				if !ok || local == "" || !strings.HasPrefix(remote, "/") {
-					return fmt.Errorf("--mount %q: want LOCAL:REMOTE with an absolute REMOTE, such as ./data:/data", b)
+				bind, err := parseBind(b)
+				if err != nil {
+					return err
 				}
-				o.Binds = append(o.Binds, strata.Bind{Source: local, Target: remote})
+				o.Binds = append(o.Binds, bind)
 			}
 			for _, v := range volumes {
 				name, path, ok := strings.Cut(v, ":")
@@ -363,7 +363,7 @@ folder; --gpus asks for GPUs ("any", "H100", "a10g:2") through the machine's CDI
 	}
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "set an environment variable (KEY=VALUE)")
 	cmd.Flags().StringArrayVar(&secretNames, "secret", nil, "give a secret's keys as environment")
-	cmd.Flags().StringArrayVar(&binds, "mount", nil, "mount a local file or folder (LOCAL:REMOTE)")
+	cmd.Flags().StringArrayVar(&binds, "mount", nil, "mount a local file or folder (LOCAL:REMOTE, or LOCAL:REMOTE:ro read-only)")
 	cmd.Flags().StringArrayVarP(&volumes, "volume", "v", nil, "mount a named volume (VOLUME:/path)")
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working folder in the container")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "run as this user (name, uid, or uid:gid)")
@@ -375,6 +375,16 @@ folder; --gpus asks for GPUs ("any", "H100", "a10g:2") through the machine's CDI
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the process a terminal (the default when this one is a terminal)")
 	cmd.Flags().BoolVar(&rm, "rm", true, "remove the container when it exits")
 	return cmd
+}
+
+// parseBind reads --mount LOCAL:REMOTE[:ro|:rw], as docker's -v does for a local path.
+func parseBind(b string) (strata.Bind, error) {
+	local, remote, ok := strings.Cut(b, ":")
+	remote, mode, _ := strings.Cut(remote, ":")
+	if !ok || local == "" || !strings.HasPrefix(remote, "/") || (mode != "" && mode != "ro" && mode != "rw") {
+		return strata.Bind{}, fmt.Errorf("--mount %q: want LOCAL:REMOTE[:ro] with an absolute REMOTE, such as ./data:/data or ./src:/src:ro", b)
+	}
+	return strata.Bind{Source: local, Target: remote, ReadOnly: mode == "ro"}, nil
 }
 
 func psCmd() *cobra.Command {

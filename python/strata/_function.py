@@ -51,20 +51,20 @@ def check_function(fn: Any) -> None:
         )
 
 
-def pickle_arguments(fn_name: str, args: tuple, kwargs: dict) -> bytes:
+def pickle_arguments(fn_name: str, args: tuple, kwargs: dict, caller: str = "Image.run_function") -> bytes:
     """Pickle (args, kwargs), or say which argument cannot be pickled."""
     if not isinstance(args, (tuple, list)):
-        raise InvalidError(f"Image.run_function: args must be a tuple, not {type(args).__name__}.")
+        raise InvalidError(f"{caller}: args must be a tuple, not {type(args).__name__}.")
     if not isinstance(kwargs, dict):
-        raise InvalidError(f"Image.run_function: kwargs must be a dict, not {type(kwargs).__name__}.")
+        raise InvalidError(f"{caller}: kwargs must be a dict, not {type(kwargs).__name__}.")
     named = [(f"args[{i}]", a) for i, a in enumerate(args)] + [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
     for where, value in named:
         try:
             pickle.dumps(value, protocol=PICKLE_PROTOCOL)
         except Exception as e:  # pickling raises many types: TypeError, PicklingError, AttributeError...
             raise InvalidError(
-                f"Image.run_function({fn_name}): {where} of type {type(value).__name__} cannot be pickled "
-                f"({e}). Arguments cross to the build container by pickle: pass plain data (str, numbers, "
+                f"{caller}({fn_name}): {where} of type {type(value).__name__} cannot be pickled "
+                f"({e}). Arguments cross to the container by pickle: pass plain data (str, numbers, "
                 f"lists, dicts, dataclasses of a module the image has) instead."
             ) from e
     return pickle.dumps((tuple(args), dict(kwargs)), protocol=PICKLE_PROTOCOL)

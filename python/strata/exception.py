@@ -27,3 +27,12 @@ class ImageBuildError(Error):
 
 class ExecutionError(Error):
     """A strata command other than a build failed."""
+
+
+class FunctionTimeoutError(Error):
+    """A function call ran longer than its timeout, and was stopped."""
+
+
+class RemoteError(Error):
+    """A function failed in its container in a way that cannot be raised here as itself: its
+    exception or result could not be pickled there or unpickled here."""
