@@ -360,18 +360,7 @@ func TestRegistryAuth(t *testing.T) {
 		t.Errorf("from_registry with a secret: %v\n%s", err, out)
 	}
 	// AWS ECR: the secret's keys are exchanged for a registry password at an ECR endpoint.
-	ecr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Amz-Target") != "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken" ||
-			!strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=AKIATEST/") {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprint(w, `{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}`)
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		fmt.Fprintf(w, `{"authorizationData":[{"authorizationToken":%q,"expiresAt":1.9e9,"proxyEndpoint":"https://%s"}]}`,
-			base64.StdEncoding.EncodeToString([]byte("AWS:ecr-password")), reg)
-	}))
-	defer ecr.Close()
+	ecr := fakeECR(t, reg)
 	aws := map[string]map[string]string{"aws": {"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": "s3cr3t-aws-key", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_ECR": ecr.URL}}
 	if out, err := buildFrom(fmt.Sprintf("from_aws_ecr: {tag: %q, secret: aws}", ref), aws); err != nil || out != "[hi] "+u+"\n" {
 		t.Errorf("from_aws_ecr: %v\n%s", err, out)
@@ -402,6 +391,25 @@ func TestRegistryAuth(t *testing.T) {
 	if out, err := buildFrom(fmt.Sprintf("from_gcp_artifact_registry: {tag: %q, secret: gcp}", ref), gcp); err != nil || out != "[hi] "+u+"\n" {
 		t.Errorf("from_gcp_artifact_registry: %v\n%s", err, out)
 	}
+}
+
+// fakeECR serves ECR's GetAuthorizationToken for the access key AKIATEST (any secret key),
+// answering with the password "ecr-password" of the user AWS at reg; other keys get ECR's
+// error. Point AWS_ENDPOINT_URL_ECR at its URL.
+func fakeECR(t *testing.T, reg string) *httptest.Server {
+	ecr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Amz-Target") != "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken" ||
+			!strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=AKIATEST/") {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		fmt.Fprintf(w, `{"authorizationData":[{"authorizationToken":%q,"expiresAt":1.9e9,"proxyEndpoint":"https://%s"}]}`,
+			base64.StdEncoding.EncodeToString([]byte("AWS:ecr-password")), reg)
+	}))
+	t.Cleanup(ecr.Close)
+	return ecr
 }
 
 // TestBearerTokenRegistry: a registry that sends clients to a token server (as Docker Hub,

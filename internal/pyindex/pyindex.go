@@ -16,14 +16,18 @@ import (
 )
 
 // Wheel returns a pure-Python wheel (py3-none-any) of the given files, which are paths
-// inside site-packages mapped to their content. The bytes are the same on every call.
+// inside site-packages mapped to their content (a NAME-VERSION.dist-info/METADATA among them
+// replaces the minimal one, to declare extras or dependencies). The bytes are the same on
+// every call.
 func Wheel(name, version string, files map[string]string) []byte {
 	dist := fmt.Sprintf("%s-%s.dist-info", normalize(name), version)
 	all := map[string]string{}
 	for p, c := range files {
 		all[p] = c
 	}
-	all[dist+"/METADATA"] = fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", name, version)
+	if _, ok := all[dist+"/METADATA"]; !ok {
+		all[dist+"/METADATA"] = fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", name, version)
+	}
 	all[dist+"/WHEEL"] = "Wheel-Version: 1.0\nGenerator: strata-pyindex\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
 	paths := make([]string, 0, len(all))
 	for p := range all {

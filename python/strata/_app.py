@@ -57,7 +57,9 @@ DEFAULT_CONCURRENCY = 32
 _DRIVER = r"""
 import importlib, importlib.util, os, pickle, sys, traceback
 root = "/__strata"
+# /root last: add_local_python_source puts modules there, as Modal does.
 sys.path[:0] = [root + "/client", root + "/app"]
+sys.path.append("/root")
 module, path, qualname = sys.argv[1:4]
 
 def outcome():

@@ -1,5 +1,6 @@
 // Command goequiv builds, in Go, the method chains of python/tests/chains.py and prints
 // {"chain name": [layer keys...]} as JSON, for test_spec_keys to compare with the Python form.
+// It resolves them against the store that STRATA_HOME names, as strata spec does.
 // It lives under testdata so that `go test ./...` and `go vet ./...` of the repository skip it.
 //
 //	go run ./python/tests/testdata/goequiv FIXTURES_DIR
@@ -15,6 +16,7 @@ import (
 )
 
 func main() {
+	strata.Main() // as an ordinary user: runs the program again in a user namespace
 	dir := os.Args[1]
 	lo := func(o strata.LayerOptions) strata.LayerOptions { return o }
 	pipOpts := strata.PipOptions{IndexURL: "http://127.0.0.1:1/simple", Pre: true, ExtraOptions: "--no-deps"}
@@ -64,9 +66,17 @@ func main() {
 			BuildArgs: map[string]string{"V": "2"}}).RunCommands("cat /data.txt"),
 		"from_scratch": strata.FromScratch().AddLocalFileWith(strata.AddLocalFileOptions{LocalPath: "config.json", RemotePath: "/config.json", Copy: true}),
 	}
+	// Resolved as strata spec and strata build resolve them: against the store ($STRATA_HOME),
+	// where a registry tag already pulled is keyed by the digest it was pulled at.
+	c, err := strata.Open()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer c.Close()
 	out := map[string][]string{}
 	for name, img := range chains {
-		plan, err := img.Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+		plan, err := c.Resolve(context.Background(), img, strata.WithResolveOptions(strata.WithDir(dir), strata.WithHashCache("")))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 			os.Exit(1)
