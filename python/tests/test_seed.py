@@ -157,7 +157,9 @@ class SeedTest(unittest.TestCase):
         # The seed pushes with docker buildx --output compression=estargz; strata pushes so too.
         from seed_snippets.images import env_image
         ref = f"{os.environ['STRATA_SEED_REGISTRY']}/seed/env:estargz"
-        env_image.push(ref, compression="estargz")
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            env_image.push(ref, compression="estargz")
+        self.assertIn(ref + "@sha256:", out.getvalue())
         req = urllib.request.Request(f"http://{os.environ['STRATA_SEED_REGISTRY']}/v2/seed/env/manifests/estargz",
                                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
         manifest = json.load(urllib.request.urlopen(req))
