@@ -107,40 +107,87 @@ func Walk(root, prefix string, ignore Matcher) ([]spec.ContextFile, error) {
 		}
 		return []spec.ContextFile{f}, nil
 	}
-	w := &walker{root: root, prefix: prefix, ignore: ignore, slots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+	w := &walker{root: root, prefix: prefix, ignore: ignore, queue: []folder{{root, ""}}, pending: 1}
+	w.more = sync.NewCond(&w.mu)
 	if prefix != "" {
-		w.files = append(w.files, spec.ContextFile{Path: prefix, Source: root, Mode: uint32(st.Mode())})
+		w.found = append(w.found, []spec.ContextFile{{Path: prefix, Source: root, Mode: uint32(st.Mode())}})
 	}
-	w.wg.Add(1)
-	w.dir(root, "")
-	w.wg.Wait()
+	var wg sync.WaitGroup
+	for range 2 * runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.work()
+		}()
+	}
+	wg.Wait()
 	if w.err != nil {
 		return nil, w.err
 	}
-	slices.SortFunc(w.files, func(a, b spec.ContextFile) int { return strings.Compare(a.Path, b.Path) })
-	return w.files, nil
+	files := slices.Concat(w.found...)
+	slices.SortFunc(files, func(a, b spec.ContextFile) int { return strings.Compare(a.Path, b.Path) })
+	return files, nil
 }
 
 // walker lists a tree with its folders read in parallel: a warm listing is one getdents per
-// folder and one lstat per entry, spread over the machine's cores.
+// folder and one fstatat per entry, relative to its folder, spread over the machine's cores.
+// Folders wait in a queue that workers take from, so a wide folder's subfolders are read by
+// all of them.
 type walker struct {
 	root, prefix string
 	ignore       Matcher
-	// slots bound the goroutines reading folders; a folder found with none free is read by
-	// the goroutine that found it.
-	slots chan struct{}
-	wg    sync.WaitGroup
 
-	mu    sync.Mutex
-	files []spec.ContextFile
-	err   error
+	mu   sync.Mutex
+	more *sync.Cond // signalled when a folder is queued, or the last one is done
+	// queue holds the folders found and not yet read; pending counts those and the ones
+	// being read. The walk is over when pending is 0.
+	queue   []folder
+	pending int
+	found   [][]spec.ContextFile // each folder's entries
+	err     error
 	// matching serialises the ignore patterns, which need not be safe for concurrent use:
 	// moby/patternmatcher compiles a pattern on its first match, and a Go predicate is the
 	// user's.
 	matching sync.Mutex
 }
 
+type folder struct{ abs, rel string }
+
+// work reads queued folders until none is left or being read.
+func (w *walker) work() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		for len(w.queue) == 0 && w.pending > 0 {
+			w.more.Wait()
+		}
+		if w.pending == 0 {
+			return
+		}
+		f := w.queue[len(w.queue)-1]
+		w.queue = w.queue[:len(w.queue)-1]
+		w.mu.Unlock()
+		found, subs, err := w.dir(f.abs, f.rel)
+		w.mu.Lock()
+		if err != nil && w.err == nil {
+			w.err = err
+		}
+		if len(found) > 0 {
+			w.found = append(w.found, found)
+		}
+		if w.err == nil {
+			w.queue = append(w.queue, subs...)
+			w.pending += len(subs)
+		}
+		w.pending--
+		w.more.Broadcast()
+	}
+}
+
 func (w *walker) excludes(rel string, isDir bool) bool {
+	if w.ignore.exclude == nil {
+		return false
+	}
 	w.matching.Lock()
 	defer w.matching.Unlock()
 	return w.ignore.Excludes(rel, isDir)
@@ -149,62 +196,46 @@ func (w *walker) excludes(rel string, isDir bool) bool {
 // dir lists the folder abs (rel to the root, "" for the root) and what it holds, as
 // filepath.WalkDir with the ignore patterns would: an excluded folder is skipped whole when
 // the patterns allow it (prune), else walked for what a "!" pattern re-includes.
-func (w *walker) dir(abs, rel string) {
-	defer w.wg.Done()
-	entries, err := os.ReadDir(abs)
+func (w *walker) dir(abs, rel string) (found []spec.ContextFile, subs []folder, err error) {
+	d, err := os.Open(abs)
 	if err != nil {
-		w.fail(err)
-		return
+		return nil, nil, err
 	}
-	var found []spec.ContextFile
-	for _, d := range entries {
-		r := d.Name()
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", abs, err)
+	}
+	// Each entry is stat'ed relative to the folder, as find does: no path lookup from the root.
+	dirfd := int(d.Fd())
+	found = make([]spec.ContextFile, 0, len(entries))
+	for _, e := range entries {
+		r := e.Name()
 		if rel != "" {
 			r = rel + "/" + r
 		}
-		p := filepath.Join(abs, d.Name())
-		isDir := d.IsDir()
+		p := filepath.Join(abs, e.Name())
+		isDir := e.IsDir()
 		excluded := w.excludes(r, isDir)
 		if excluded && isDir && w.ignore.prune {
 			continue
 		}
 		if !excluded {
-			info, err := d.Info()
+			info, err := lstatAt(dirfd, e.Name())
 			if err != nil {
-				w.fail(err)
-				return
+				return nil, nil, &fs.PathError{Op: "lstat", Path: p, Err: err}
 			}
 			f, err := entry(p, path.Join(w.prefix, r), info)
 			if err != nil {
-				w.fail(err)
-				return
+				return nil, nil, err
 			}
 			found = append(found, f)
 		}
 		if isDir {
-			w.wg.Add(1)
-			select {
-			case w.slots <- struct{}{}:
-				go func() {
-					defer func() { <-w.slots }()
-					w.dir(p, r)
-				}()
-			default:
-				w.dir(p, r)
-			}
+			subs = append(subs, folder{p, r})
 		}
 	}
-	w.mu.Lock()
-	w.files = append(w.files, found...)
-	w.mu.Unlock()
-}
-
-func (w *walker) fail(err error) {
-	w.mu.Lock()
-	if w.err == nil {
-		w.err = err
-	}
-	w.mu.Unlock()
+	return found, subs, nil
 }
 
 func entry(p, rel string, info fs.FileInfo) (spec.ContextFile, error) {
