@@ -397,6 +397,7 @@ func TestRegistryAuth(t *testing.T) {
 // answering with the password "ecr-password" of the user AWS at reg; other keys get ECR's
 // error. Point AWS_ENDPOINT_URL_ECR at its URL.
 func fakeECR(t *testing.T, reg string) *httptest.Server {
+	t.Helper()
 	ecr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Amz-Target") != "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken" ||
 			!strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 Credential=AKIATEST/") {

@@ -131,7 +131,7 @@ func Walk(root, prefix string, ignore Matcher) ([]spec.ContextFile, error) {
 
 // walker lists a tree with its folders read in parallel: a warm listing is one getdents per
 // folder and one fstatat per entry, relative to its folder, spread over the machine's cores.
-// Folders wait in a queue that workers take from, so a wide folder's subfolders are read by
+// Folders wait on a stack that workers take from, so a wide folder's subfolders are read by
 // all of them.
 type walker struct {
 	root, prefix string
@@ -171,6 +171,9 @@ func (w *walker) work() {
 		w.mu.Lock()
 		if err != nil && w.err == nil {
 			w.err = err
+			// The walk has failed: what is queued is not read.
+			w.pending -= len(w.queue)
+			w.queue = w.queue[:0]
 		}
 		if len(found) > 0 {
 			w.found = append(w.found, found)
@@ -204,7 +207,7 @@ func (w *walker) dir(abs, rel string) (found []spec.ContextFile, subs []folder, 
 	defer d.Close()
 	entries, err := d.ReadDir(-1)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading %s: %w", abs, err)
+		return nil, nil, err // it names the folder
 	}
 	// Each entry is stat'ed relative to the folder, as find does: no path lookup from the root.
 	dirfd := int(d.Fd())

@@ -44,8 +44,8 @@ type keyTail struct {
 }
 
 // sum is the sha256 of in's encoding/json bytes (a test holds it to that), with the context
-// written by contextList straight into the hash: encoding/json would check a Marshaler's
-// megabyte again, byte by byte, and copy it twice.
+// written by contextList and hashed as it is: through encoding/json, a Marshaler's megabyte
+// would be checked again, byte by byte, and copied twice.
 func (in *keyInput) sum() [sha256.Size]byte {
 	head, err := json.Marshal(in.keyHead)
 	if err != nil {

@@ -791,7 +791,16 @@ func (s *Store) NewWorkDir(prefix string) (*WorkDir, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := s.flock(filepath.Join(p, ".lock"), syscall.LOCK_EX)
+	// The lock file is locked under another name and then renamed into place, so that no
+	// other process's recovery finds a .lock nobody holds yet and takes the folder for
+	// abandoned: eight runs starting at once removed each other's folders that way. Until
+	// the rename the folder has no .lock, and recovery spares it for a minute.
+	l, err := s.flock(filepath.Join(p, ".lock-new"), syscall.LOCK_EX)
+	if err == nil {
+		if err = os.Rename(filepath.Join(p, ".lock-new"), filepath.Join(p, ".lock")); err != nil {
+			l.Unlock()
+		}
+	}
 	if err != nil {
 		os.RemoveAll(p)
 		return nil, err

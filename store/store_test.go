@@ -72,6 +72,14 @@ func TestRecoveryRemovesOnlyAbandonedWork(t *testing.T) {
 	if _, err := os.Stat(dead.Path); err == nil {
 		t.Error("recovery kept an abandoned work folder")
 	}
+	// A new work folder's lock file is held from the moment it has its name: recovery never
+	// sees it unheld (the window between open and flock that concurrent runs fell into).
+	if unlocked(filepath.Join(live.Path, ".lock")) {
+		t.Error("a live work folder's .lock is not held")
+	}
+	if _, err := os.Stat(filepath.Join(live.Path, ".lock-new")); err == nil {
+		t.Error("the lock file was not renamed into place")
+	}
 	live.Remove()
 }
 

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import types
 from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Union
 
@@ -55,8 +56,11 @@ DEFAULT_CONCURRENCY = 32
 # The program the container's python3 runs: import the module, call the function, write the
 # outcome. Arguments: the module's name, its file (for __main__), the function's qualname.
 _DRIVER = r"""
-import importlib, importlib.util, os, pickle, sys, traceback
+import importlib, importlib.util, os, pickle, signal, sys, traceback
 root = "/__strata"
+# The process is the container's init, which ignores a SIGTERM it does not handle: stopping a
+# call (its timeout, or its map ending) raises SystemExit in the function instead.
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 # /root last: add_local_python_source puts modules there, as Modal does.
 sys.path[:0] = [root + "/client", root + "/app"]
 sys.path.append("/root")
@@ -83,15 +87,23 @@ def outcome():
         return ("error", e, traceback.format_exc())
 
 result = outcome()
-try:
-    data = pickle.dumps(result, protocol=4)
-except BaseException as e:
-    if result[0] == "ok":
-        tb = "".join(traceback.format_exception_only(type(e), e))
-        result = ("error", None, "the result of %s, of type %s, cannot be pickled: %s" % (qualname, type(result[1]).__name__, tb))
-    else:
-        result = ("error", None, result[2])
-    data = pickle.dumps(result, protocol=4)
+if result[0] == "ok":
+    try:
+        data = pickle.dumps(result, protocol=4)
+    except BaseException as e:
+        why = "".join(traceback.format_exception_only(type(e), e)).strip()
+        tb = "the result of %s, of type %s, cannot be pickled: %s" % (qualname, type(result[1]).__name__, why)
+        data = pickle.dumps(("error", None, tb, "", ""), protocol=4)
+else:
+    _, exc, tb = result
+    # The exception is pickled on its own: the caller may be unable to rebuild it (a class only
+    # the image has, an __init__ that pickle cannot call again) and falls back to its name,
+    # its message and the traceback.
+    try:
+        raw = pickle.dumps(exc, protocol=4)
+    except BaseException:
+        raw = None
+    data = pickle.dumps(("error", raw, tb, type(exc).__module__ + "." + type(exc).__qualname__, str(exc)), protocol=4)
 sys.stdout.flush()
 sys.stderr.flush()
 with open(root + "/io/result.tmp", "wb") as f:
@@ -195,10 +207,9 @@ class Function:
         """Call the function here, in this process."""
         return self._strata_raw_f(*args, **kwargs)
 
-    def __call__(self, *args, **kwargs) -> Any:
-        """Call the function in this process, as .local() does (inside a container, functions
-        call each other this way)."""
-        return self._strata_raw_f(*args, **kwargs)
+    #: Calling the function calls it in this process, as .local() does (inside a container,
+    #: functions call each other this way).
+    __call__ = local
 
     def remote(self, *args, **kwargs) -> Any:
         """Call the function in a new container of its image and return its result. An exception
@@ -207,7 +218,8 @@ class Function:
         return self._call(self._build(), payload)
 
     def spawn(self, *args, **kwargs) -> FunctionCall:
-        """Start a call in the background; .get() on what it returns waits for the result."""
+        """Start a call in the background; .get() on what it returns waits for the result. Unlike
+        Modal's, the call runs on this machine: this process waits for it before it exits."""
         payload = pickle_arguments(self.__qualname__, args, kwargs, caller=f"{self.__qualname__}.spawn")
         name = self._build()
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
@@ -245,8 +257,9 @@ class Function:
                 return
             name = self._build()
             workers = min(len(payloads), self._max_containers or DEFAULT_CONCURRENCY)
+            stop = threading.Event()  # set when the map ends early: its running calls are stopped
             with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(self._call, name, p) for p in payloads]
+                futures = [pool.submit(self._call, name, p, stop) for p in payloads]
                 try:
                     done = futures if ordered else concurrent.futures.as_completed(futures)
                     for f in done:
@@ -257,6 +270,7 @@ class Function:
                                 raise
                             yield e
                 finally:
+                    stop.set()
                     for f in futures:
                         f.cancel()
 
@@ -267,11 +281,12 @@ class Function:
         and volumes exist."""
         with self._lock:
             if self._built is None:
-                self._built = self.image.build()
+                name = self.image.build()
                 for s in self._secrets:
                     s._ensure()
                 for v in self._volumes.values():
                     v._ensure()
+                self._built = name
             return self._built
 
     def _argv(self, name: str, io_dir: str) -> list[str]:
@@ -291,18 +306,19 @@ class Function:
             args += ["--gpus", self._gpu]
         if self._block_network:
             args += ["--network", "none"]
-        return args + ["--", "python3", "-c", _DRIVER, module, path, self.__qualname__]
+        # -u: the function's prints reach this process as they are made, in order with its stderr.
+        return args + ["--", "python3", "-u", "-c", _DRIVER, module, path, self.__qualname__]
 
-    def _call(self, name: str, payload: bytes) -> Any:
+    def _call(self, name: str, payload: bytes, stop: Optional[threading.Event] = None) -> Any:
         for attempt in range(self._retries + 1):
             try:
-                return self._call_once(name, payload)
+                return self._call_once(name, payload, stop)
             except Exception:
-                if attempt == self._retries:
+                if attempt == self._retries or (stop is not None and stop.is_set()):
                     raise
         raise AssertionError("unreachable")
 
-    def _call_once(self, name: str, payload: bytes) -> Any:
+    def _call_once(self, name: str, payload: bytes, stop: Optional[threading.Event]) -> Any:
         with tempfile.TemporaryDirectory(prefix="strata-call-") as tmp:
             io_dir = os.path.join(tmp, "io")
             os.mkdir(io_dir)
@@ -312,7 +328,7 @@ class Function:
             with open(os.path.join(io_dir, "call.pkl"), "wb") as f:
                 f.write(payload)
             os.chmod(os.path.join(io_dir, "call.pkl"), 0o644)
-            code, tail = self._run(self._argv(name, io_dir))
+            code, tail = self._run(self._argv(name, io_dir), stop)
             result_path = os.path.join(io_dir, "result.pkl")
             if not os.path.exists(result_path):
                 raise ExecutionError(
@@ -323,39 +339,60 @@ class Function:
                 data = f.read()
         return _outcome(self.__qualname__, data)
 
-    def _run(self, argv: list[str]) -> tuple[int, list[str]]:
+    def _run(self, argv: list[str], stop: Optional[threading.Event]) -> tuple[int, list[str]]:
         """Run strata, copying the container's stdout and stderr to this process's as they come.
-        Returns the exit code and the last lines of stderr."""
+        Returns the exit code and the last lines of stderr. Past the timeout, or when stop is
+        set, the call is stopped."""
         tail: list[str] = []
         with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
             def pump(src: Any, dst: Any, keep: bool) -> None:
                 for line in iter(src.readline, b""):
                     text = line.decode(errors="replace")
-                    dst.write(text)
-                    dst.flush()
                     if keep:
                         tail.append(text.rstrip("\n"))
                         del tail[:-20]
+                    try:
+                        dst.write(text)
+                        dst.flush()
+                    except Exception:
+                        pass  # a closed or missing stream here: keep draining, or the container blocks
 
             threads = [threading.Thread(target=pump, args=(p.stdout, sys.stdout, False), daemon=True),
                        threading.Thread(target=pump, args=(p.stderr, sys.stderr, True), daemon=True)]
             for t in threads:
                 t.start()
+            deadline = time.monotonic() + self._timeout
             try:
-                code = p.wait(timeout=self._timeout)
-            except subprocess.TimeoutExpired:
-                # strata forwards SIGTERM to the function's process and removes the container.
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-                raise FunctionTimeoutError(f"{self.__qualname__} timed out after {self._timeout} s (timeout={self._timeout})") from None
+                while True:
+                    try:
+                        code = p.wait(timeout=min(0.25, max(0.0, deadline - time.monotonic())))
+                        break
+                    except subprocess.TimeoutExpired:
+                        stopped = stop is not None and stop.is_set()
+                        if not stopped and time.monotonic() < deadline:
+                            continue
+                        _terminate(p)
+                        if stopped:
+                            raise ExecutionError(f"{self.__qualname__}: stopped, as the map it was part of ended") from None
+                        raise FunctionTimeoutError(
+                            f"{self.__qualname__} timed out after {self._timeout} s (timeout={self._timeout})"
+                        ) from None
             finally:
                 for t in threads:
                     t.join(timeout=5)
         return code, tail
+
+
+def _terminate(p: subprocess.Popen) -> None:
+    """Stop a strata run: SIGTERM, which strata forwards to the process before it removes the
+    container; SIGKILL after ten seconds (the container is then removed by the next strata
+    command that opens the store)."""
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
 
 
 def _outcome(qualname: str, data: bytes) -> Any:
@@ -369,9 +406,17 @@ def _outcome(qualname: str, data: bytes) -> Any:
         ) from e
     if outcome[0] == "ok":
         return outcome[1]
-    _, exc, tb = outcome
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(f"{qualname} failed in the container:\n{tb}")
+    _, raw, tb, name, message = outcome
+    exc: Optional[BaseException] = None
+    if raw is not None:
+        try:
+            exc = _Unpickler(io.BytesIO(raw)).load()
+        except Exception:
+            exc = None
+    if not isinstance(exc, Exception):
+        # Not rebuilt here, or a SystemExit or KeyboardInterrupt, which must not end this process.
+        what = f"{name}: {message}" if name else "failed"
+        exc = RemoteError(f"{qualname} raised {what}" if name else f"{qualname} failed: {tb.strip().splitlines()[-1]}")
     raise exc from _RemoteTraceback(tb)
 
 
@@ -452,9 +497,14 @@ class App:
                     f"{raw.__qualname__}: app functions must be defined at module level (global scope), "
                     f"where the container can import them."
                 )
+            source = self._include_source if include_source is None else include_source
+            if not source and raw.__module__ == "__main__":
+                raise InvalidError(
+                    f"{raw.__qualname__} is defined in the script being run, which the container can only "
+                    f"import when it is mounted: leave include_source=True."
+                )
             fn = Function(self, f, fn_image, fn_secrets, fn_volumes, fn_gpu, timeout, retries or 0,
-                          max_containers, env, self._include_source if include_source is None else include_source,
-                          block_network)
+                          max_containers, env, source, block_network)
             self.registered_functions[raw.__qualname__] = fn
             return fn
 

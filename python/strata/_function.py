@@ -57,6 +57,11 @@ def pickle_arguments(fn_name: str, args: tuple, kwargs: dict, caller: str = "Ima
         raise InvalidError(f"{caller}: args must be a tuple, not {type(args).__name__}.")
     if not isinstance(kwargs, dict):
         raise InvalidError(f"{caller}: kwargs must be a dict, not {type(kwargs).__name__}.")
+    try:
+        return pickle.dumps((tuple(args), dict(kwargs)), protocol=PICKLE_PROTOCOL)
+    except Exception:  # pickling raises many types: TypeError, PicklingError, AttributeError...
+        pass
+    # Say which argument it was.
     named = [(f"args[{i}]", a) for i, a in enumerate(args)] + [(f"kwargs[{k!r}]", v) for k, v in kwargs.items()]
     for where, value in named:
         try:

@@ -97,6 +97,10 @@ class Secret:
         if os.path.isfile(folder):
             folder = os.path.dirname(folder)
         dotenv = os.path.join(folder, filename)
+        if os.environ.get("STRATA_CONTAINER") and not os.path.isfile(dotenv):
+            # An app function's module, imported again in its container, where the .env is
+            # not: the secret's values reached the container as environment already.
+            return Secret._new("py-dotenv-in-container", {})
         if not os.path.isfile(dotenv):
             raise NotFoundError(f"Secret.from_dotenv: {dotenv} does not exist.")
         values = _parse_dotenv(dotenv)

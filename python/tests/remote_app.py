@@ -75,3 +75,38 @@ def meet(run_id, i, n):
             return i
         time.sleep(0.05)
     raise TimeoutError(f"call {i}: only {len(os.listdir(folder))} of {n} calls arrived: they did not run at once")
+
+
+class Coded(Exception):
+    """An exception pickle cannot rebuild (its __init__ takes two arguments)."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@app.function()
+def fail_coded():
+    raise Coded(42, "the answer")
+
+
+@app.function()
+def exits():
+    sys.exit(3)
+
+
+@app.function(volumes={BARRIER: barrier_volume}, timeout=120)
+def first_fails(run_id, i, n):
+    """Call 0 fails once the others have started; the others would mark that they finished
+    five seconds later, unless the map stops them when call 0's error ends it."""
+    folder = os.path.join(BARRIER, run_id)
+    os.makedirs(folder, exist_ok=True)
+    if i == 0:
+        deadline = time.time() + 90
+        while len([f for f in os.listdir(folder) if f.startswith("started-")]) < n - 1 and time.time() < deadline:
+            time.sleep(0.05)
+        raise Boom("the first call failed")
+    open(os.path.join(folder, f"started-{i}"), "w").close()
+    time.sleep(5)
+    open(os.path.join(folder, f"finished-{i}"), "w").close()
+    return i

@@ -65,6 +65,25 @@ class RemoteTest(unittest.TestCase):
         self.assertEqual([type(r) for r in results], [remote_app.Boom, remote_app.Boom])
         self.assertEqual([str(r) for r in results], ["a", "b"])
 
+    def test_exceptions_that_cannot_cross(self):
+        # Coded cannot be rebuilt by pickle: a RemoteError names it, with the traceback.
+        with self.assertRaises(strata.RemoteError) as caught:
+            remote_app.fail_coded.remote()
+        self.assertIn("fail_coded raised remote_app.Coded: 42: the answer", str(caught.exception))
+        self.assertIn("in fail_coded", str(caught.exception.__cause__))
+        # sys.exit in the function must not end this process.
+        with self.assertRaises(strata.RemoteError) as caught:
+            remote_app.exits.remote()
+        self.assertIn("exits raised builtins.SystemExit: 3", str(caught.exception))
+
+    def test_a_map_that_fails_stops_its_other_calls(self):
+        run_id = uuid.uuid4().hex
+        with self.assertRaises(remote_app.Boom):
+            list(remote_app.first_fails.map([run_id] * 3, range(3), [3] * 3))
+        left = Image.debian_slim("3.13").run(
+            f"ls /b/{run_id}", volumes={"/b": remote_app.barrier_volume}, capture_output=True).stdout.split()
+        self.assertEqual(sorted(left), ["started-1", "started-2"])
+
     def test_spawn(self):
         call = remote_app.square.spawn(6)
         self.assertEqual(call.get(timeout=300), 36)
@@ -133,6 +152,15 @@ class DefinitionErrorsTest(unittest.TestCase):
             app.function(cpu=2)
         with self.assertRaisesRegex(InvalidError, "timeout"):
             app.function(timeout=0)
+        # A module imported again in a container, where its .env is not: from_dotenv gives a
+        # placeholder (the values are in the environment), rather than fail the import.
+        os.environ["STRATA_CONTAINER"] = "1"
+        try:
+            self.assertIsInstance(strata.Secret.from_dotenv("/nonexistent-folder"), strata.Secret)
+        finally:
+            del os.environ["STRATA_CONTAINER"]
+        with self.assertRaises(strata.NotFoundError):
+            strata.Secret.from_dotenv("/nonexistent-folder")
         with self.assertRaisesRegex(InvalidError, r"square.remote\(square\): args\[0\] of type lock cannot be pickled"):
             remote_app.square.remote(threading.Lock())
         self.assertIn("square", remote_app.app.registered_functions)

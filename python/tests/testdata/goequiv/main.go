@@ -73,17 +73,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	defer c.Close()
 	out := map[string][]string{}
 	for name, img := range chains {
 		plan, err := c.Resolve(context.Background(), img, strata.WithResolveOptions(strata.WithDir(dir), strata.WithHashCache("")))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			c.Close()
 			os.Exit(1)
 		}
 		for _, l := range plan.Layers {
 			out[name] = append(out[name], l.Key)
 		}
 	}
+	c.Close()
 	json.NewEncoder(os.Stdout).Encode(out)
 }
