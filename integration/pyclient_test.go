@@ -122,27 +122,14 @@ func seedStandIns(t *testing.T) []string {
 		t.Fatalf("volume create: %v\n%s", err, out)
 	}
 
-	// The doubles of uv's and micromamba's images.
-	dir := t.TempDir()
-	write(t, dir, "uv", uvDouble)
-	write(t, dir, "shell.sh", micromambaShellDouble)
-	write(t, dir, "micromamba", micromambaDouble)
-	uv := build(t, strata.FromScratch().DockerfileCommands("COPY --chmod=755 uv /uv"), "it-uv-double", strata.WithResolveOptions(strata.WithDir(dir)))
-	pushImage(t, uv, reg+"/double/uv:"+strata.DefaultUvVersion)
-	mm := build(t, base().DockerfileCommands(
-		"COPY --chmod=755 shell.sh /usr/local/bin/_dockerfile_shell.sh",
-		"COPY --chmod=755 micromamba /usr/local/bin/micromamba",
-	), "it-micromamba-double", strata.WithResolveOptions(strata.WithDir(dir)))
-	pushImage(t, mm, reg+"/double/micromamba:test")
-
 	return []string{
 		"STRATA_SEED_INDEX=" + index,
 		"STRATA_SEED_GIT=" + gitServer(t, "modal-labs/agi", "modal-labs/gpu-glossary"),
 		"STRATA_SEED_REGISTRY=" + reg,
 		"STRATA_SEED_PRIVATE=" + private,
 		"STRATA_INSECURE_REGISTRIES=" + reg + "," + private,
-		"STRATA_UV_IMAGE=" + reg + "/double/uv",
-		"STRATA_MICROMAMBA_IMAGE=" + reg + "/double/micromamba:test",
+		"STRATA_UV_IMAGE=" + pushUvDouble(t, reg),
+		"STRATA_MICROMAMBA_IMAGE=" + pushMicromambaDouble(t, reg),
 		"STRATA_CDI_SPEC_DIRS=" + fakeGPUs(t),
 	}
 }

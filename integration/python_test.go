@@ -159,6 +159,17 @@ const uvDouble = `#!/bin/sh
 case " $* " in *" fail-please "*) echo "uv-double: no solution found when resolving dependencies: fail-please was not found in the package registry" >&2; exit 1;; esac
 `
 
+// pushUvDouble pushes an image of uvDouble to reg as strata looks for uv's (tagged with the
+// uv release) and returns what STRATA_UV_IMAGE names.
+func pushUvDouble(t *testing.T, reg string) string {
+	t.Helper()
+	dir := t.TempDir()
+	write(t, dir, "uv", uvDouble)
+	double := build(t, strata.FromScratch().DockerfileCommands("COPY --chmod=755 uv /uv"), "it-uv-double", strata.WithResolveOptions(strata.WithDir(dir)))
+	pushImage(t, double, reg+"/double/uv:"+strata.DefaultUvVersion)
+	return reg + "/double/uv"
+}
+
 // TestUvWithATestDouble: uv's image cannot be reached here, so the uv methods run against a
 // test double of its binary (uvDouble), served as the real image would be, from a registry
 // named by STRATA_UV_IMAGE and tagged with the uv release. uv_pip_install and uv_sync copy
@@ -166,13 +177,8 @@ case " $* " in *" fail-please "*) echo "uv-double: no solution found when resolv
 // its failure fails the layer with its message. Nothing here has run the real uv.
 func TestUvWithATestDouble(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
-	reg := registry(t)
+	t.Setenv("STRATA_UV_IMAGE", pushUvDouble(t, registry(t)))
 	dir := t.TempDir()
-	write(t, dir, "uv", uvDouble)
-	double := build(t, strata.FromScratch().DockerfileCommands("COPY --chmod=755 uv /uv"), "it-uv-double", strata.WithResolveOptions(strata.WithDir(dir)))
-	pushImage(t, double, reg+"/double/uv:"+strata.DefaultUvVersion)
-	t.Setenv("STRATA_UV_IMAGE", reg+"/double/uv")
-
 	write(t, dir, "reqs.txt", "greet==1.0\n")
 	write(t, dir, "proj/pyproject.toml", "[project]\nname = \"proj\"\nversion = \"0.1\"\ndependencies = [\"greet\"]\n")
 	write(t, dir, "proj/uv.lock", "version = 1\n")
@@ -234,6 +240,21 @@ case " $* " in *" fail-please "*) echo "micromamba-double: error: libmamba Could
 `
 )
 
+// pushMicromambaDouble pushes a Debian image with micromambaShellDouble and micromambaDouble
+// to reg and returns what STRATA_MICROMAMBA_IMAGE names.
+func pushMicromambaDouble(t *testing.T, reg string) string {
+	t.Helper()
+	dir := t.TempDir()
+	write(t, dir, "shell.sh", micromambaShellDouble)
+	write(t, dir, "micromamba", micromambaDouble)
+	double := build(t, base().DockerfileCommands(
+		"COPY --chmod=755 shell.sh /usr/local/bin/_dockerfile_shell.sh",
+		"COPY --chmod=755 micromamba /usr/local/bin/micromamba",
+	), "it-micromamba-double", strata.WithResolveOptions(strata.WithDir(dir)))
+	pushImage(t, double, reg+"/double/micromamba:test")
+	return reg + "/double/micromamba:test"
+}
+
 // TestMicromambaWithATestDouble: the micromamba image cannot be reached here, so micromamba
 // and micromamba_install build on a test double of it (a Debian image with the doubles
 // above), pushed to a local registry and named by STRATA_MICROMAMBA_IMAGE. The RUN steps go
@@ -242,17 +263,9 @@ case " $* " in *" fail-please "*) echo "micromamba-double: error: libmamba Could
 // micromamba.
 func TestMicromambaWithATestDouble(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
-	reg := registry(t)
+	t.Setenv("STRATA_MICROMAMBA_IMAGE", pushMicromambaDouble(t, registry(t)))
 	dir := t.TempDir()
-	write(t, dir, "shell.sh", micromambaShellDouble)
-	write(t, dir, "micromamba", micromambaDouble)
 	write(t, dir, "env.yml", "name: base\ndependencies:\n  - numpy\n")
-	double := build(t, base().DockerfileCommands(
-		"COPY --chmod=755 shell.sh /usr/local/bin/_dockerfile_shell.sh",
-		"COPY --chmod=755 micromamba /usr/local/bin/micromamba",
-	), "it-micromamba-double", strata.WithResolveOptions(strata.WithDir(dir)))
-	pushImage(t, double, reg+"/double/micromamba:test")
-	t.Setenv("STRATA_MICROMAMBA_IMAGE", reg+"/double/micromamba:test")
 
 	img := strata.Micromamba("3.12").MicromambaInstallWith(strata.MicromambaInstallOptions{
 		Packages: []string{"scipy", "numpy"}, SpecFile: "env.yml", Channels: []string{"conda-forge", "bioconda"},
