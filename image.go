@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/strata-build/strata/internal/rootless"
+	"github.com/strata-build/strata/internal/home"
 	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/spec"
 )
@@ -190,15 +190,7 @@ func WithHashCache(file string) ResolveOption {
 
 // Home is strata's state folder: $STRATA_HOME, else /var/lib/strata for root, else (an
 // ordinary user, rootless) $XDG_DATA_HOME/strata or ~/.local/share/strata.
-func Home() string {
-	if h := os.Getenv("STRATA_HOME"); h != "" {
-		return h
-	}
-	if os.Geteuid() == 0 && !rootless.Active() {
-		return "/var/lib/strata"
-	}
-	return rootless.DataHome()
-}
+func Home() string { return home.Dir() }
 
 // resolver carries what layer functions need at resolve time.
 type resolver struct {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,4 +374,77 @@ func sleeping(secs string) []int {
 		}
 	}
 	return out
+}
+
+// TestCachedBuildTakesTheFastPath: a spec-file build that is all cache hits answers from its
+// last build's memo (internal/fasthit) before the heavy packages are initialised, prints
+// exactly what the full build prints, and stops doing so when an input changes.
+func TestCachedBuildTakesTheFastPath(t *testing.T) {
+	need(t, "runc", "mmdebstrap")
+	text := fmt.Sprintf("image:\n  - debian_slim: {python_version: \"3.13\"}\n  - run_commands: {commands: [\"echo %s > /made\"]}\n  - env: {vars: {V: \"1\"}}\n", unique(t))
+	file := spec(t, text)
+	build := func(env ...string) (out string, fast bool) {
+		t.Helper()
+		out, err := cliEnv(t, append(env, "GODEBUG=inittrace=1"), "", "build", "-f", file, "-t", "it-fast", "--progress", "plain")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var lines, inits []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "init ") {
+				inits = append(inits, strings.Fields(l)[1])
+			} else {
+				lines = append(lines, l)
+			}
+		}
+		heavy := []string{"github.com/strata-build/strata/internal/cli", "github.com/moby/buildkit/frontend/dockerfile/parser",
+			"github.com/google/go-containerregistry/pkg/v1/remote", "net/http", "github.com/spf13/cobra"}
+		n := 0
+		for _, p := range inits {
+			if slices.Contains(heavy, p) {
+				n++
+			}
+		}
+		if n != 0 && n != len(heavy) {
+			t.Fatalf("%d of the heavy packages %v were initialised: %v", n, heavy, inits)
+		}
+		return strings.Join(lines, "\n"), n == 0
+	}
+	if out, fast := build(); fast || !strings.Contains(out, "run_commands building") {
+		t.Fatalf("the first build (fast path %v):\n%s", fast, out)
+	}
+	hit, fast := build()
+	if !fast {
+		t.Fatalf("a rebuild that changed nothing took the full path:\n%s", hit)
+	}
+	full, fast := build("STRATA_NO_FAST_HIT=1")
+	if fast || full != hit {
+		t.Errorf("the fast path printed\n%s\nthe full build\n%s", hit, full)
+	}
+	if !strings.Contains(hit, "#1 run_commands cached") || !strings.Contains(hit, "it-fast sha256:") {
+		t.Errorf("the fast path printed\n%s", hit)
+	}
+
+	// Every input the memo holds takes the full path when it changes.
+	if out, fast := build("STRATA_FORCE_BUILD=1"); fast || !strings.Contains(out, "run_commands building") {
+		t.Errorf("STRATA_FORCE_BUILD (fast path %v):\n%s", fast, out)
+	}
+	if out, fast := build(); fast { // the forced build wrote the layers' entries again
+		t.Errorf("the fast path after a forced build:\n%s", out)
+	}
+	if out, fast := build(); !fast {
+		t.Errorf("the full build left no memo:\n%s", out)
+	}
+	if out, err := cli(t, "rm", "it-fast"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if out, fast := build(); fast || !strings.Contains(out, "it-fast sha256:") {
+		t.Errorf("after strata rm (fast path %v):\n%s", fast, out)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(text, `V: "1"`, `V: "2"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, fast := build(); fast || !strings.Contains(out, "env building") {
+		t.Errorf("after the spec changed (fast path %v):\n%s", fast, out)
+	}
 }

@@ -44,6 +44,10 @@ type Option func(*Store)
 // the process died. The store itself knows only files.
 func WithRelease(f func(dir string)) Option { return func(s *Store) { s.release = f } }
 
+// At is the store at root as it is, to find its files by: unlike Open it neither creates
+// nor recovers anything.
+func At(root string) *Store { return &Store{root: root, release: func(string) {}} }
+
 // Open opens (creating if needed) the store at root and removes what dead processes left in
 // it (see Recover).
 func Open(root string, opts ...Option) (*Store, error) {
@@ -296,7 +300,20 @@ func (d LayerDesc) SnapshotOnly() bool { return d.MediaType == MediaTypeTar && d
 // HasLayer reports whether the store holds the layer's bytes: its blob, or, for a layer
 // that may be kept as its snapshot alone, its snapshot.
 func (s *Store) HasLayer(d LayerDesc) bool {
-	return s.HasBlob(d.Digest) || (d.SnapshotOnly() && s.HasSnapshot(d.DiffID))
+	_, ok := s.LayerPath(d)
+	return ok
+}
+
+// LayerPath is where the layer's bytes are: its blob, or, for a layer kept as its snapshot
+// alone, the snapshot; false if neither is in the store.
+func (s *Store) LayerPath(d LayerDesc) (string, bool) {
+	if s.HasBlob(d.Digest) {
+		return s.BlobPath(d.Digest), true
+	}
+	if d.SnapshotOnly() && s.HasSnapshot(d.DiffID) {
+		return s.SnapshotPath(d.DiffID), true
+	}
+	return "", false
 }
 
 // Record is the cache entry of one chain step: the OCI layers it added (none for a step
@@ -318,13 +335,14 @@ type Record struct {
 	Packages *sbom.Changes `json:"packages,omitempty"`
 }
 
-func (s *Store) recordPath(key string) string { return s.Path("cache", hexOf(key)+".json") }
+// RecordPath is the file of a key's cache entry.
+func (s *Store) RecordPath(key string) string { return s.Path("cache", hexOf(key)+".json") }
 
 // Record returns the cache entry for key, or ErrNotFound. An entry whose layers are gone (a
 // crash between writes, a manual delete) counts as missing, so it is rebuilt.
 func (s *Store) Record(key string) (*Record, error) {
 	var r Record
-	if err := readJSON(s.recordPath(key), &r); err != nil {
+	if err := readJSON(s.RecordPath(key), &r); err != nil {
 		return nil, err
 	}
 	for _, l := range r.Layers {
@@ -336,7 +354,7 @@ func (s *Store) Record(key string) (*Record, error) {
 }
 
 // PutRecord writes a cache entry atomically, replacing any entry for the same key.
-func (s *Store) PutRecord(r *Record) error { return s.writeJSON(s.recordPath(r.Key), r) }
+func (s *Store) PutRecord(r *Record) error { return s.writeJSON(s.RecordPath(r.Key), r) }
 
 // Records lists every cache entry.
 func (s *Store) Records() ([]*Record, error) {
@@ -359,7 +377,7 @@ func (s *Store) Records() ([]*Record, error) {
 
 // DeleteRecord removes a cache entry.
 func (s *Store) DeleteRecord(key string) error {
-	err := os.Remove(s.recordPath(key))
+	err := os.Remove(s.RecordPath(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -389,14 +407,15 @@ type Image struct {
 	Created     time.Time `json:"created"`
 }
 
-func (s *Store) imagePath(name string) string {
+// ImagePath is the file of a named image's record.
+func (s *Store) ImagePath(name string) string {
 	return s.Path("images", strings.NewReplacer("/", "%2F", ":", "%3A").Replace(name)+".json")
 }
 
 // Image returns the named image or ErrNotFound.
 func (s *Store) Image(name string) (*Image, error) {
 	var img Image
-	if err := readJSON(s.imagePath(name), &img); err != nil {
+	if err := readJSON(s.ImagePath(name), &img); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("image %q: %w (list images with strata images)", name, ErrNotFound)
 		}
@@ -406,11 +425,11 @@ func (s *Store) Image(name string) (*Image, error) {
 }
 
 // PutImage names an image, replacing any image of that name.
-func (s *Store) PutImage(img *Image) error { return s.writeJSON(s.imagePath(img.Name), img) }
+func (s *Store) PutImage(img *Image) error { return s.writeJSON(s.ImagePath(img.Name), img) }
 
 // DeleteImage removes an image's name. Its blobs stay until prune.
 func (s *Store) DeleteImage(name string) error {
-	err := os.Remove(s.imagePath(name))
+	err := os.Remove(s.ImagePath(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("image %q: %w", name, ErrNotFound)
 	}

@@ -34,7 +34,7 @@ func TestRecordsAreMissingUnlessWholeAndBacked(t *testing.T) {
 		t.Errorf("record without its blob: %v", err)
 	}
 	// So is a torn or corrupt record.
-	os.WriteFile(s.recordPath("sha256:bbbb"), []byte(`{"key": "sha256:bb`), 0o644)
+	os.WriteFile(s.RecordPath("sha256:bbbb"), []byte(`{"key": "sha256:bb`), 0o644)
 	if _, err := s.Record("sha256:bbbb"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("corrupt record: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/strata-build/strata"
+	"github.com/strata-build/strata/internal/fasthit"
 	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/sbom"
 	"github.com/strata-build/strata/secrets"
@@ -139,6 +140,7 @@ reproducible images.`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", built.Name, built.Manifest)
+			writeMemo(cmd, args, file, built)
 			if pushRef != "" {
 				return pf.push(cmd, built, pushRef)
 			}
@@ -671,6 +673,10 @@ of RUN --mount=type=cache. It shows what each held.`,
 			}
 			r, err := c.PruneWith(cmd.Context(), strata.PruneOptions{Caches: caches})
 			if err != nil {
+				return err
+			}
+			// The cache-hit path's memos go too: they only speed up builds.
+			if err := fasthit.Remove(strata.Home()); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()

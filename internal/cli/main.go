@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/internal/fasthit"
 	"github.com/strata-build/strata/internal/rootless"
 )
 
@@ -32,6 +33,7 @@ func Main() {
 			os.Exit(1)
 		}
 	}
+	keepMemoKey(args, rootless.Reentered())
 	if needsEngine(args) {
 		// As an ordinary user, the rest runs again in a user namespace (rootless).
 		if err := rootless.Enter(); err != nil {
@@ -39,6 +41,7 @@ func Main() {
 			os.Exit(1)
 		}
 	}
+	os.Unsetenv(fasthit.KeyEnv) // not for the build's steps and containers
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := New().ExecuteContext(ctx)
 	stop()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-build/strata"
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/internal/fasthit"
 )
 
 // progress renders build events: on a terminal, a live display in the look of docker
@@ -261,12 +262,6 @@ func align(left, right string, cols int) string {
 	return left + strings.Repeat(" ", room-textWidth(left)+1) + right
 }
 
-func short(key string) string {
-	k := strings.TrimPrefix(key, "sha256:")
-	if len(k) > 12 {
-		k = k[:12]
-	}
-	return k
-}
+func short(key string) string { return fasthit.ShortKey(key) }
 
 func human(n int64) string { return engine.HumanBytes(n) }

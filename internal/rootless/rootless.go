@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +54,10 @@ const minIDs = 65534
 // started by an ordinary user under rootlesskit or `podman unshare`. Its store then lives in
 // the user's home, not /var/lib/strata.
 func Active() bool { return userns.RunningInUserNS() }
+
+// Reentered says whether this process is the one Enter ran again in a user namespace, before
+// Enter returns there.
+func Reentered() bool { return os.Getenv(stageEnv) == "mapped" }
 
 // Enter makes the process able to build. As root (or in a user namespace already) it returns
 // at once. As an ordinary user it re-runs the program in a user namespace and exits with the
@@ -343,16 +346,4 @@ next:
 		out = append(out, r)
 	}
 	return out
-}
-
-// DataHome is where an ordinary user's strata keeps its store: $XDG_DATA_HOME/strata, else
-// ~/.local/share/strata.
-func DataHome() string {
-	if d := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(d) {
-		return filepath.Join(d, "strata")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "share", "strata")
-	}
-	return filepath.Join(os.TempDir(), "strata")
 }

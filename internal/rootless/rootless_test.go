@@ -41,15 +41,3 @@ func TestIDMapSaysWhatToRun(t *testing.T) {
 		t.Errorf("bad line: %v", err)
 	}
 }
-
-func TestDataHome(t *testing.T) {
-	t.Setenv("XDG_DATA_HOME", "/x/data")
-	if got := DataHome(); got != "/x/data/strata" {
-		t.Errorf("with XDG_DATA_HOME: %s", got)
-	}
-	t.Setenv("XDG_DATA_HOME", "relative") // not absolute: ignored, as the XDG spec says
-	t.Setenv("HOME", "/home/u")
-	if got := DataHome(); got != "/home/u/.local/share/strata" {
-		t.Errorf("without: %s", got)
-	}
-}

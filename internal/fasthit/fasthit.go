@@ -1,0 +1,345 @@
+// Package fasthit is the strata command's cache-hit path: `strata build -f FILE` that would
+// find every layer cached answers from a memo of its last build, before the rest of the
+// program (BuildKit's parsers, registry clients, runc plumbing) is even initialised.
+//
+// A memo is written by a build whose inputs it can describe completely: the command line
+// and working folder, the environment strata reads (STRATA_*, SOURCE_DATE_EPOCH, HOME,
+// XDG_DATA_HOME, PATH, TMPDIR), the user, the strata executable, and the spec file's bytes;
+// and whose plan reads nothing else (no local files, no registry or remote sources, no
+// stages, mounts, functions or secrets; see internal/cli). It lists the store files that
+// make the result: the image's record, manifest and config, and each layer's cache entry and
+// bytes, each by its identity (device, inode, size, times). A later run with the same
+// inputs, whose store files are all still those, is the same cache hit: it prints what the
+// full build would print and writes nothing. Anything else (a changed input, a file
+// replaced or gone, a memo that cannot be read) runs the full build, which is always right.
+// ccache's direct mode works the same way.
+package fasthit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/strata-build/strata/internal/home"
+)
+
+// KeyEnv carries a command line's key from the strata process an ordinary user starts to
+// the one it runs again in a user namespace (rootless), where the user and the environment
+// are no longer the ones the key is of.
+const KeyEnv = "_STRATA_FASTHIT_KEY"
+
+// DisableEnv, set, turns the cache-hit path off: every build runs in full.
+const DisableEnv = "STRATA_NO_FAST_HIT"
+
+// Memo is what a build left for the next run of the same command line.
+type Memo struct {
+	// Spec is the sha256 of the spec file's bytes.
+	Spec string `json:"spec"`
+	// Exe is the identity of the strata executable that wrote the memo.
+	Exe Ident `json:"exe"`
+	// Files are the store files the image is made of, with their identities.
+	Files []File `json:"files"`
+	// What the build printed: its layers (all of them cached now), warnings, and the
+	// image's name and manifest.
+	Layers   []Layer  `json:"layers"`
+	Warnings []string `json:"warnings,omitempty"`
+	Name     string   `json:"name"`
+	Manifest string   `json:"manifest"`
+}
+
+// Layer is a layer as the build's progress shows it.
+type Layer struct {
+	Method string `json:"method"`
+	Title  string `json:"title,omitempty"`
+	Key    string `json:"key"`
+	Size   int64  `json:"size"`
+}
+
+// File is a file or folder and its identity when the memo was written.
+type File struct {
+	Path  string `json:"path"`
+	Ident Ident  `json:"ident"`
+}
+
+// Ident is what tells a file from any other one, or from itself changed: a file written
+// again by rename (as the store writes its records) has another inode, and a change in
+// place another size or times.
+type Ident struct {
+	Dev   uint64 `json:"dev"`
+	Ino   uint64 `json:"ino"`
+	Size  int64  `json:"size"`
+	Mtime int64  `json:"mtime"`
+	Ctime int64  `json:"ctime"`
+}
+
+// IdentOf is a file's identity, as lstat gives it.
+func IdentOf(path string) (Ident, error) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		return Ident{}, err
+	}
+	return identOf(&st), nil
+}
+
+func identOf(st *syscall.Stat_t) Ident {
+	return Ident{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size,
+		Mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec, Ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec}
+}
+
+// ExeIdent is the identity of the running executable (the file /proc/self/exe links to).
+func ExeIdent() (Ident, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/exe", &st); err != nil {
+		return Ident{}, err
+	}
+	return identOf(&st), nil
+}
+
+// affects says whether an environment variable can change what a fully cached build
+// gives: where the store is, the keys (SOURCE_DATE_EPOCH, STRATA_PYTHON_*...), whether
+// the cache is read (STRATA_FORCE_BUILD...), the engine, and what a build may need (PATH).
+// The test TestEnvCovered holds every variable strata reads to this list or to a reason.
+func affects(name string) bool {
+	if strings.HasPrefix(name, "STRATA_") {
+		return true
+	}
+	switch name {
+	case "SOURCE_DATE_EPOCH", "HOME", "XDG_DATA_HOME", "PATH", "TMPDIR":
+		return true
+	}
+	return false
+}
+
+// Key is the key of a command line (its arguments after the program's name), run in this
+// folder by this user with this environment: the name of its memo.
+func Key(args []string) string {
+	h := sha256.New()
+	put := func(s string) { fmt.Fprintf(h, "%d:%s\n", len(s), s) }
+	put("strata fast hit v1")
+	wd, _ := os.Getwd()
+	put(wd)
+	put(fmt.Sprint(os.Getuid(), os.Geteuid(), os.Getgid()))
+	put(fmt.Sprint(len(args)))
+	for _, a := range args {
+		put(a)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); affects(k) {
+			env = append(env, kv)
+		}
+	}
+	slices.Sort(env)
+	for _, kv := range env {
+		put(kv)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Path is where the memo of a key is kept in a store.
+func Path(storeDir, key string) string { return path.Join(storeDir, "memos", key+".json") }
+
+// Write leaves a memo, unless an equal one is there already. It is not synced: a memo lost
+// or cut short by a crash is one that cannot be read, and the next run builds in full.
+func Write(storeDir, key string, m *Memo) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	p := Path(storeDir, key)
+	if old, err := os.ReadFile(p); err == nil && string(old) == string(b) {
+		return nil
+	}
+	if err := os.MkdirAll(path.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(path.Dir(p), ".tmp-")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// Remove drops every memo of a store (strata prune does).
+func Remove(storeDir string) error { return os.RemoveAll(path.Join(storeDir, "memos")) }
+
+// Command is the part of a command line the cache-hit path reads: `build`, its spec file,
+// and its progress mode. Every other flag is left to the memo's key, which holds the whole
+// line; a memo is only written for lines with no other flags.
+type Command struct {
+	File     string
+	Progress string
+}
+
+// ParseBuild reads a `strata build` command line; false if it is not one the cache-hit
+// path can answer.
+func ParseBuild(args []string) (Command, bool) {
+	c := Command{Progress: "auto"}
+	if len(args) == 0 || args[0] != "build" {
+		return c, false
+	}
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		name, value, inline := strings.Cut(a, "=")
+		switch name {
+		case "-f", "--file", "-t", "--tag", "--progress":
+		default:
+			return c, false
+		}
+		if !inline {
+			if i+1 >= len(args) {
+				return c, false
+			}
+			i++
+			value = args[i]
+		}
+		switch name {
+		case "-f", "--file":
+			c.File = value
+		case "--progress":
+			c.Progress = value
+		}
+	}
+	switch strings.ToLower(path.Ext(c.File)) {
+	case ".yaml", ".yml", ".json":
+		return c, true
+	}
+	return c, false
+}
+
+// Try answers a `strata build` command line from its memo if it is still a full cache hit,
+// printing what the full build would; false, having printed nothing, in every other case.
+func Try(args []string, stdout, stderr *os.File) bool {
+	if os.Getenv(DisableEnv) != "" {
+		return false
+	}
+	c, ok := ParseBuild(args)
+	if !ok {
+		return false
+	}
+	mode := c.Progress
+	if mode == "auto" {
+		if isTerminal(stderr) {
+			return false // the live display is the full build's to draw
+		}
+		mode = "plain"
+	}
+	if mode != "plain" && mode != "json" {
+		return false
+	}
+	m, ok := Check(home.Dir(), Key(args), c.File)
+	if !ok {
+		return false
+	}
+	Print(m, mode, time.Now(), stdout, stderr)
+	return true
+}
+
+// Check reads the memo of a key and says whether it still holds: the spec file has the
+// same bytes, strata is the same executable, and every store file is the same file.
+func Check(storeDir, key, specFile string) (*Memo, bool) {
+	b, err := os.ReadFile(Path(storeDir, key))
+	if err != nil {
+		return nil, false
+	}
+	var m Memo
+	if json.Unmarshal(b, &m) != nil || len(m.Files) == 0 || len(m.Layers) == 0 {
+		return nil, false
+	}
+	if exe, err := ExeIdent(); err != nil || exe != m.Exe {
+		return nil, false
+	}
+	if d, err := FileDigest(specFile); err != nil || d != m.Spec {
+		return nil, false
+	}
+	for _, f := range m.Files {
+		if id, err := IdentOf(f.Path); err != nil || id != f.Ident {
+			return nil, false
+		}
+	}
+	return &m, true
+}
+
+// FileDigest is the sha256 of a file's bytes.
+func FileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// event is strata.Event as its JSON progress writes it.
+type event struct {
+	Time   time.Time `json:"time"`
+	Index  int       `json:"layer"`
+	Total  int       `json:"total"`
+	Method string    `json:"method"`
+	Title  string    `json:"title,omitempty"`
+	Key    string    `json:"key"`
+	Status string    `json:"status"`
+	Size   int64     `json:"size,omitempty"`
+}
+
+// Print writes what a fully cached build prints: a cached line per layer in the progress
+// mode ("plain" or "json"), the warnings, then the image's name and manifest.
+func Print(m *Memo, mode string, now time.Time, stdout, stderr io.Writer) {
+	var b strings.Builder
+	for i, l := range m.Layers {
+		if mode == "json" {
+			j, _ := json.Marshal(event{Time: now, Index: i, Total: len(m.Layers), Method: l.Method, Title: l.Title, Key: l.Key, Status: "cached", Size: l.Size})
+			b.Write(j)
+			b.WriteByte('\n')
+			continue
+		}
+		name := l.Method
+		if l.Title != "" {
+			name = l.Title
+		}
+		fmt.Fprintf(&b, "#%d %s cached %s\n", i, name, ShortKey(l.Key))
+	}
+	for _, w := range m.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	io.WriteString(stderr, b.String())
+	fmt.Fprintf(stdout, "%s %s\n", m.Name, m.Manifest)
+}
+
+// ShortKey is a key as progress lines show it: its first 12 hex digits.
+func ShortKey(key string) string {
+	k := strings.TrimPrefix(key, "sha256:")
+	if len(k) > 12 {
+		k = k[:12]
+	}
+	return k
+}
+
+func isTerminal(f *os.File) bool {
+	var t syscall.Termios
+	_, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
+	return e == 0
+}

@@ -1,0 +1,282 @@
+package fasthit
+
+import (
+	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseBuild(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		ok       bool
+		file     string
+		progress string
+	}{
+		{[]string{"build", "-f", "a.yaml", "-t", "x"}, true, "a.yaml", "auto"},
+		{[]string{"build", "--file=dir/a.yml", "--progress", "json"}, true, "dir/a.yml", "json"},
+		{[]string{"build", "-f", "a.JSON", "--tag=x", "--progress=plain"}, true, "a.JSON", "plain"},
+		{[]string{"build", "-f", "Dockerfile"}, false, "", ""},              // a Dockerfile's context is not in the memo
+		{[]string{"build", "-f", "-", "-t", "x"}, false, "", ""},            // standard input
+		{[]string{"build", "-f", "a.yaml", "--force-build"}, false, "", ""}, // any other flag
+		{[]string{"build", "-f", "a.yaml", "ctx"}, false, "", ""},           // an argument
+		{[]string{"build", "-f"}, false, "", ""},
+		{[]string{"run", "-f", "a.yaml"}, false, "", ""},
+		{[]string{"--engine", "buildkit", "build", "-f", "a.yaml"}, false, "", ""},
+		{nil, false, "", ""},
+	} {
+		got, ok := ParseBuild(c.args)
+		if ok != c.ok || (ok && (got.File != c.file || got.Progress != c.progress)) {
+			t.Errorf("%q: got %+v %v", c.args, got, ok)
+		}
+	}
+}
+
+func TestKey(t *testing.T) {
+	args := []string{"build", "-f", "a.yaml", "-t", "x"}
+	t.Setenv("STRATA_HOME", "/srv/a")
+	k := Key(args)
+	if Key(args) != k {
+		t.Fatal("the key of the same line differs")
+	}
+	if Key([]string{"build", "-f", "a.yaml", "-t", "y"}) == k {
+		t.Error("another tag gives the same key")
+	}
+	if Key([]string{"build", "-f", "a.yaml -t", "x"}) == k {
+		t.Error("arguments are not kept apart")
+	}
+	for _, env := range []string{"STRATA_FORCE_BUILD", "STRATA_HOME", "SOURCE_DATE_EPOCH", "STRATA_PYTHON_MIRROR", "PATH", "HOME", "XDG_DATA_HOME"} {
+		old, had := os.LookupEnv(env)
+		t.Setenv(env, old+"-changed")
+		if Key(args) == k {
+			t.Errorf("%s does not change the key", env)
+		}
+		if had {
+			os.Setenv(env, old)
+		} else {
+			os.Unsetenv(env)
+		}
+	}
+	t.Setenv("TERM", "dumb-changed") // read by nothing in a build
+	if Key(args) != k {
+		t.Error("TERM changes the key")
+	}
+	wd, _ := os.Getwd()
+	t.Chdir(t.TempDir())
+	if Key(args) == k {
+		t.Error("another working folder gives the same key")
+	}
+	t.Chdir(wd)
+}
+
+// memoFixture writes a spec file and two store files, and a memo of them.
+func memoFixture(t *testing.T) (dir, spec string, m *Memo) {
+	dir = t.TempDir()
+	spec = filepath.Join(dir, "image.yaml")
+	os.WriteFile(spec, []byte("image:\n  - debian_slim: {}\n"), 0o644)
+	m = &Memo{Name: "x", Manifest: "sha256:aa", Layers: []Layer{{Method: "debian_slim", Key: "sha256:0123456789abcdef", Size: 10}}}
+	var err error
+	if m.Spec, err = FileDigest(spec); err != nil {
+		t.Fatal(err)
+	}
+	if m.Exe, err = ExeIdent(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"record.json", "blob"} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(name), 0o644)
+		id, err := IdentOf(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Files = append(m.Files, File{Path: p, Ident: id})
+	}
+	if err := Write(dir, "k", m); err != nil {
+		t.Fatal(err)
+	}
+	return dir, spec, m
+}
+
+func TestCheck(t *testing.T) {
+	dir, spec, _ := memoFixture(t)
+	if _, ok := Check(dir, "k", spec); !ok {
+		t.Fatal("an unchanged memo does not hold")
+	}
+	if _, ok := Check(dir, "other", spec); ok {
+		t.Error("a key with no memo holds")
+	}
+
+	// A store file written again by rename, as the store writes its records, is another file.
+	p := filepath.Join(dir, "record.json")
+	tmp := p + ".new"
+	os.WriteFile(tmp, []byte("record.json"), 0o644)
+	os.Rename(tmp, p)
+	if _, ok := Check(dir, "k", spec); ok {
+		t.Error("the memo holds with a store file replaced")
+	}
+
+	dir, spec, _ = memoFixture(t)
+	os.Remove(filepath.Join(dir, "blob"))
+	if _, ok := Check(dir, "k", spec); ok {
+		t.Error("the memo holds with a store file gone")
+	}
+
+	dir, spec, _ = memoFixture(t)
+	os.WriteFile(spec, []byte("image:\n  - debian_slim: {python_version: '3.12'}\n"), 0o644)
+	if _, ok := Check(dir, "k", spec); ok {
+		t.Error("the memo holds with the spec changed")
+	}
+
+	dir, spec, m := memoFixture(t)
+	m.Exe.Ino++ // another strata
+	Write(dir, "k", m)
+	if _, ok := Check(dir, "k", spec); ok {
+		t.Error("the memo holds for another executable")
+	}
+
+	dir, spec, _ = memoFixture(t)
+	os.WriteFile(Path(dir, "k"), []byte(`{"spec":`), 0o644) // cut short by a crash
+	if _, ok := Check(dir, "k", spec); ok {
+		t.Error("a cut memo holds")
+	}
+}
+
+func TestWriteKeepsAnEqualMemo(t *testing.T) {
+	dir, _, m := memoFixture(t)
+	before, _ := IdentOf(Path(dir, "k"))
+	if err := Write(dir, "k", m); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := IdentOf(Path(dir, "k")); after != before {
+		t.Error("writing an equal memo wrote it again")
+	}
+	if err := Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(Path(dir, "k")); !os.IsNotExist(err) {
+		t.Errorf("after Remove: %v", err)
+	}
+}
+
+func TestTryOffAndMisses(t *testing.T) {
+	dir, spec, _ := memoFixture(t)
+	t.Setenv("STRATA_HOME", dir)
+	args := []string{"build", "-f", spec, "--progress", "plain"}
+	// The fixture's memo is under "k"; put it under this line's key.
+	b, _ := os.ReadFile(Path(dir, "k"))
+	os.WriteFile(Path(dir, Key(args)), b, 0o644)
+	out, errOut := tempFiles(t)
+	if !Try(args, out, errOut) {
+		t.Fatal("Try misses a memo that holds")
+	}
+	if got := read(t, out); got != "x sha256:aa\n" {
+		t.Errorf("stdout: %q", got)
+	}
+	t.Setenv(DisableEnv, "1")
+	if Try(args, out, errOut) {
+		t.Error("Try answers with " + DisableEnv + " set")
+	}
+	os.Unsetenv(DisableEnv)
+	if Try([]string{"build", "-f", spec, "--progress", "tty"}, out, errOut) {
+		t.Error("Try answers for the live display")
+	}
+}
+
+func tempFiles(t *testing.T) (*os.File, *os.File) {
+	a, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.CreateTemp(t.TempDir(), "err")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func read(t *testing.T, f *os.File) string {
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestPrint(t *testing.T) {
+	m := &Memo{Name: "app", Manifest: "sha256:ff", Warnings: []string{"w1"}, Layers: []Layer{
+		{Method: "debian_slim", Key: "sha256:0123456789abcdef0000", Size: 5},
+		{Method: "dockerfile_commands", Title: "RUN make", Key: "sha256:fedcba9876543210ffff"},
+	}}
+	var out, errOut bytes.Buffer
+	Print(m, "plain", time.Unix(0, 0), &out, &errOut)
+	if want := "#0 debian_slim cached 0123456789ab\n#1 RUN make cached fedcba987654\nwarning: w1\n"; errOut.String() != want {
+		t.Errorf("plain: %q", errOut.String())
+	}
+	if out.String() != "app sha256:ff\n" {
+		t.Errorf("stdout: %q", out.String())
+	}
+}
+
+// TestEnvCovered holds every environment variable the strata command reads to the key's
+// list (affects) or to a reason why it cannot change what a fully cached build gives.
+func TestEnvCovered(t *testing.T) {
+	cannot := map[string]string{
+		"XDG_RUNTIME_DIR": "where containers' runtime state goes: runs, not a cached build",
+		"SSH_AUTH_SOCK":   "--ssh, which no memo is written for",
+		"http_proxy":      "downloads: a cached build makes none",
+	}
+	root := "../.."
+	var names []string
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if d.IsDir() {
+			switch rel {
+			case "integration", "bench", "examples", "python", "testdata", ".git", "internal/faultproxy", "internal/fuzzing", "internal/pyindex", "internal/sbomtest":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), p, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) != 1 {
+				return true
+			}
+			if sel, ok := call.Fun.(*ast.SelectorExpr); ok && (sel.Sel.Name == "Getenv" || sel.Sel.Name == "LookupEnv") {
+				if lit, ok := call.Args[0].(*ast.BasicLit); ok {
+					if s, err := strconv.Unquote(lit.Value); err == nil {
+						names = append(names, s+" ("+rel+")")
+					}
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if len(names) < 10 {
+		t.Fatalf("found only %d variables read: %v", len(names), names)
+	}
+	for _, n := range names {
+		name, _, _ := strings.Cut(n, " ")
+		if !affects(name) && cannot[name] == "" {
+			t.Errorf("%s is read but neither in the fast-hit key nor said not to change a cached build", n)
+		}
+	}
+}
