@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -425,12 +426,18 @@ func TestCachedBuildTakesTheFastPath(t *testing.T) {
 		t.Errorf("the fast path printed\n%s", hit)
 	}
 
-	// Every input the memo holds takes the full path when it changes.
-	if out, fast := build("STRATA_FORCE_BUILD=1"); fast || !strings.Contains(out, "run_commands building") {
-		t.Errorf("STRATA_FORCE_BUILD (fast path %v):\n%s", fast, out)
+	// Every input the memo holds takes the full path when it changes: a cache entry gone
+	// (the env layer's, found by its short key in the hit's output) is built again.
+	short := regexp.MustCompile(`#2 env cached ([0-9a-f]{12})`).FindStringSubmatch(hit)
+	if short == nil {
+		t.Fatalf("no env layer in\n%s", hit)
 	}
-	if out, fast := build(); fast { // the forced build wrote the layers' entries again
-		t.Errorf("the fast path after a forced build:\n%s", out)
+	entries, _ := filepath.Glob(filepath.Join(home, "cache", short[1]+"*.json"))
+	if len(entries) != 1 || os.Remove(entries[0]) != nil {
+		t.Fatalf("the env layer's cache entry: %v", entries)
+	}
+	if out, fast := build(); fast || !strings.Contains(out, "env building") {
+		t.Errorf("with a cache entry gone (fast path %v):\n%s", fast, out)
 	}
 	if out, fast := build(); !fast {
 		t.Errorf("the full build left no memo:\n%s", out)
@@ -446,5 +453,22 @@ func TestCachedBuildTakesTheFastPath(t *testing.T) {
 	}
 	if out, fast := build(); fast || !strings.Contains(out, "env building") {
 		t.Errorf("after the spec changed (fast path %v):\n%s", fast, out)
+	}
+
+	// A spec that reads a local file leaves no memo: its hits take the full path, which
+	// sees the file change.
+	local := filepath.Join(filepath.Dir(file), "greeting.txt")
+	write(t, filepath.Dir(file), "greeting.txt", "hello\n")
+	text = strings.Replace(text, "  - env:", "  - add_local_file: {local_path: "+local+", remote_path: /greeting.txt, copy: true}\n  - env:", 1)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build()
+	if out, fast := build(); fast || strings.Contains(out, "building") {
+		t.Errorf("a spec with a local file (fast path %v):\n%s", fast, out)
+	}
+	write(t, filepath.Dir(file), "greeting.txt", "hello again\n")
+	if out, fast := build(); fast || !strings.Contains(out, "add_local_file building") {
+		t.Errorf("after the local file changed (fast path %v):\n%s", fast, out)
 	}
 }

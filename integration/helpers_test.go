@@ -63,12 +63,18 @@ func TestMain(m *testing.M) {
 	bin, err := os.MkdirTemp("", "strata-bin-")
 	if err == nil {
 		strataBin = filepath.Join(bin, "strata")
-		if out, err := exec.Command("go", "build", "-o", strataBin, "../cmd/strata").CombinedOutput(); err != nil {
+		// Static, as the README installs it (CGO_ENABLED=0: no dynamic loader at each start).
+		gobuild := func(out, pkg string) *exec.Cmd {
+			cmd := exec.Command("go", "build", "-o", out, pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			return cmd
+		}
+		if out, err := gobuild(strataBin, "../cmd/strata").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building strata: %v\n%s", err, out)
 			os.Exit(1)
 		}
 		// strata runs it for --engine buildkit, from beside itself.
-		if out, err := exec.Command("go", "build", "-o", strataBin+"-buildkit", "../cmd/strata-buildkit").CombinedOutput(); err != nil {
+		if out, err := gobuild(strataBin+"-buildkit", "../cmd/strata-buildkit").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building strata-buildkit: %v\n%s", err, out)
 			os.Exit(1)
 		}

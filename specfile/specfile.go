@@ -7,6 +7,8 @@ package specfile
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +28,8 @@ type File struct {
 	Image strata.Image
 	// Dir is the folder that the spec's relative local paths resolve against.
 	Dir string
+	// Digest is the sha256 of the bytes parsed, "sha256:<hex>".
+	Digest string
 }
 
 // Resolve resolves the image with relative paths taken from the spec's folder.
@@ -49,7 +53,7 @@ func Load(path string) (*File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("standard input:%w", err)
 		}
-		return &File{Image: img, Dir: dir}, nil
+		return &File{Image: img, Dir: dir, Digest: digest(data)}, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -63,7 +67,12 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s:%w", path, err)
 	}
-	return &File{Image: img, Dir: filepath.Dir(abs)}, nil
+	return &File{Image: img, Dir: filepath.Dir(abs), Digest: digest(data)}, nil
+}
+
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // Parse parses spec text (YAML, or JSON). Errors start with the line number.

@@ -69,7 +69,7 @@ reproducible images.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var img strata.Image
-			var dir string
+			var dir, specDigest string
 			var opts []strata.Option
 			switch ext := strings.ToLower(filepath.Ext(file)); {
 			case ext == ".yaml" || ext == ".yml" || ext == ".json" || file == "-":
@@ -80,7 +80,7 @@ reproducible images.`,
 				if err != nil {
 					return err
 				}
-				img, dir = f.Image, f.Dir
+				img, dir, specDigest = f.Image, f.Dir, f.Digest
 				if name == "" && file == "-" {
 					return fmt.Errorf("name the image with -t: a spec read from standard input has no file name to name it by")
 				}
@@ -140,7 +140,9 @@ reproducible images.`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", built.Name, built.Manifest)
-			writeMemo(cmd, args, file, built)
+			if specDigest != "" {
+				writeMemo(cmd, specDigest, built)
+			}
 			if pushRef != "" {
 				return pf.push(cmd, built, pushRef)
 			}

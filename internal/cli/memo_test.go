@@ -52,6 +52,9 @@ func TestMemoizable(t *testing.T) {
 		"forced layer":  func(p *strata.Plan) { p.Layers[1].ForceBuild = true },
 		"runtime mount": func(p *strata.Plan) { p.Mounts = []spec.Mount{{}} },
 		"another stage": func(p *strata.Plan) { p.Stages = []spec.Stage{{}} },
+		// Methods whose resolve reads files that show nowhere in the plan.
+		"from_dockerfile":            func(p *strata.Plan) { p.Layers[0].Method = "from_dockerfile" },
+		"pip_install_from_pyproject": func(p *strata.Plan) { p.Layers[1].Method = "pip_install_from_pyproject" },
 	} {
 		p := plain()
 		change(p)

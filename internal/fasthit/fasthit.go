@@ -19,8 +19,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"slices"
@@ -39,6 +41,10 @@ const KeyEnv = "_STRATA_FASTHIT_KEY"
 
 // DisableEnv, set, turns the cache-hit path off: every build runs in full.
 const DisableEnv = "STRATA_NO_FAST_HIT"
+
+// UsernsStageEnv is internal/rootless's stage variable (a test holds the two equal): this
+// package may not import that one, whose imports are initialised late.
+const UsernsStageEnv = "_STRATA_USERNS_STAGE"
 
 // Memo is what a build left for the next run of the same command line.
 type Memo struct {
@@ -64,10 +70,70 @@ type Layer struct {
 	Size   int64  `json:"size"`
 }
 
-// File is a file or folder and its identity when the memo was written.
+// File is a file or folder as it was when the memo was written: its bytes, for a file that is
+// written again in place or by rename (records, the store's id maps, /etc/subuid), or its
+// identity, for one that is never changed, only made or removed (blobs, snapshots, programs).
+// Absent says it did not exist, and must not.
 type File struct {
-	Path  string `json:"path"`
-	Ident Ident  `json:"ident"`
+	Path   string `json:"path"`
+	Digest string `json:"digest,omitempty"`
+	Ident  *Ident `json:"ident,omitempty"`
+	Absent bool   `json:"absent,omitempty"`
+}
+
+// AddRead keeps a JSON file by its bytes, and decodes those same bytes into v: what the
+// memo says of the file is what it holds, whatever writes it meanwhile.
+func (m *Memo) AddRead(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	m.Files = append(m.Files, File{Path: path, Digest: digestOf(b)})
+	return nil
+}
+
+// AddBytes keeps a file by its bytes, or as absent if it does not exist.
+func (m *Memo) AddBytes(path string) error {
+	d, err := FileDigest(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		m.Files = append(m.Files, File{Path: path, Absent: true})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m.Files = append(m.Files, File{Path: path, Digest: d})
+	return nil
+}
+
+// AddIdent keeps a file that is never changed in place (a blob, a snapshot, a program) by its
+// identity.
+func (m *Memo) AddIdent(path string) error {
+	id, err := IdentOf(path)
+	if err != nil {
+		return err
+	}
+	m.Files = append(m.Files, File{Path: path, Ident: &id})
+	return nil
+}
+
+// holds says whether the file is still as the memo found it.
+func (f File) holds() bool {
+	switch {
+	case f.Absent:
+		_, err := IdentOf(f.Path)
+		return errors.Is(err, fs.ErrNotExist)
+	case f.Digest != "":
+		d, err := FileDigest(f.Path)
+		return err == nil && d == f.Digest
+	case f.Ident != nil:
+		id, err := IdentOf(f.Path)
+		return err == nil && id == *f.Ident
+	}
+	return false
 }
 
 // Ident is what tells a file from any other one, or from itself changed: a file written
@@ -229,7 +295,9 @@ func ParseBuild(args []string) (Command, bool) {
 // Try answers a `strata build` command line from its memo if it is still a full cache hit,
 // printing what the full build would; false, having printed nothing, in every other case.
 func Try(args []string, stdout, stderr *os.File) bool {
-	if os.Getenv(DisableEnv) != "" {
+	// Not in the process a rootless strata runs again in its user namespace (rootless's
+	// stage variable): that one is the full build the first process chose to run.
+	if os.Getenv(DisableEnv) != "" || os.Getenv(UsernsStageEnv) != "" {
 		return false
 	}
 	c, ok := ParseBuild(args)
@@ -272,7 +340,7 @@ func Check(storeDir, key, specFile string) (*Memo, bool) {
 		return nil, false
 	}
 	for _, f := range m.Files {
-		if id, err := IdentOf(f.Path); err != nil || id != f.Ident {
+		if !f.holds() {
 			return nil, false
 		}
 	}
@@ -291,6 +359,11 @@ func FileDigest(path string) (string, error) {
 		return "", err
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // event is strata.Event as its JSON progress writes it.

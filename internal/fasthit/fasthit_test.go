@@ -89,14 +89,17 @@ func memoFixture(t *testing.T) (dir, spec string, m *Memo) {
 	if m.Exe, err = ExeIdent(); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"record.json", "blob"} {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(name), 0o644)
-		id, err := IdentOf(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Files = append(m.Files, File{Path: p, Ident: id})
+	os.WriteFile(filepath.Join(dir, "record.json"), []byte(`{"key": "sha256:0123456789abcdef"}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "blob"), []byte("blob"), 0o644)
+	var rec struct{ Key string }
+	if err := m.AddRead(filepath.Join(dir, "record.json"), &rec); err != nil || rec.Key != "sha256:0123456789abcdef" {
+		t.Fatalf("AddRead: %v %+v", err, rec)
+	}
+	if err := m.AddIdent(filepath.Join(dir, "blob")); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddBytes(filepath.Join(dir, "absent")); err != nil {
+		t.Fatal(err)
 	}
 	if err := Write(dir, "k", m); err != nil {
 		t.Fatal(err)
@@ -113,13 +116,35 @@ func TestCheck(t *testing.T) {
 		t.Error("a key with no memo holds")
 	}
 
-	// A store file written again by rename, as the store writes its records, is another file.
+	// A record written again by rename with the same bytes is the same record; with other
+	// bytes, another.
 	p := filepath.Join(dir, "record.json")
-	tmp := p + ".new"
-	os.WriteFile(tmp, []byte("record.json"), 0o644)
-	os.Rename(tmp, p)
+	same, _ := os.ReadFile(p)
+	os.WriteFile(p+".new", same, 0o644)
+	os.Rename(p+".new", p)
+	if _, ok := Check(dir, "k", spec); !ok {
+		t.Error("the memo fails with a record written again, unchanged")
+	}
+	os.WriteFile(p+".new", []byte(`{"key": "sha256:other"}`), 0o644)
+	os.Rename(p+".new", p)
 	if _, ok := Check(dir, "k", spec); ok {
-		t.Error("the memo holds with a store file replaced")
+		t.Error("the memo holds with a record changed")
+	}
+
+	// A blob replaced is another file.
+	dir, spec, _ = memoFixture(t)
+	p = filepath.Join(dir, "blob")
+	os.WriteFile(p+".new", []byte("blob"), 0o644)
+	os.Rename(p+".new", p)
+	if _, ok := Check(dir, "k", spec); ok {
+		t.Error("the memo holds with a blob replaced")
+	}
+
+	// A file that was absent and is there now.
+	dir, spec, _ = memoFixture(t)
+	os.WriteFile(filepath.Join(dir, "absent"), nil, 0o644)
+	if _, ok := Check(dir, "k", spec); ok {
+		t.Error("the memo holds with a file that was absent there")
 	}
 
 	dir, spec, _ = memoFixture(t)
@@ -179,11 +204,13 @@ func TestTryOffAndMisses(t *testing.T) {
 	if got := read(t, out); got != "x sha256:aa\n" {
 		t.Errorf("stdout: %q", got)
 	}
-	t.Setenv(DisableEnv, "1")
-	if Try(args, out, errOut) {
-		t.Error("Try answers with " + DisableEnv + " set")
+	for _, env := range []string{DisableEnv, UsernsStageEnv} {
+		t.Setenv(env, "1")
+		if Try(args, out, errOut) {
+			t.Error("Try answers with " + env + " set")
+		}
+		os.Unsetenv(env)
 	}
-	os.Unsetenv(DisableEnv)
 	if Try([]string{"build", "-f", spec, "--progress", "tty"}, out, errOut) {
 		t.Error("Try answers for the live display")
 	}
@@ -232,6 +259,7 @@ func TestEnvCovered(t *testing.T) {
 		"XDG_RUNTIME_DIR": "where containers' runtime state goes: runs, not a cached build",
 		"SSH_AUTH_SOCK":   "--ssh, which no memo is written for",
 		"http_proxy":      "downloads: a cached build makes none",
+		"GOGC":            "the collector's pace: no output",
 	}
 	root := "../.."
 	var names []string

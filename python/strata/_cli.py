@@ -18,7 +18,7 @@ from .exception import ExecutionError, StrataNotFoundError, VersionError
 SUPPORTED_BUILDERS = ("2026.12",)
 
 _INSTALL_HINT = (
-    "Build it from a strata checkout with `go build -o /usr/local/bin/strata ./cmd/strata`, "
+    "Build it from a strata checkout with `CGO_ENABLED=0 go build -o /usr/local/bin/strata ./cmd/strata`, "
     "or point STRATA_BIN at a strata binary."
 )
 
