@@ -1,6 +1,7 @@
 package localfiles
 
 import (
+	"bytes"
 	"io/fs"
 	"syscall"
 	"time"
@@ -17,6 +18,13 @@ type statInfo struct {
 
 // lstatAt stats name in the folder dirfd without following a symlink.
 func lstatAt(dirfd int, name string) (*statInfo, error) {
+	i := new(statInfo)
+	return i, i.lstatAt(dirfd, name)
+}
+
+// lstatAt fills i with fstatat of name in the folder dirfd, not following a symlink: the
+// walk fills a folder's infos in one slice, one allocation for all its entries.
+func (i *statInfo) lstatAt(dirfd int, name string) error {
 	var st unix.Stat_t
 	for {
 		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
@@ -24,17 +32,60 @@ func lstatAt(dirfd int, name string) (*statInfo, error) {
 			break
 		}
 		if err != unix.EINTR {
-			return nil, err
+			return err
 		}
 	}
-	return &statInfo{name: name, mode: fileMode(st.Mode), st: syscall.Stat_t{
+	i.name, i.mode = name, fileMode(st.Mode)
+	i.st = syscall.Stat_t{
 		Dev: st.Dev, Ino: st.Ino, Nlink: st.Nlink, Mode: st.Mode, Uid: st.Uid, Gid: st.Gid, Rdev: st.Rdev,
 		Size: st.Size, Blksize: st.Blksize, Blocks: st.Blocks,
 		Atim: syscall.Timespec{Sec: st.Atim.Sec, Nsec: st.Atim.Nsec},
 		Mtim: syscall.Timespec{Sec: st.Mtim.Sec, Nsec: st.Mtim.Nsec},
 		Ctim: syscall.Timespec{Sec: st.Ctim.Sec, Nsec: st.Ctim.Nsec},
-	}}, nil
+	}
+	return nil
 }
+
+// readDir lists an open folder with getdents into a reused buffer: each entry's name and
+// whether it is a folder (dirTypeUnknown when the file system does not say, as d_type
+// allows). Unlike os.File.ReadDir it makes no DirEntry per entry.
+func readDir(fd int, buf []byte) (names []string, types []uint8, err error) {
+	for {
+		n, err := syscall.ReadDirent(fd, buf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if n <= 0 {
+			return names, types, nil
+		}
+		for b := buf[:n]; len(b) > 0; {
+			// struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name.
+			reclen := int(b[16]) | int(b[17])<<8
+			if reclen < 19 || reclen > len(b) {
+				return nil, nil, syscall.EIO
+			}
+			typ, name := b[18], b[19:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			b = b[reclen:]
+			if string(name) == "." || string(name) == ".." {
+				continue
+			}
+			names = append(names, string(name))
+			types = append(types, typ)
+		}
+	}
+}
+
+// The d_type values readDir reports.
+const (
+	dirTypeUnknown = syscall.DT_UNKNOWN
+	dirTypeDir     = syscall.DT_DIR
+)
 
 // fileMode is os's reading of st_mode (os.fillFileStatFromSys).
 func fileMode(m uint32) fs.FileMode {

@@ -99,6 +99,7 @@ func Walk(root, prefix string, ignore Matcher) ([]spec.ContextFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	root = filepath.Clean(root)
 	prefix = strings.Trim(path.Clean("/"+filepath.ToSlash(prefix)), "/")
 	if !st.IsDir() {
 		f, err := entry(root, prefix, st)
@@ -205,30 +206,44 @@ func (w *walker) dir(abs, rel string) (found []spec.ContextFile, subs []folder, 
 		return nil, nil, err
 	}
 	defer d.Close()
-	entries, err := d.ReadDir(-1)
-	if err != nil {
-		return nil, nil, err // it names the folder
-	}
-	// Each entry is stat'ed relative to the folder, as find does: no path lookup from the root.
 	dirfd := int(d.Fd())
-	found = make([]spec.ContextFile, 0, len(entries))
-	for _, e := range entries {
-		r := e.Name()
+	buf := direntBufs.Get().(*[]byte)
+	names, types, err := readDir(dirfd, *buf)
+	direntBufs.Put(buf)
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: "readdirent", Path: abs, Err: err}
+	}
+	// Each entry is stat'ed relative to the folder, as find does: no path lookup from the
+	// root. The folder's infos are one allocation, and its paths are joined without Clean:
+	// abs, rel and the names are clean already.
+	found = make([]spec.ContextFile, 0, len(names))
+	infos := make([]statInfo, len(names))
+	for i, name := range names {
+		p := joinClean(abs, name)
+		r := name
 		if rel != "" {
-			r = rel + "/" + r
+			r = rel + "/" + name
 		}
-		p := filepath.Join(abs, e.Name())
-		isDir := e.IsDir()
+		info := &infos[i]
+		stated := false
+		isDir := types[i] == dirTypeDir
+		if types[i] == dirTypeUnknown { // the file system does not say: ask
+			if err := info.lstatAt(dirfd, name); err != nil {
+				return nil, nil, &fs.PathError{Op: "lstat", Path: p, Err: err}
+			}
+			stated, isDir = true, info.IsDir()
+		}
 		excluded := w.excludes(r, isDir)
 		if excluded && isDir && w.ignore.prune {
 			continue
 		}
 		if !excluded {
-			info, err := lstatAt(dirfd, e.Name())
-			if err != nil {
-				return nil, nil, &fs.PathError{Op: "lstat", Path: p, Err: err}
+			if !stated {
+				if err := info.lstatAt(dirfd, name); err != nil {
+					return nil, nil, &fs.PathError{Op: "lstat", Path: p, Err: err}
+				}
 			}
-			f, err := entry(p, path.Join(w.prefix, r), info)
+			f, err := entry(p, joinClean(w.prefix, r), info)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -239,6 +254,20 @@ func (w *walker) dir(abs, rel string) (found []spec.ContextFile, subs []folder, 
 		}
 	}
 	return found, subs, nil
+}
+
+// direntBufs are the walk's getdents buffers, one per folder being read.
+var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// joinClean joins a clean path and a clean relative one: path.Join without its Clean.
+func joinClean(dir, name string) string {
+	switch {
+	case dir == "":
+		return name
+	case dir[len(dir)-1] == '/':
+		return dir + name
+	}
+	return dir + "/" + name
 }
 
 func entry(p, rel string, info fs.FileInfo) (spec.ContextFile, error) {
