@@ -2,6 +2,7 @@ package localfiles
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io/fs"
 	"syscall"
 	"time"
@@ -63,17 +64,17 @@ func readDir(fd int, buf []byte) (names []string, types []uint8, err error) {
 		}
 		for b := buf[:n]; len(b) > 0; {
 			// struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name.
-			reclen := int(b[16]) | int(b[17])<<8
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
 			if reclen < 19 || reclen > len(b) {
 				return nil, nil, syscall.EIO
 			}
-			typ, name := b[18], b[19:reclen]
+			ino, typ, name := binary.NativeEndian.Uint64(b[0:8]), b[18], b[19:reclen]
 			if i := bytes.IndexByte(name, 0); i >= 0 {
 				name = name[:i]
 			}
 			b = b[reclen:]
-			if string(name) == "." || string(name) == ".." {
-				continue
+			if ino == 0 || string(name) == "." || string(name) == ".." {
+				continue // a deleted entry, as os skips it; the folder and its parent
 			}
 			names = append(names, string(name))
 			types = append(types, typ)

@@ -62,3 +62,21 @@ func TestWalkInfoIsLstats(t *testing.T) {
 		}
 	}
 }
+
+// A walk names each file's source as filepath.Join(root, rel) would, whatever form root
+// takes: the file digest cache is keyed by it.
+func TestWalkSourcesAreJoined(t *testing.T) {
+	dir := tree(t, map[string]string{"a.txt": "a", "sub/b.txt": "b"})
+	t.Chdir(dir)
+	for _, root := range []string{".", "./", dir, dir + "/", dir + "/sub/..", "sub/.."} {
+		files, err := Walk(root, "", Matcher{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if want := filepath.Join(root, f.Path); f.Source != want {
+				t.Errorf("root %q: %s has source %q, not %q", root, f.Path, f.Source, want)
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package localfiles
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -95,11 +96,11 @@ func ReadDockerignore(file string) ([]string, error) {
 // survive a copy. The ignore Matcher sees paths relative to root. Symlinks are
 // listed as links, never followed.
 func Walk(root, prefix string, ignore Matcher) ([]spec.ContextFile, error) {
+	root = filepath.Clean(root)
 	st, err := os.Lstat(root)
 	if err != nil {
 		return nil, err
 	}
-	root = filepath.Clean(root)
 	prefix = strings.Trim(path.Clean("/"+filepath.ToSlash(prefix)), "/")
 	if !st.IsDir() {
 		f, err := entry(root, prefix, st)
@@ -228,7 +229,9 @@ func (w *walker) dir(abs, rel string) (found []spec.ContextFile, subs []folder, 
 		stated := false
 		isDir := types[i] == dirTypeDir
 		if types[i] == dirTypeUnknown { // the file system does not say: ask
-			if err := info.lstatAt(dirfd, name); err != nil {
+			if err := info.lstatAt(dirfd, name); errors.Is(err, fs.ErrNotExist) {
+				continue // gone since the listing, as os.File.ReadDir skips it
+			} else if err != nil {
 				return nil, nil, &fs.PathError{Op: "lstat", Path: p, Err: err}
 			}
 			stated, isDir = true, info.IsDir()
@@ -262,7 +265,7 @@ var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &
 // joinClean joins a clean path and a clean relative one: path.Join without its Clean.
 func joinClean(dir, name string) string {
 	switch {
-	case dir == "":
+	case dir == "" || dir == ".":
 		return name
 	case dir[len(dir)-1] == '/':
 		return dir + name
