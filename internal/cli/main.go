@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -20,12 +19,6 @@ import (
 // Main runs the strata command line: cmd/strata, and cmd/strata-buildkit, which is the same
 // command with the buildkit engine linked in.
 func Main() {
-	if os.Getenv("GOGC") == "" {
-		// A command's heap is small and short-lived: the collector's default first goal
-		// (4 MB) made a warm resolve of 10,000 files collect three times, a fifth of its
-		// time. Five times the live heap is a few tens of MB for the largest builds.
-		debug.SetGCPercent(400)
-	}
 	args := os.Args[1:]
 	if name := engineArg(args); name != "" && name != "local" {
 		if _, ok := engine.Lookup(name); !ok {

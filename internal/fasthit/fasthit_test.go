@@ -259,7 +259,6 @@ func TestEnvCovered(t *testing.T) {
 		"XDG_RUNTIME_DIR": "where containers' runtime state goes: runs, not a cached build",
 		"SSH_AUTH_SOCK":   "--ssh, which no memo is written for",
 		"http_proxy":      "downloads: a cached build makes none",
-		"GOGC":            "the collector's pace: no output",
 	}
 	root := "../.."
 	var names []string
