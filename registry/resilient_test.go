@@ -112,8 +112,12 @@ func (s *blobServer) status(w http.ResponseWriter, id string, code int) {
 // uploadChunk is the tests' chunk size.
 const uploadChunk = 8 << 20
 
+// testTransport is the resilient transport with quick retries. Its stall is ten seconds:
+// a loaded machine (the whole test suite on two cores) can leave an 8 MiB chunk's answer
+// waiting past 300 ms, which made an upload test see a stall it did not inject. The test of
+// stalls sets its own.
 func testTransport() *resilient {
-	return &resilient{inner: http.DefaultTransport, r: Retry{Attempts: 4, Backoff: time.Millisecond, MaxWait: 5 * time.Second, Stall: 300 * time.Millisecond, Chunk: uploadChunk}}
+	return &resilient{inner: http.DefaultTransport, r: Retry{Attempts: 4, Backoff: time.Millisecond, MaxWait: 5 * time.Second, Stall: 10 * time.Second, Chunk: uploadChunk}}
 }
 
 func get(t *testing.T, tr http.RoundTripper, url string) (string, error) {
@@ -141,18 +145,23 @@ func TestDownloadsRideOutFaults(t *testing.T) {
 		name   string
 		faults []faultproxy.Fault
 		ranges []string // the Range of each request
+		stall  time.Duration
 	}{
-		{"drops and 503s", []faultproxy.Fault{{Drop: true}, {Status: 503}, {Status: 502}}, []string{"", "", "", ""}},
-		{"cut short twice", []faultproxy.Fault{{CutAfter: 100000}, {CutAfter: 200000}}, []string{"", "bytes=100000-", "bytes=300000-"}},
-		{"stalls", []faultproxy.Fault{{StallAfter: 500000}}, []string{"", "bytes=500000-"}},
-		{"429 then cut", []faultproxy.Fault{{Status: 429, RetryAfter: "1"}, {CutAfter: 7}}, []string{"", "", "bytes=7-"}},
+		{"drops and 503s", []faultproxy.Fault{{Drop: true}, {Status: 503}, {Status: 502}}, []string{"", "", "", ""}, 0},
+		{"cut short twice", []faultproxy.Fault{{CutAfter: 100000}, {CutAfter: 200000}}, []string{"", "bytes=100000-", "bytes=300000-"}, 0},
+		{"stalls", []faultproxy.Fault{{StallAfter: 500000}}, []string{"", "bytes=500000-"}, 300 * time.Millisecond},
+		{"429 then cut", []faultproxy.Fault{{Status: 429, RetryAfter: "1"}, {CutAfter: 7}}, []string{"", "", "bytes=7-"}, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p.Reset()
 			for _, f := range c.faults {
 				p.Add(faultproxy.Rule{Method: "GET", Path: path, Times: 1, Fault: f})
 			}
-			got, err := get(t, testTransport(), url)
+			tr := testTransport()
+			if c.stall > 0 {
+				tr.r.Stall = c.stall
+			}
+			got, err := get(t, tr, url)
 			if err != nil || got != s.blob {
 				t.Fatalf("got %d bytes (%v), want the blob's %d", len(got), err, len(s.blob))
 			}
