@@ -17,12 +17,6 @@ type statInfo struct {
 	st   syscall.Stat_t
 }
 
-// lstatAt stats name in the folder dirfd without following a symlink.
-func lstatAt(dirfd int, name string) (*statInfo, error) {
-	i := new(statInfo)
-	return i, i.lstatAt(dirfd, name)
-}
-
 // lstatAt fills i with fstatat of name in the folder dirfd, not following a symlink: the
 // walk fills a folder's infos in one slice, one allocation for all its entries.
 func (i *statInfo) lstatAt(dirfd int, name string) error {

@@ -34,8 +34,8 @@ func TestWalkInfoIsLstats(t *testing.T) {
 	names, err := d.Readdirnames(-1)
 	must(err)
 	for _, name := range append(names, "sub") {
-		got, err := lstatAt(int(d.Fd()), name)
-		must(err)
+		got := new(statInfo)
+		must(got.lstatAt(int(d.Fd()), name))
 		want, err := os.Lstat(filepath.Join(dir, name))
 		must(err)
 		if got.Name() != want.Name() || got.Mode() != want.Mode() || got.Size() != want.Size() ||
@@ -44,7 +44,7 @@ func TestWalkInfoIsLstats(t *testing.T) {
 				want.Name(), want.Mode(), want.Size(), want.ModTime())
 		}
 	}
-	if _, err := lstatAt(int(d.Fd()), "missing"); !os.IsNotExist(err) {
+	if err := new(statInfo).lstatAt(int(d.Fd()), "missing"); !os.IsNotExist(err) {
 		t.Errorf("a missing file: %v", err)
 	}
 	// The walk gives them to the files it lists, with the fifo refused as before.

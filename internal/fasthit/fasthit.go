@@ -347,18 +347,13 @@ func Check(storeDir, key, specFile string) (*Memo, bool) {
 	return &m, true
 }
 
-// FileDigest is the sha256 of a file's bytes.
+// FileDigest is the sha256 of a file's bytes (a spec, a record: small files).
 func FileDigest(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	return digestOf(b), nil
 }
 
 func digestOf(b []byte) string {
