@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -214,10 +215,15 @@ type resolutionError struct{ err error }
 func (e *resolutionError) Error() string { return e.err.Error() }
 func (e *resolutionError) Unwrap() error { return e.err }
 
-// packageCaches are the download caches each method's steps use (spec.Layer.Caches).
+// packageCaches are the download caches each method's steps use (spec.Layer.Caches). The
+// methods that run the user's own shell commands get apt's: those commands run apt-get more
+// than anything else, and the cache is a proxy that only apt reads.
 var packageCaches = map[string][]string{
 	"debian_slim":                   {"apt"},
 	"apt_install":                   {"apt"},
+	"run_commands":                  {"apt"},
+	"dockerfile_commands":           {"apt"},
+	"from_dockerfile":               {"apt"},
 	"pip_install":                   {"pip"},
 	"pip_install_from_requirements": {"pip"},
 	"pip_install_from_pyproject":    {"pip"},
@@ -235,7 +241,7 @@ func (r *resolver) finish(l *spec.Layer, method, parent string, force bool) erro
 	if l.Method == "" {
 		l.Method = method
 	}
-	if l.Caches == nil {
+	if l.Caches == nil && runsCommands(l) {
 		l.Caches = packageCaches[l.Method]
 	}
 	if err := r.hasher.Hash(l.Context); err != nil {
@@ -490,6 +496,11 @@ func dedupe(s []string) []string {
 		}
 	}
 	return out
+}
+
+// runsCommands says whether a layer has a RUN step, the only kind a package cache is lent to.
+func runsCommands(l *spec.Layer) bool {
+	return slices.ContainsFunc(l.Instructions, func(in spec.Instruction) bool { return in.Op == spec.OpRun })
 }
 
 func run(cmd string) spec.Instruction {

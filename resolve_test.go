@@ -792,3 +792,34 @@ func TestMicromambaImage(t *testing.T) {
 		t.Errorf("a bad STRATA_MICROMAMBA_IMAGE: %v", err)
 	}
 }
+
+// TestPackageCachesGoToLayersThatRunCommands: apt's cache is lent to the steps of the user's
+// own shell commands (run_commands, dockerfile_commands, a Dockerfile's RUN), which run
+// apt-get more than anything else; a layer that runs nothing names no cache.
+func TestPackageCachesGoToLayersThatRunCommands(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a", "x")
+	write(t, dir, "Dockerfile", "FROM scratch\nCOPY a /a\nRUN apt-get install -y git\n")
+	img := strata.FromScratch().
+		RunCommands("apt-get update").
+		DockerfileCommands("COPY a /b").
+		DockerfileCommands("RUN true").
+		Env(map[string]string{"A": "1"}).
+		PipInstall("x")
+	p := resolve(t, img, dir)
+	want := [][]string{nil, {"apt"}, nil, {"apt"}, nil, {"pip"}}
+	if len(p.Layers) != len(want) {
+		t.Fatalf("%d layers, want %d", len(p.Layers), len(want))
+	}
+	for i, l := range p.Layers {
+		if !slices.Equal(l.Caches, want[i]) {
+			t.Errorf("layer %d (%s %s): caches %q, want %q", i, l.Method, l.Title, l.Caches, want[i])
+		}
+	}
+	p = resolve(t, strata.FromDockerfile("Dockerfile"), dir)
+	for i, want := range [][]string{nil, nil, {"apt"}} {
+		if l := p.Layers[i]; !slices.Equal(l.Caches, want) {
+			t.Errorf("Dockerfile layer %d (%s): caches %q, want %q", i, l.Title, l.Caches, want)
+		}
+	}
+}

@@ -8,6 +8,8 @@
 # digest remembered) over a 10,000-file tree, against the floor of listing the same tree
 # with one lstat per file (find -printf), in place of buildah's column.
 # The chain: a trixie Python base, apt-get install -y git, python3 -c 'print(1)', ENV X=1.
+# strata lends its apt cache (a local proxy) to the RUN steps; the Dockerfile, as users write
+# it, has no cache mount, so buildah fetches the packages each time.
 # Both tools start from the same base image: strata's debian_slim, imported into buildah.
 # Run by hand, as root, on an otherwise idle machine: sudo ./bench/bench.sh [runs]
 set -euo pipefail
@@ -28,6 +30,12 @@ from="localhost/bench-base:$tag"
 
 time_strata() { local t=$(now); strata build -f "$work/image.yaml" -t bench --progress plain >"$work/strata.log" 2>&1 || { cat "$work/strata.log"; exit 1; }; echo "$(now) - $t" | bc; }
 time_buildah() { local t=$(now); buildah bud --layers --runtime runc --network host -q -t localhost/bench -f "$work/ctx/Dockerfile" "$work/ctx" >"$work/buildah.log" 2>&1 || { cat "$work/buildah.log"; exit 1; }; echo "$(now) - $t" | bc; }
+
+# One build of each, untimed, first: both start the timed runs with the base, the mirror's
+# connection and the page cache warm, and strata with its apt cache warm (its proxy keeps the
+# .deb files the chain's apt-get fetched; buildah's RUN, as written, keeps none).
+write "warmup-$$-$RANDOM" a
+time_strata >/dev/null; time_buildah >/dev/null
 
 declare -A S B
 for i in $(seq 1 "$N"); do

@@ -13,7 +13,8 @@ import (
 
 // TestPackageCaches: the steps of pip and apt layers download through strata's caches on
 // the host: a forced rebuild downloads no wheel again, apt's packages are kept by the
-// proxy, nothing of the caches enters a layer, two builds share the pip cache at once, and
+// proxy (for apt_install and for apt-get in run_commands), nothing of the caches enters a
+// layer, two builds share the pip cache at once, and
 // strata prune --caches shows and empties them.
 func TestPackageCaches(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
@@ -82,6 +83,22 @@ func TestPackageCaches(t *testing.T) {
 	}
 	if got := run(t, b3, "hello"); got != "Hello, world!\n" {
 		t.Errorf("hello: %q", got)
+	}
+
+	// apt-get in the user's own commands goes through the same proxy, and the image keeps
+	// nothing of it.
+	sl := base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"apt-get update && apt-get install -y --no-install-recommends sl"}, LayerOptions: strata.LayerOptions{ForceBuild: true}})
+	build(t, sl, "it-caches-apt-run")
+	kept := treeFiles(t, apt)
+	if kept <= debs {
+		t.Fatalf("apt-get in run_commands kept nothing in the apt cache (%d files, %d before)", kept, debs)
+	}
+	b4 := build(t, sl, "it-caches-apt-run")
+	if n := treeFiles(t, apt); n != kept {
+		t.Errorf("a forced rebuild of run_commands added %d files to the apt cache: it fetched again", n-kept)
+	}
+	if got := run(t, b4, "sh", "-c", "ls -A / | grep -c strata-cache; printenv APT_CONFIG; test -x /usr/games/sl && echo sl"); got != "0\nsl\n" {
+		t.Errorf("the image holds the cache or its variable, or misses sl:\n%s", got)
 	}
 
 	// prune --caches, on a store of its own so that other tests keep their layers.

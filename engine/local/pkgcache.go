@@ -43,8 +43,8 @@ func (x *executor) lendCaches(env []string) ([]container.Mount, []string, func()
 		if name == "apt" {
 			// Not a folder of debs, which steps would empty (apt-get clean) and lock, but a
 			// proxy that keeps them; the step gets only the file that names it.
-			if proxyEnvSet(env) {
-				continue // the user's own proxy carries apt's traffic
+			if proxyEnvSet(env) || envSet(env, "APT_CONFIG") {
+				continue // the user's own proxy carries apt's traffic, or their own file configures it
 			}
 			dir, err := x.aptConfig()
 			if err != nil {
@@ -83,9 +83,13 @@ func (x *executor) lendCaches(env []string) ([]container.Mount, []string, func()
 
 // proxyEnvSet says whether the step's environment names an http proxy.
 func proxyEnvSet(env []string) bool {
+	return envSet(env, "http_proxy") || envSet(env, "HTTP_PROXY")
+}
+
+// envSet says whether the step's environment gives the variable k a value.
+func envSet(env []string, k string) bool {
 	for _, kv := range env {
-		k, v, _ := strings.Cut(kv, "=")
-		if v != "" && (k == "http_proxy" || k == "HTTP_PROXY") {
+		if name, v, _ := strings.Cut(kv, "="); name == k && v != "" {
 			return true
 		}
 	}
