@@ -134,17 +134,17 @@ type localSpec func(r *resolver) (srcs []spec.LocalSource, target string, exclud
 // addLocal makes a copy layer or a runtime mount from local sources. Listed files have their
 // absolute destinations, without the leading "/", as paths.
 func (img Image) addLocal(method string, copy bool, sources localSpec) Image {
-	list := func(r *resolver) ([]spec.ContextFile, spec.Mount, error) {
+	list := func(r *resolver) (spec.Mount, []spec.LocalSource, error) {
 		srcs, target, exclude, err := sources(r)
 		if err != nil {
-			return nil, spec.Mount{}, err
+			return spec.Mount{}, nil, err
 		}
 		r.hasher.Prefetch() // decoded while the sources are listed
 		var files []spec.ContextFile
 		for _, src := range srcs {
 			fs, err := localfiles.List(src, exclude)
 			if err != nil {
-				return nil, spec.Mount{}, err
+				return spec.Mount{}, nil, err
 			}
 			files = append(files, fs...)
 		}
@@ -152,20 +152,20 @@ func (img Image) addLocal(method string, copy bool, sources localSpec) Image {
 		if exclude == nil {
 			m.Sources = srcs
 		}
-		return files, m, nil
+		return m, srcs, nil
 	}
 	if !copy {
 		return img.thenMount(method, func(r *resolver) (spec.Mount, error) {
-			_, m, err := list(r)
+			m, _, err := list(r)
 			return m, err
 		})
 	}
 	return img.then(method, false, func(r *resolver) (*spec.Layer, error) {
-		files, _, err := list(r)
+		m, srcs, err := list(r)
 		if err != nil {
 			return nil, err
 		}
-		return &spec.Layer{Instructions: []spec.Instruction{copyIn(nil, ".", "/")}, Context: files}, nil
+		return &spec.Layer{Instructions: []spec.Instruction{copyIn(nil, ".", "/")}, Context: m.Files, Sources: srcs}, nil
 	})
 }
 

@@ -384,9 +384,10 @@ func TestCachedBuildTakesTheFastPath(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
 	text := fmt.Sprintf("image:\n  - debian_slim: {python_version: \"3.13\"}\n  - run_commands: {commands: [\"echo %s > /made\"]}\n  - env: {vars: {V: \"1\"}}\n", unique(t))
 	file := spec(t, text)
-	build := func(env ...string) (out string, fast bool) {
+	// run runs a strata command and says whether it answered from the cache-hit path.
+	run := func(args []string, env ...string) (out string, fast bool) {
 		t.Helper()
-		out, err := cliEnv(t, append(env, "GODEBUG=inittrace=1"), "", "build", "-f", file, "-t", "it-fast", "--progress", "plain")
+		out, err := cliEnv(t, append(env, "GODEBUG=inittrace=1"), "", args...)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
@@ -410,6 +411,10 @@ func TestCachedBuildTakesTheFastPath(t *testing.T) {
 			t.Fatalf("%d of the heavy packages %v were initialised: %v", n, heavy, inits)
 		}
 		return strings.Join(lines, "\n"), n == 0
+	}
+	build := func(env ...string) (out string, fast bool) {
+		t.Helper()
+		return run([]string{"build", "-f", file, "-t", "it-fast", "--progress", "plain"}, env...)
 	}
 	if out, fast := build(); fast || !strings.Contains(out, "run_commands building") {
 		t.Fatalf("the first build (fast path %v):\n%s", fast, out)
@@ -455,19 +460,59 @@ func TestCachedBuildTakesTheFastPath(t *testing.T) {
 		t.Errorf("after the spec changed (fast path %v):\n%s", fast, out)
 	}
 
-	// A spec that reads a local file leaves no memo: its hits take the full path, which
-	// sees the file change.
-	local := filepath.Join(filepath.Dir(file), "greeting.txt")
-	write(t, filepath.Dir(file), "greeting.txt", "hello\n")
-	text = strings.Replace(text, "  - env:", "  - add_local_file: {local_path: "+local+", remote_path: /greeting.txt, copy: true}\n  - env:", 1)
+	// A spec that copies a local folder and file: its memo holds them by identity. Files
+	// changed in the two seconds before a run are left to the full path (racily clean).
+	dir := filepath.Dir(file)
+	write(t, dir, "tree/a.txt", "a\n")
+	write(t, dir, "tree/sub/b.txt", "b\n")
+	write(t, dir, "greeting.txt", "hello\n")
+	text = strings.Replace(text, "  - env:", "  - add_local_dir: {local_path: tree, remote_path: /tree, copy: true}\n  - add_local_file: {local_path: greeting.txt, remote_path: /greeting.txt, copy: true}\n  - env:", 1)
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	build()
 	if out, fast := build(); fast || strings.Contains(out, "building") {
-		t.Errorf("a spec with a local file (fast path %v):\n%s", fast, out)
+		t.Errorf("a spec with local files changed just now (fast path %v):\n%s", fast, out)
 	}
-	write(t, filepath.Dir(file), "greeting.txt", "hello again\n")
+	settle := func() { time.Sleep(2100 * time.Millisecond) }
+	settle()
+	build()
+	hit, fast = build()
+	if !fast || !strings.Contains(hit, "#2 add_local_dir cached") {
+		t.Fatalf("a rebuild with local files unchanged took the full path:\n%s", hit)
+	}
+	if full, _ := build("STRATA_NO_FAST_HIT=1"); full != hit {
+		t.Errorf("with local files, the fast path printed\n%s\nthe full build\n%s", hit, full)
+	}
+
+	// strata spec answers from its own memo, with what the full resolve prints.
+	resolve := func(env ...string) (string, bool) {
+		t.Helper()
+		return run([]string{"spec", "-f", file}, env...)
+	}
+	resolve()
+	specHit, fast := resolve()
+	if !fast || !strings.Contains(specHit, "add_local_dir") {
+		t.Errorf("an unchanged strata spec took the full path:\n%s", specHit)
+	}
+	if full, _ := resolve("STRATA_NO_FAST_HIT=1"); full != specHit {
+		t.Errorf("strata spec's fast path printed\n%s\nthe full resolve\n%s", specHit, full)
+	}
+
+	// A file made in a copied folder, or a copied file changed, takes the full path.
+	write(t, dir, "tree/sub/c.txt", "c\n")
+	if out, fast := build(); fast || !strings.Contains(out, "add_local_dir building") {
+		t.Errorf("after a file was made in the copied folder (fast path %v):\n%s", fast, out)
+	}
+	if out, fast := resolve(); fast || out == specHit {
+		t.Errorf("strata spec after a file was made in the copied folder (fast path %v):\n%s", fast, out)
+	}
+	settle()
+	build()
+	if _, fast := build(); !fast {
+		t.Error("the full build after the folder changed left no memo")
+	}
+	write(t, dir, "greeting.txt", "hello again\n")
 	if out, fast := build(); fast || !strings.Contains(out, "add_local_file building") {
 		t.Errorf("after the local file changed (fast path %v):\n%s", fast, out)
 	}

@@ -112,7 +112,7 @@ func Walk(root, prefix string, ignore Matcher) ([]spec.ContextFile, error) {
 	w := &walker{root: root, prefix: prefix, ignore: ignore, queue: []folder{{root, ""}}, pending: 1}
 	w.more = sync.NewCond(&w.mu)
 	if prefix != "" {
-		w.found = append(w.found, []spec.ContextFile{{Path: prefix, Source: root, Mode: uint32(st.Mode())}})
+		w.found = append(w.found, []spec.ContextFile{{Path: prefix, Source: root, Mode: uint32(st.Mode()), Info: st}})
 	}
 	var wg sync.WaitGroup
 	for range 2 * runtime.GOMAXPROCS(0) {

@@ -211,6 +211,9 @@ type Layer struct {
 	Instructions []Instruction `json:"instructions"`
 	// Context is the set of local files the layer's COPY and ADD can read.
 	Context []ContextFile `json:"context,omitempty"`
+	// Sources are the local files and folders an add_local_* layer's Context was listed
+	// from. Not in the key (its files are) nor in the plan's JSON.
+	Sources []LocalSource `json:"-"`
 	// Artifacts are builder-provided context inputs.
 	Artifacts []Artifact `json:"artifacts,omitempty"`
 	// Env is build-time environment for the layer's RUN steps; it does not persist in the image.

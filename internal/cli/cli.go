@@ -2,6 +2,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -59,19 +60,27 @@ with the method that made it and its cache key. Nothing is built.`,
   strata spec -f image.yaml --json | jq '.layers[].key'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			plan, err := resolve(cmd.Context(), file)
+			plan, specDigest, err := resolve(cmd.Context(), file)
 			if err != nil {
 				return err
 			}
+			var out bytes.Buffer
 			if asJSON {
-				return writePlanJSON(cmd.OutOrStdout(), plan)
+				if err := writePlanJSON(&out, plan); err != nil {
+					return err
+				}
+			} else {
+				for i, l := range plan.Layers {
+					fmt.Fprintf(&out, "%-3d %-30s %s\n", i, l.Method, l.Key)
+				}
+				for _, m := range plan.Mounts {
+					fmt.Fprintf(&out, "    %-30s mounted at %s when a container starts (%d files)\n", m.Method, m.Target, len(m.Files))
+				}
 			}
-			for i, l := range plan.Layers {
-				fmt.Fprintf(cmd.OutOrStdout(), "%-3d %-30s %s\n", i, l.Method, l.Key)
+			if _, err := cmd.OutOrStdout().Write(out.Bytes()); err != nil {
+				return err
 			}
-			for _, m := range plan.Mounts {
-				fmt.Fprintf(cmd.OutOrStdout(), "    %-30s mounted at %s when a container starts (%d files)\n", m.Method, m.Target, len(m.Files))
-			}
+			writeSpecMemo(cmd, specDigest, plan, out.String())
 			return nil
 		},
 	}
@@ -91,7 +100,7 @@ cannot express (secrets as environment, GPUs, volumes, runtime mounts) is writte
 		Example: `  strata dockerfile -f image.yaml > Dockerfile`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			plan, err := resolve(cmd.Context(), file)
+			plan, _, err := resolve(cmd.Context(), file)
 			if err != nil {
 				return err
 			}
@@ -118,17 +127,18 @@ func versionCmd() *cobra.Command {
 
 // resolve resolves a spec file with the registry references it uses keyed by the digests
 // they were pinned to when first pulled, as a build would key them; nothing is pulled.
-func resolve(ctx context.Context, file string) (*strata.Plan, error) {
+func resolve(ctx context.Context, file string) (*strata.Plan, string, error) {
 	f, err := specfile.Load(file)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	c, err := open()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer c.Close()
-	return c.Resolve(ctx, f.Image, strata.WithResolveOptions(strata.WithDir(f.Dir)))
+	plan, err := c.Resolve(ctx, f.Image, strata.WithResolveOptions(strata.WithDir(f.Dir)))
+	return plan, f.Digest, err
 }
 
 func writePlanJSON(w io.Writer, plan *strata.Plan) error {

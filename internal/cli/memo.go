@@ -6,7 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,10 +26,14 @@ import (
 // cache-hit path answers.
 var memoKey string
 
+// started is when this process started: a local file changed since shortly before it is one
+// a memo cannot vouch for (see localEntries).
+var started = time.Now()
+
 // keepMemoKey takes the command line's fast-hit key, before rootless.Enter: a rootless
 // strata's second run, in its user namespace, finds its first run's in the environment.
 func keepMemoKey(args []string, reentered bool) {
-	if _, ok := fasthit.ParseBuild(args); !ok || os.Getenv(fasthit.DisableEnv) != "" {
+	if _, ok := fasthit.Parse(args); !ok || os.Getenv(fasthit.DisableEnv) != "" {
 		return
 	}
 	if k := os.Getenv(fasthit.KeyEnv); reentered && k != "" {
@@ -39,22 +47,45 @@ func keepMemoKey(args []string, reentered bool) {
 // writeMemo leaves the memo with which the next run of the same build answers from the
 // cache-hit path (package fasthit), when the build's inputs are all ones the memo holds: a
 // spec file and no flags but -f, -t and --progress (keepMemoKey), no forced build or
-// registry cache, and a plan that reads nothing but the spec (memoizable). specDigest is
-// the digest of the spec as it was parsed. A memo that cannot be written costs the next run
-// its fast path, nothing else.
+// registry cache, and a plan that reads nothing but the spec and the local files it copies
+// (memoizable). specDigest is the digest of the spec as it was parsed. A memo that cannot
+// be written costs the next run its fast path, nothing else.
 func writeMemo(cmd *cobra.Command, specDigest string, built *strata.Built) {
-	if memoKey == "" || built.Plan == nil || !memoizable(built.Plan) {
-		return
-	}
-	for _, env := range []string{"STRATA_FORCE_BUILD", "STRATA_IGNORE_CACHE", "STRATA_CACHE_REPO"} {
-		if os.Getenv(env) != "" {
-			return
-		}
-	}
-	if e := os.Getenv("STRATA_ENGINE"); e != "" && e != "local" {
+	if !memoWanted(built.Plan) {
 		return
 	}
 	m, err := memoOf(store.At(strata.Home()), specDigest, built)
+	leaveMemo(cmd, m, err)
+}
+
+// writeSpecMemo leaves the memo with which the next `strata spec` of the same line prints
+// output again from the cache-hit path, under writeMemo's conditions.
+func writeSpecMemo(cmd *cobra.Command, specDigest string, plan *strata.Plan, output string) {
+	if !memoWanted(plan) {
+		return
+	}
+	m, err := newMemo("spec", specDigest, plan)
+	if err == nil {
+		m.Output = output
+	}
+	leaveMemo(cmd, m, err)
+}
+
+// memoWanted says whether this run's line has a key and its plan can be memoized.
+func memoWanted(p *strata.Plan) bool {
+	if memoKey == "" || p == nil || !memoizable(p) {
+		return false
+	}
+	for _, env := range []string{"STRATA_FORCE_BUILD", "STRATA_IGNORE_CACHE", "STRATA_CACHE_REPO"} {
+		if os.Getenv(env) != "" {
+			return false
+		}
+	}
+	e := os.Getenv("STRATA_ENGINE")
+	return e == "" || e == "local"
+}
+
+func leaveMemo(cmd *cobra.Command, m *fasthit.Memo, err error) {
 	if err == nil {
 		err = fasthit.Write(strata.Home(), memoKey, m)
 	}
@@ -63,27 +94,105 @@ func writeMemo(cmd *cobra.Command, specDigest string, built *strata.Built) {
 	}
 }
 
+// newMemo starts the memo of a command: the spec, the executable, the plan's layers and the
+// local files it copies.
+func newMemo(command, specDigest string, p *strata.Plan) (*fasthit.Memo, error) {
+	m := &fasthit.Memo{Command: command, Spec: specDigest, Warnings: p.Warnings}
+	var err error
+	if m.Exe, err = fasthit.ExeIdent(); err != nil {
+		return nil, err
+	}
+	if m.Local, err = localEntries(p, started); err != nil {
+		return nil, err
+	}
+	for _, l := range p.Layers {
+		m.Layers = append(m.Layers, fasthit.Layer{Method: l.Method, Title: l.Title, Key: l.Key})
+	}
+	return m, nil
+}
+
 // memoMethods are the methods whose layers' keys come from the spec, the environment and
 // strata alone: resolving them reads no file. Any other method (a Dockerfile, a pyproject,
-// requirements, local files, an image) is not memoized, whatever its plan shows.
+// requirements, an image) is not memoized, whatever its plan shows.
 var memoMethods = []string{"debian_slim", "from_scratch", "apt_install", "pip_install", "run_commands",
 	"env", "workdir", "entrypoint", "cmd", "shell"}
 
-// memoizable says whether a plan's keys come from nothing but the spec, the environment and
-// strata: only memoMethods, and none of them with local files, registry images, remote
-// sources, functions, volumes, secrets or a forced build; no stages or mounts.
+// localMethods copy local files, which their layers list whole (see localEntries): their
+// keys come from those files too, and resolving them reads nothing else.
+var localMethods = []string{"add_local_dir", "add_local_file"}
+
+// memoizable says whether a plan's keys come from nothing but the spec, the environment,
+// strata and the local files it copies: only memoMethods and localMethods, none with
+// registry images, remote sources, functions, volumes, secrets or a forced build, and local
+// files only in localMethods; no stages or mounts.
 func memoizable(p *strata.Plan) bool {
 	if len(p.Stages) > 0 || len(p.Mounts) > 0 {
 		return false
 	}
 	for _, l := range p.Layers {
-		if !slices.Contains(memoMethods, l.Method) || l.ForceBuild || l.Function != nil || len(l.Context) > 0 ||
-			len(l.Images) > 0 || len(l.Remote) > 0 || len(l.Volumes) > 0 || len(l.Secrets) > 0 ||
-			(l.Base != nil && l.Base.Kind == spec.BaseRegistry) {
+		local := slices.Contains(localMethods, l.Method)
+		if !(local || slices.Contains(memoMethods, l.Method)) || (len(l.Context) > 0 && !local) ||
+			l.ForceBuild || l.Function != nil || len(l.Images) > 0 || len(l.Remote) > 0 || len(l.Volumes) > 0 ||
+			len(l.Secrets) > 0 || (l.Base != nil && l.Base.Kind == spec.BaseRegistry) {
 			return false
 		}
 	}
 	return true
+}
+
+// racyWindow is how long before the process started a local file must have last changed
+// for a memo to vouch for it. A change in the same tick of the file system's clock as the
+// one the listing saw leaves the times as they were (git's "racily clean" entries): such a
+// file is left to a full run. Two seconds cover file systems whose times are coarse.
+const racyWindow = 2 * time.Second
+
+// localEntries lists the local files and folders a plan copies, as its resolve listed them
+// (the walk's own lstat, taken before the file was read or the folder listed), for the
+// memo. Each layer's listing must be whole: one source, listed first (a folder, or the one
+// file), and every other entry in a folder it lists, so that a file made anywhere changes a
+// listed folder's times. A listing with a folder left out (a folder copied to /, whose root
+// is not an entry, or a "!" ignore pattern re-including files below an excluded folder) or
+// an entry changed since shortly before the process started cannot be vouched for.
+func localEntries(p *strata.Plan, since time.Time) ([]fasthit.Entry, error) {
+	var entries []fasthit.Entry
+	racy := since.Add(-racyWindow).UnixNano()
+	for _, l := range p.Layers {
+		if len(l.Context) == 0 {
+			continue
+		}
+		if len(l.Sources) != 1 || l.Context[0].Source != l.Sources[0].Local {
+			return nil, fmt.Errorf("%s: the listing does not start at its one source", l.Method)
+		}
+		root := l.Context[0].Source
+		folders := map[string]bool{}
+		for i, f := range l.Context {
+			st, ok := statOf(f)
+			if !ok {
+				return nil, fmt.Errorf("%s: no listing of %s", l.Method, f.Source)
+			}
+			if i > 0 && (!strings.HasPrefix(f.Source, root+"/") || !folders[filepath.Dir(f.Source)]) {
+				return nil, fmt.Errorf("%s: %s is in a folder the listing leaves out", l.Method, f.Source)
+			}
+			if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+				folders[f.Source] = true
+			}
+			id := fasthit.IdentOfStat(st)
+			if id.Mtime >= racy || id.Ctime >= racy {
+				return nil, fmt.Errorf("%s changed %s before the resolve", f.Source, racyWindow)
+			}
+			entries = append(entries, fasthit.Entry{Path: f.Source, Ident: id})
+		}
+	}
+	return entries, nil
+}
+
+// statOf is the lstat the walk took of a listed file.
+func statOf(f spec.ContextFile) (*syscall.Stat_t, bool) {
+	if f.Info == nil {
+		return nil, false
+	}
+	st, ok := f.Info.Sys().(*syscall.Stat_t)
+	return st, ok
 }
 
 // memoOf is the memo of a build, read back from the store as the build left it. The image
@@ -92,11 +201,11 @@ func memoizable(p *strata.Plan) bool {
 // namespace is made from, are kept too: a full build refuses a store or a host where they
 // changed, and so must the memo.
 func memoOf(s *store.Store, specDigest string, built *strata.Built) (*fasthit.Memo, error) {
-	m := &fasthit.Memo{Spec: specDigest, Name: built.Name, Manifest: built.Manifest, Warnings: built.Plan.Warnings}
-	var err error
-	if m.Exe, err = fasthit.ExeIdent(); err != nil {
+	m, err := newMemo("build", specDigest, built.Plan)
+	if err != nil {
 		return nil, err
 	}
+	m.Name, m.Manifest = built.Name, built.Manifest
 	var img store.Image
 	if err := m.AddRead(s.ImagePath(built.Name), &img); err != nil {
 		return nil, err
@@ -113,12 +222,11 @@ func memoOf(s *store.Store, specDigest string, built *strata.Built) (*fasthit.Me
 			return nil, err
 		}
 	}
-	for _, l := range built.Plan.Layers {
+	for i, l := range built.Plan.Layers {
 		var rec store.Record
 		if err := m.AddRead(s.RecordPath(l.Key), &rec); err != nil {
 			return nil, err
 		}
-		var size int64
 		for _, d := range rec.Layers {
 			p, ok := s.LayerPath(d)
 			if !ok {
@@ -127,9 +235,8 @@ func memoOf(s *store.Store, specDigest string, built *strata.Built) (*fasthit.Me
 			if err := m.AddIdent(p); err != nil {
 				return nil, err
 			}
-			size += d.Size
+			m.Layers[i].Size += d.Size
 		}
-		m.Layers = append(m.Layers, fasthit.Layer{Method: l.Method, Title: l.Title, Key: l.Key, Size: size})
 	}
 	if err := m.AddBytes(s.Path("idmaps")); err != nil {
 		return nil, err

@@ -2,6 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,8 +45,14 @@ func TestMemoizable(t *testing.T) {
 	if !memoizable(plain()) {
 		t.Fatal("a plan of a Debian base and commands is not memoizable")
 	}
+	copied := plain()
+	copied.Layers[1].Method, copied.Layers[1].Context = "add_local_dir", []spec.ContextFile{{}}
+	if !memoizable(copied) {
+		t.Error("a plan that copies a local folder is not memoizable")
+	}
 	for name, change := range map[string]func(p *strata.Plan){
 		"local files":   func(p *strata.Plan) { p.Layers[1].Context = []spec.ContextFile{{}} },
+		"python source": func(p *strata.Plan) { p.Layers[1].Method = "add_local_python_source" },
 		"registry base": func(p *strata.Plan) { p.Layers[0].Base.Kind = spec.BaseRegistry },
 		"image read":    func(p *strata.Plan) { p.Layers[1].Images = []spec.ImageRef{{Ref: "x"}} },
 		"remote source": func(p *strata.Plan) { p.Layers[1].Remote = []spec.RemoteRef{{}} },
@@ -60,6 +70,64 @@ func TestMemoizable(t *testing.T) {
 		change(p)
 		if memoizable(p) {
 			t.Errorf("a plan with a %s is memoizable", name)
+		}
+	}
+}
+
+// TestLocalEntries: a memo lists every file and folder a copied local folder's listing
+// has, by the walk's own stat, and refuses a listing it cannot vouch for.
+func TestLocalEntries(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"tree/a", "tree/sub/b", "tree/skip/c", "tree/keep/d", "file"} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resolve := func(img strata.Image) *strata.Plan {
+		t.Helper()
+		p, err := img.Resolve(context.Background(), strata.WithDir(dir), strata.WithHashCache(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	later := time.Now().Add(racyWindow + time.Second) // the files are older than the window
+	tree := func(o strata.AddLocalDirOptions) strata.Image {
+		o.LocalPath, o.Copy = "tree", true
+		if o.RemotePath == "" {
+			o.RemotePath = "/srv/tree"
+		}
+		return strata.FromScratch().AddLocalDirWith(o).AddLocalFileWith(strata.AddLocalFileOptions{LocalPath: "file", RemotePath: "/file", Copy: true})
+	}
+	p := resolve(tree(strata.AddLocalDirOptions{Ignore: []string{"skip"}}))
+	entries, err := localEntries(p, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		rel, _ := filepath.Rel(dir, e.Path)
+		got = append(got, rel)
+		if id, err := fasthit.IdentOf(e.Path); err != nil || id != e.Ident {
+			t.Errorf("%s: identity %+v, lstat %+v %v", rel, e.Ident, id, err)
+		}
+	}
+	if want := "tree tree/a tree/keep tree/keep/d tree/sub tree/sub/b file"; strings.Join(got, " ") != want {
+		t.Errorf("entries %q, want %q", got, want)
+	}
+	if _, err := localEntries(p, time.Now()); err == nil {
+		t.Error("files changed within the racy window are vouched for")
+	}
+	for name, img := range map[string]strata.Image{
+		"folder copied to /":             tree(strata.AddLocalDirOptions{RemotePath: "/"}),
+		"file re-included below a skip":  tree(strata.AddLocalDirOptions{Ignore: []string{"skip", "!skip/c"}}),
+		"folder excluded, file included": tree(strata.AddLocalDirOptions{Ignore: []string{"keep", "!keep/d"}}),
+	} {
+		if _, err := localEntries(resolve(img), later); err == nil {
+			t.Errorf("a listing with a %s is vouched for", name)
 		}
 	}
 }

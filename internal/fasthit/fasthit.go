@@ -1,22 +1,25 @@
 // Package fasthit is the strata command's cache-hit path: `strata build -f FILE` that would
-// find every layer cached answers from a memo of its last build, before the rest of the
-// program (BuildKit's parsers, registry clients, runc plumbing) is even initialised.
+// find every layer cached, or `strata spec -f FILE` that would resolve to the same keys,
+// answers from a memo of its last run, before the rest of the program (BuildKit's parsers,
+// registry clients, runc plumbing) is even initialised.
 //
-// A memo is written by a build whose inputs it can describe completely: the command line
-// and working folder, the environment strata reads (STRATA_*, SOURCE_DATE_EPOCH, HOME,
-// XDG_DATA_HOME, PATH, TMPDIR), the user, the strata executable, and the spec file's bytes;
-// and whose plan reads nothing else (no local files, no registry or remote sources, no
-// stages, mounts, functions or secrets; see internal/cli). It lists the store files that
-// make the result: the image's record, manifest and config, and each layer's cache entry and
-// bytes, each by its identity (device, inode, size, times). A later run with the same
-// inputs, whose store files are all still those, is the same cache hit: it prints what the
-// full build would print and writes nothing. Anything else (a changed input, a file
-// replaced or gone, a memo that cannot be read) runs the full build, which is always right.
-// ccache's direct mode works the same way.
+// A memo is written by a run whose inputs it can describe completely: the command line and
+// working folder, the environment strata reads (STRATA_*, SOURCE_DATE_EPOCH, HOME,
+// XDG_DATA_HOME, PATH, TMPDIR), the user, the strata executable, the spec file's bytes, and
+// the local files and folders the plan copies, each by its identity (device, inode, size,
+// times); and whose plan reads nothing else (no registry or remote sources, no stages,
+// mounts, functions or secrets; see internal/cli). A build's memo also lists the store files
+// that make the result: the image's record, manifest and config, and each layer's cache
+// entry and bytes. A later run with the same inputs, whose files are all still those, is
+// the same cache hit: it prints what the full run would print and writes nothing. Anything
+// else (a changed input, a file replaced or gone, a memo that cannot be read) runs in full,
+// which is always right. ccache's direct mode works the same way.
 package fasthit
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -25,11 +28,16 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata/internal/home"
 )
@@ -46,14 +54,25 @@ const DisableEnv = "STRATA_NO_FAST_HIT"
 // package may not import that one, whose imports are initialised late.
 const UsernsStageEnv = "_STRATA_USERNS_STAGE"
 
-// Memo is what a build left for the next run of the same command line.
+// Memo is what a build or a resolve left for the next run of the same command line.
 type Memo struct {
+	// Command is the command that wrote it: "build" or "spec".
+	Command string `json:"command"`
 	// Spec is the sha256 of the spec file's bytes.
 	Spec string `json:"spec"`
 	// Exe is the identity of the strata executable that wrote the memo.
 	Exe Ident `json:"exe"`
 	// Files are the store files the image is made of, with their identities.
-	Files []File `json:"files"`
+	Files []File `json:"files,omitempty"`
+	// Local are the local files and folders the plan copies, as the resolve listed them.
+	// They follow the JSON in the memo file, in a compact form: a tree of 10,000 files
+	// decodes in well under a millisecond.
+	Local []Entry `json:"-"`
+	// LocalDigest is the sha256 of the encoded entries: a memo cut short is not read as one
+	// with fewer files.
+	LocalDigest string `json:"local_digest,omitempty"`
+	// Output is what `strata spec` printed.
+	Output string `json:"output,omitempty"`
 	// What the build printed: its layers (all of them cached now), warnings, and the
 	// image's name and manifest.
 	Layers   []Layer  `json:"layers"`
@@ -136,6 +155,139 @@ func (f File) holds() bool {
 	return false
 }
 
+// Entry is a local file or folder and its identity.
+type Entry struct {
+	Path  string
+	Ident Ident
+}
+
+// appendLocal encodes entries: their count, then for each its path (length-prefixed) and
+// its identity's five numbers, as varints.
+func appendLocal(b []byte, entries []Entry) []byte {
+	if len(entries) == 0 {
+		return b
+	}
+	b = binary.AppendUvarint(b, uint64(len(entries)))
+	for _, e := range entries {
+		b = binary.AppendUvarint(b, uint64(len(e.Path)))
+		b = append(b, e.Path...)
+		b = binary.AppendUvarint(b, e.Ident.Dev)
+		b = binary.AppendUvarint(b, e.Ident.Ino)
+		b = binary.AppendVarint(b, e.Ident.Size)
+		b = binary.AppendVarint(b, e.Ident.Mtime)
+		b = binary.AppendVarint(b, e.Ident.Ctime)
+	}
+	return b
+}
+
+// decodeLocal reads what appendLocal wrote. The paths share b's memory, which must not
+// change after.
+func decodeLocal(b []byte) ([]Entry, bool) {
+	if len(b) == 0 {
+		return nil, true
+	}
+	count, k := binary.Uvarint(b)
+	if k <= 0 || count > uint64(len(b)) {
+		return nil, false
+	}
+	b = b[k:]
+	all := unsafe.String(unsafe.SliceData(b), len(b))
+	entries := make([]Entry, 0, count)
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, false
+		}
+		at := len(all) - len(b) + k
+		e := Entry{Path: all[at : at+int(n)]}
+		b = b[k+int(n):]
+		u := []*uint64{&e.Ident.Dev, &e.Ident.Ino}
+		for _, p := range u {
+			if *p, k = binary.Uvarint(b); k <= 0 {
+				return nil, false
+			}
+			b = b[k:]
+		}
+		for _, p := range []*int64{&e.Ident.Size, &e.Ident.Mtime, &e.Ident.Ctime} {
+			if *p, k = binary.Varint(b); k <= 0 {
+				return nil, false
+			}
+			b = b[k:]
+		}
+		entries = append(entries, e)
+	}
+	return entries, uint64(len(entries)) == count
+}
+
+// localHolds says whether every local file and folder is still the one the memo found: one
+// lstat each, relative to its folder as the walk's, spread over the cores, and nothing else.
+// A folder's times change when an entry is made, removed or renamed in it, so a new file is
+// seen as well as a changed one.
+func localHolds(entries []Entry) bool {
+	if len(entries) == 0 {
+		return true
+	}
+	workers := min(2*runtime.GOMAXPROCS(0), (len(entries)+255)/256)
+	chunk := (len(entries) + workers - 1) / workers
+	var changed atomic.Bool
+	var wg sync.WaitGroup
+	for i := 0; i < len(entries); i += chunk {
+		part := entries[i:min(i+chunk, len(entries))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !partHolds(part, &changed) {
+				changed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	return !changed.Load()
+}
+
+// partHolds lstats entries, each relative to its folder, opened once for the entries in it
+// that follow each other (a sorted listing's files).
+func partHolds(part []Entry, changed *atomic.Bool) bool {
+	dirfd, dir := -1, ""
+	defer func() {
+		if dirfd >= 0 {
+			unix.Close(dirfd)
+		}
+	}()
+	var st unix.Stat_t
+	for _, e := range part {
+		if changed.Load() {
+			return true // another part has answered
+		}
+		i := strings.LastIndexByte(e.Path, '/')
+		if i <= 0 || i == len(e.Path)-1 {
+			if unix.Lstat(e.Path, &st) != nil || identOfUnix(&st) != e.Ident {
+				return false
+			}
+			continue
+		}
+		if d := e.Path[:i]; d != dir || dirfd < 0 {
+			if dirfd >= 0 {
+				unix.Close(dirfd)
+			}
+			var err error
+			if dirfd, err = unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+				return false
+			}
+			dir = d
+		}
+		if unix.Fstatat(dirfd, e.Path[i+1:], &st, unix.AT_SYMLINK_NOFOLLOW) != nil || identOfUnix(&st) != e.Ident {
+			return false
+		}
+	}
+	return true
+}
+
+func identOfUnix(st *unix.Stat_t) Ident {
+	return Ident{Dev: st.Dev, Ino: st.Ino, Size: st.Size,
+		Mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec, Ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec}
+}
+
 // Ident is what tells a file from any other one, or from itself changed: a file written
 // again by rename (as the store writes its records) has another inode, and a change in
 // place another size or times.
@@ -153,10 +305,11 @@ func IdentOf(path string) (Ident, error) {
 	if err := syscall.Lstat(path, &st); err != nil {
 		return Ident{}, err
 	}
-	return identOf(&st), nil
+	return IdentOfStat(&st), nil
 }
 
-func identOf(st *syscall.Stat_t) Ident {
+// IdentOfStat is the identity an lstat gave.
+func IdentOfStat(st *syscall.Stat_t) Ident {
 	return Ident{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size,
 		Mtime: st.Mtim.Sec*1e9 + st.Mtim.Nsec, Ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec}
 }
@@ -167,7 +320,7 @@ func ExeIdent() (Ident, error) {
 	if err := syscall.Stat("/proc/self/exe", &st); err != nil {
 		return Ident{}, err
 	}
-	return identOf(&st), nil
+	return IdentOfStat(&st), nil
 }
 
 // affects says whether an environment variable can change what a fully cached build
@@ -212,15 +365,22 @@ func Key(args []string) string {
 }
 
 // Path is where the memo of a key is kept in a store.
-func Path(storeDir, key string) string { return path.Join(storeDir, "memos", key+".json") }
+func Path(storeDir, key string) string { return path.Join(storeDir, "memos", key+".memo") }
 
-// Write leaves a memo, unless an equal one is there already. It is not synced: a memo lost
-// or cut short by a crash is one that cannot be read, and the next run builds in full.
+// Write leaves a memo, unless an equal one is there already: its JSON on one line, then its
+// local entries. It is not synced: a memo lost or cut short by a crash is one that cannot be
+// read (the JSON holds the digest of the entries), and the next run builds in full.
 func Write(storeDir, key string, m *Memo) error {
-	b, err := json.Marshal(m)
+	local := appendLocal(nil, m.Local)
+	m.LocalDigest = ""
+	if len(local) > 0 {
+		m.LocalDigest = digestOf(local)
+	}
+	j, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
+	b := append(append(j, '\n'), local...)
 	p := Path(storeDir, key)
 	if old, err := os.ReadFile(p); err == nil && string(old) == string(b) {
 		return nil
@@ -248,26 +408,32 @@ func Write(storeDir, key string, m *Memo) error {
 // Remove drops every memo of a store (strata prune does).
 func Remove(storeDir string) error { return os.RemoveAll(path.Join(storeDir, "memos")) }
 
-// Command is the part of a command line the cache-hit path reads: `build`, its spec file,
-// and its progress mode. Every other flag is left to the memo's key, which holds the whole
-// line; a memo is only written for lines with no other flags.
+// Command is the part of a command line the cache-hit path reads: `build` or `spec`, its
+// spec file, and a build's progress mode. Every other flag is left to the memo's key, which
+// holds the whole line; a memo is only written for lines with no other flags.
 type Command struct {
+	Name     string
 	File     string
 	Progress string
 }
 
-// ParseBuild reads a `strata build` command line; false if it is not one the cache-hit
-// path can answer.
-func ParseBuild(args []string) (Command, bool) {
+// Parse reads a `strata build` or `strata spec` command line; false if it is not one the
+// cache-hit path can answer. A build takes -f, -t and --progress; a resolve -f and --json.
+func Parse(args []string) (Command, bool) {
 	c := Command{Progress: "auto"}
-	if len(args) == 0 || args[0] != "build" {
+	if len(args) == 0 || (args[0] != "build" && args[0] != "spec") {
 		return c, false
 	}
+	c.Name = args[0]
 	for i := 1; i < len(args); i++ {
 		a := args[i]
+		if c.Name == "spec" && a == "--json" {
+			continue
+		}
 		name, value, inline := strings.Cut(a, "=")
-		switch name {
-		case "-f", "--file", "-t", "--tag", "--progress":
+		switch {
+		case name == "-f" || name == "--file":
+		case c.Name == "build" && (name == "-t" || name == "--tag" || name == "--progress"):
 		default:
 			return c, false
 		}
@@ -292,17 +458,25 @@ func ParseBuild(args []string) (Command, bool) {
 	return c, false
 }
 
-// Try answers a `strata build` command line from its memo if it is still a full cache hit,
-// printing what the full build would; false, having printed nothing, in every other case.
+// Try answers a `strata build` or `strata spec` command line from its memo if it still
+// holds, printing what the full run would; false, having printed nothing, in every other
+// case.
 func Try(args []string, stdout, stderr *os.File) bool {
 	// Not in the process a rootless strata runs again in its user namespace (rootless's
 	// stage variable): that one is the full build the first process chose to run.
 	if os.Getenv(DisableEnv) != "" || os.Getenv(UsernsStageEnv) != "" {
 		return false
 	}
-	c, ok := ParseBuild(args)
+	c, ok := Parse(args)
 	if !ok {
 		return false
+	}
+	if c.Name == "spec" {
+		m, ok := Check(home.Dir(), Key(args), c)
+		if ok {
+			io.WriteString(stdout, m.Output)
+		}
+		return ok
 	}
 	mode := c.Progress
 	if mode == "auto" {
@@ -314,7 +488,7 @@ func Try(args []string, stdout, stderr *os.File) bool {
 	if mode != "plain" && mode != "json" {
 		return false
 	}
-	m, ok := Check(home.Dir(), Key(args), c.File)
+	m, ok := Check(home.Dir(), Key(args), c)
 	if !ok {
 		return false
 	}
@@ -322,27 +496,44 @@ func Try(args []string, stdout, stderr *os.File) bool {
 	return true
 }
 
-// Check reads the memo of a key and says whether it still holds: the spec file has the
-// same bytes, strata is the same executable, and every store file is the same file.
-func Check(storeDir, key, specFile string) (*Memo, bool) {
+// Check reads the memo of a key and says whether it still holds for the command: it was
+// written by the same command, the spec file has the same bytes, strata is the same
+// executable, and every store file and local file or folder is the same file.
+func Check(storeDir, key string, c Command) (*Memo, bool) {
 	b, err := os.ReadFile(Path(storeDir, key))
 	if err != nil {
 		return nil, false
 	}
+	j, local, ok := bytes.Cut(b, []byte("\n"))
+	if !ok {
+		return nil, false
+	}
 	var m Memo
-	if json.Unmarshal(b, &m) != nil || len(m.Files) == 0 || len(m.Layers) == 0 {
+	if json.Unmarshal(j, &m) != nil || m.Command != c.Name || len(m.Layers) == 0 {
+		return nil, false
+	}
+	if c.Name == "build" && len(m.Files) == 0 {
+		return nil, false
+	}
+	if (len(local) > 0 || m.LocalDigest != "") && digestOf(local) != m.LocalDigest {
+		return nil, false
+	}
+	if m.Local, ok = decodeLocal(local); !ok {
 		return nil, false
 	}
 	if exe, err := ExeIdent(); err != nil || exe != m.Exe {
 		return nil, false
 	}
-	if d, err := FileDigest(specFile); err != nil || d != m.Spec {
+	if d, err := FileDigest(c.File); err != nil || d != m.Spec {
 		return nil, false
 	}
 	for _, f := range m.Files {
 		if !f.holds() {
 			return nil, false
 		}
+	}
+	if !localHolds(m.Local) {
+		return nil, false
 	}
 	return &m, true
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-func TestParseBuild(t *testing.T) {
+func TestParse(t *testing.T) {
 	for _, c := range []struct {
 		args     []string
 		ok       bool
@@ -21,6 +21,12 @@ func TestParseBuild(t *testing.T) {
 		progress string
 	}{
 		{[]string{"build", "-f", "a.yaml", "-t", "x"}, true, "a.yaml", "auto"},
+		{[]string{"spec", "-f", "a.yaml"}, true, "a.yaml", "auto"},
+		{[]string{"spec", "--json", "--file=a.yaml"}, true, "a.yaml", "auto"},
+		{[]string{"spec", "-f", "a.yaml", "-t", "x"}, false, "", ""},
+		{[]string{"spec", "-f", "a.yaml", "--progress", "plain"}, false, "", ""},
+		{[]string{"spec", "-f", "-"}, false, "", ""},
+		{[]string{"build", "-f", "a.yaml", "--json"}, false, "", ""},
 		{[]string{"build", "--file=dir/a.yml", "--progress", "json"}, true, "dir/a.yml", "json"},
 		{[]string{"build", "-f", "a.JSON", "--tag=x", "--progress=plain"}, true, "a.JSON", "plain"},
 		{[]string{"build", "-f", "Dockerfile"}, false, "", ""},              // a Dockerfile's context is not in the memo
@@ -32,8 +38,8 @@ func TestParseBuild(t *testing.T) {
 		{[]string{"--engine", "buildkit", "build", "-f", "a.yaml"}, false, "", ""},
 		{nil, false, "", ""},
 	} {
-		got, ok := ParseBuild(c.args)
-		if ok != c.ok || (ok && (got.File != c.file || got.Progress != c.progress)) {
+		got, ok := Parse(c.args)
+		if ok != c.ok || (ok && (got.Name != c.args[0] || got.File != c.file || got.Progress != c.progress)) {
 			t.Errorf("%q: got %+v %v", c.args, got, ok)
 		}
 	}
@@ -81,7 +87,7 @@ func memoFixture(t *testing.T) (dir, spec string, m *Memo) {
 	dir = t.TempDir()
 	spec = filepath.Join(dir, "image.yaml")
 	os.WriteFile(spec, []byte("image:\n  - debian_slim: {}\n"), 0o644)
-	m = &Memo{Name: "x", Manifest: "sha256:aa", Layers: []Layer{{Method: "debian_slim", Key: "sha256:0123456789abcdef", Size: 10}}}
+	m = &Memo{Command: "build", Name: "x", Manifest: "sha256:aa", Layers: []Layer{{Method: "debian_slim", Key: "sha256:0123456789abcdef", Size: 10}}}
 	var err error
 	if m.Spec, err = FileDigest(spec); err != nil {
 		t.Fatal(err)
@@ -109,10 +115,10 @@ func memoFixture(t *testing.T) (dir, spec string, m *Memo) {
 
 func TestCheck(t *testing.T) {
 	dir, spec, _ := memoFixture(t)
-	if _, ok := Check(dir, "k", spec); !ok {
+	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); !ok {
 		t.Fatal("an unchanged memo does not hold")
 	}
-	if _, ok := Check(dir, "other", spec); ok {
+	if _, ok := Check(dir, "other", Command{Name: "build", File: spec}); ok {
 		t.Error("a key with no memo holds")
 	}
 
@@ -122,12 +128,12 @@ func TestCheck(t *testing.T) {
 	same, _ := os.ReadFile(p)
 	os.WriteFile(p+".new", same, 0o644)
 	os.Rename(p+".new", p)
-	if _, ok := Check(dir, "k", spec); !ok {
+	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); !ok {
 		t.Error("the memo fails with a record written again, unchanged")
 	}
 	os.WriteFile(p+".new", []byte(`{"key": "sha256:other"}`), 0o644)
 	os.Rename(p+".new", p)
-	if _, ok := Check(dir, "k", spec); ok {
+	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with a record changed")
 	}
 
@@ -136,40 +142,118 @@ func TestCheck(t *testing.T) {
 	p = filepath.Join(dir, "blob")
 	os.WriteFile(p+".new", []byte("blob"), 0o644)
 	os.Rename(p+".new", p)
-	if _, ok := Check(dir, "k", spec); ok {
+	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with a blob replaced")
 	}
 
 	// A file that was absent and is there now.
 	dir, spec, _ = memoFixture(t)
 	os.WriteFile(filepath.Join(dir, "absent"), nil, 0o644)
-	if _, ok := Check(dir, "k", spec); ok {
+	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with a file that was absent there")
 	}
 
 	dir, spec, _ = memoFixture(t)
 	os.Remove(filepath.Join(dir, "blob"))
-	if _, ok := Check(dir, "k", spec); ok {
+	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with a store file gone")
 	}
 
 	dir, spec, _ = memoFixture(t)
 	os.WriteFile(spec, []byte("image:\n  - debian_slim: {python_version: '3.12'}\n"), 0o644)
-	if _, ok := Check(dir, "k", spec); ok {
+	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with the spec changed")
 	}
 
 	dir, spec, m := memoFixture(t)
 	m.Exe.Ino++ // another strata
 	Write(dir, "k", m)
-	if _, ok := Check(dir, "k", spec); ok {
+	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds for another executable")
 	}
 
 	dir, spec, _ = memoFixture(t)
 	os.WriteFile(Path(dir, "k"), []byte(`{"spec":`), 0o644) // cut short by a crash
-	if _, ok := Check(dir, "k", spec); ok {
+	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
 		t.Error("a cut memo holds")
+	}
+
+	dir, spec, _ = memoFixture(t)
+	if _, ok := Check(dir, "k", Command{Name: "spec", File: spec}); ok {
+		t.Error("a build's memo answers a resolve")
+	}
+}
+
+// TestCheckLocal: a memo with local files and folders holds while each is the same file
+// with the same times, and not when one is changed, replaced, removed or added to.
+func TestCheckLocal(t *testing.T) {
+	fixture := func(t *testing.T) (dir, tree, spec string) {
+		dir, spec, m := memoFixture(t)
+		tree = filepath.Join(dir, "tree")
+		os.MkdirAll(filepath.Join(tree, "sub"), 0o755)
+		os.WriteFile(filepath.Join(tree, "a"), []byte("a"), 0o644)
+		os.WriteFile(filepath.Join(tree, "sub", "b"), []byte("b"), 0o644)
+		os.Symlink("a", filepath.Join(tree, "link"))
+		for _, p := range []string{tree, filepath.Join(tree, "a"), filepath.Join(tree, "link"), filepath.Join(tree, "sub"), filepath.Join(tree, "sub", "b")} {
+			id, err := IdentOf(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Local = append(m.Local, Entry{Path: p, Ident: id})
+		}
+		if err := Write(dir, "k", m); err != nil {
+			t.Fatal(err)
+		}
+		// Times are the kernel's coarse clock: let a change below be seen as one.
+		time.Sleep(20 * time.Millisecond)
+		return dir, tree, spec
+	}
+	build := func(spec string) Command { return Command{Name: "build", File: spec} }
+	dir, _, spec := fixture(t)
+	m, ok := Check(dir, "k", build(spec))
+	if !ok {
+		t.Fatal("an unchanged memo with local files does not hold")
+	}
+	if len(m.Local) != 5 || m.Local[4].Path != filepath.Join(dir, "tree", "sub", "b") {
+		t.Errorf("local entries read back: %+v", m.Local)
+	}
+	for name, change := range map[string]func(tree string){
+		"file changed in place": func(tree string) { os.WriteFile(filepath.Join(tree, "a"), []byte("A"), 0o644) },
+		"file replaced": func(tree string) {
+			os.WriteFile(filepath.Join(tree, "a.new"), []byte("a"), 0o644)
+			os.Rename(filepath.Join(tree, "a.new"), filepath.Join(tree, "a"))
+		},
+		"file removed":          func(tree string) { os.Remove(filepath.Join(tree, "sub", "b")) },
+		"file made in a folder": func(tree string) { os.WriteFile(filepath.Join(tree, "sub", "c"), nil, 0o644) },
+		"file made at the root": func(tree string) { os.WriteFile(filepath.Join(tree, "c"), nil, 0o644) },
+		"mode changed":          func(tree string) { os.Chmod(filepath.Join(tree, "a"), 0o600) },
+		"link pointed elsewhere": func(tree string) {
+			os.Remove(filepath.Join(tree, "link"))
+			os.Symlink("sub", filepath.Join(tree, "link"))
+		},
+		"folder renamed and back": func(tree string) {
+			os.Rename(filepath.Join(tree, "sub"), filepath.Join(tree, "s"))
+			os.Rename(filepath.Join(tree, "s"), filepath.Join(tree, "sub"))
+		},
+	} {
+		dir, tree, spec := fixture(t)
+		change(tree)
+		if _, ok := Check(dir, "k", build(spec)); ok {
+			t.Errorf("the memo holds with a %s", name)
+		}
+	}
+
+	// The local part cut short, at an entry's end or within one.
+	dir, _, spec = fixture(t)
+	b, _ := os.ReadFile(Path(dir, "k"))
+	j, local, _ := bytes.Cut(b, []byte("\n"))
+	entries, _ := decodeLocal(local)
+	whole := len(appendLocal(nil, entries[:4]))
+	for _, n := range []int{whole, whole + 3, 0} {
+		os.WriteFile(Path(dir, "k"), append(append(j, '\n'), local[:n]...), 0o644)
+		if _, ok := Check(dir, "k", build(spec)); ok {
+			t.Errorf("a memo whose local part is cut to %d of %d bytes holds", n, len(local))
+		}
 	}
 }
 
@@ -214,6 +298,29 @@ func TestTryOffAndMisses(t *testing.T) {
 	if Try([]string{"build", "-f", spec, "--progress", "tty"}, out, errOut) {
 		t.Error("Try answers for the live display")
 	}
+
+	// A resolve's memo prints what the resolve printed.
+	m := &Memo{Command: "spec", Spec: mustDigest(t, spec), Layers: []Layer{{Method: "debian_slim", Key: "sha256:00"}}, Output: "0   debian_slim   sha256:00\n"}
+	m.Exe, _ = ExeIdent()
+	specArgs := []string{"spec", "-f", spec}
+	if err := Write(dir, Key(specArgs), m); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut = tempFiles(t)
+	if !Try(specArgs, out, errOut) {
+		t.Fatal("Try misses a resolve's memo that holds")
+	}
+	if got := read(t, out); got != m.Output || read(t, errOut) != "" {
+		t.Errorf("stdout %q, stderr %q", got, read(t, errOut))
+	}
+}
+
+func mustDigest(t *testing.T, p string) string {
+	d, err := FileDigest(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func tempFiles(t *testing.T) (*os.File, *os.File) {
