@@ -86,12 +86,19 @@ func TestPackageCaches(t *testing.T) {
 	}
 
 	// apt-get in the user's own commands goes through the same proxy, and the image keeps
-	// nothing of it.
+	// nothing of it. The cache is emptied first (as prune --caches does; the tests run one at
+	// a time), so that what it holds after is this step's.
+	ents, _ := os.ReadDir(apt)
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(apt, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
 	sl := base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"apt-get update && apt-get install -y --no-install-recommends sl"}, LayerOptions: strata.LayerOptions{ForceBuild: true}})
 	build(t, sl, "it-caches-apt-run")
 	kept := treeFiles(t, apt)
-	if kept <= debs {
-		t.Fatalf("apt-get in run_commands kept nothing in the apt cache (%d files, %d before)", kept, debs)
+	if kept == 0 {
+		t.Fatal("apt-get in run_commands kept nothing in the apt cache")
 	}
 	b4 := build(t, sl, "it-caches-apt-run")
 	if n := treeFiles(t, apt); n != kept {

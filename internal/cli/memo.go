@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-build/strata"
 	"github.com/strata-build/strata/internal/fasthit"
@@ -149,26 +150,39 @@ const racyWindow = 2 * time.Second
 // localEntries lists the local files and folders a plan copies, as its resolve listed them
 // (the walk's own lstat, taken before the file was read or the folder listed), for the
 // memo. Each layer's listing must be whole: one source, listed first (a folder, or the one
-// file), and every other entry in a folder it lists, so that a file made anywhere changes a
-// listed folder's times. A listing with a folder left out (a folder copied to /, whose root
-// is not an entry, or a "!" ignore pattern re-including files below an excluded folder) or
-// an entry changed since shortly before the process started cannot be vouched for.
+// file, not a link), and every other entry in a folder it lists, so that a file made
+// anywhere changes a listed folder's times. A listing with a folder left out (a folder
+// copied to /, whose root is not an entry; a "!" ignore pattern, which has the walk go
+// through excluded folders it does not list), an entry changed since shortly before the
+// process started, or a file system whose lstat may answer from a cache (network and FUSE
+// file systems: localFileSystems) cannot be vouched for.
 func localEntries(p *strata.Plan, since time.Time) ([]fasthit.Entry, error) {
 	var entries []fasthit.Entry
 	racy := since.Add(-racyWindow).UnixNano()
 	for _, l := range p.Layers {
-		if len(l.Context) == 0 {
+		if !slices.Contains(localMethods, l.Method) {
 			continue
 		}
-		if len(l.Sources) != 1 || l.Context[0].Source != l.Sources[0].Local {
+		if len(l.Sources) != 1 || len(l.Context) == 0 || l.Context[0].Source != filepath.Clean(l.Sources[0].Local) {
 			return nil, fmt.Errorf("%s: the listing does not start at its one source", l.Method)
 		}
+		if slices.ContainsFunc(l.Sources[0].Ignore, func(p string) bool { return strings.HasPrefix(strings.TrimSpace(p), "!") }) {
+			return nil, fmt.Errorf("%s: a \"!\" ignore pattern walks folders that are not listed", l.Method)
+		}
 		root := l.Context[0].Source
+		var fs unix.Statfs_t
+		if err := unix.Statfs(root, &fs); err != nil || !slices.Contains(localFileSystems, int64(fs.Type)) {
+			return nil, fmt.Errorf("%s: %s is not on a local file system strata knows (%x)", l.Method, root, fs.Type)
+		}
 		folders := map[string]bool{}
 		for i, f := range l.Context {
 			st, ok := statOf(f)
 			if !ok {
 				return nil, fmt.Errorf("%s: no listing of %s", l.Method, f.Source)
+			}
+			if i == 0 && st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+				// The resolve checked what the link points to, which the memo would not see.
+				return nil, fmt.Errorf("%s: %s is a link", l.Method, root)
 			}
 			if i > 0 && (!strings.HasPrefix(f.Source, root+"/") || !folders[filepath.Dir(f.Source)]) {
 				return nil, fmt.Errorf("%s: %s is in a folder the listing leaves out", l.Method, f.Source)
@@ -185,6 +199,13 @@ func localEntries(p *strata.Plan, since time.Time) ([]fasthit.Entry, error) {
 	}
 	return entries, nil
 }
+
+// localFileSystems are the file systems whose lstat always asks the file system itself, and
+// whose folders' times change with their entries: ext2/3/4, XFS, Btrfs, tmpfs, overlayfs,
+// F2FS and ZFS. On NFS, SMB, FUSE or 9p an lstat may answer from an attribute cache and
+// miss a file another machine made.
+var localFileSystems = []int64{unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC,
+	unix.TMPFS_MAGIC, unix.OVERLAYFS_SUPER_MAGIC, unix.F2FS_SUPER_MAGIC, 0x2fc12fc1 /* ZFS */}
 
 // statOf is the lstat the walk took of a listed file.
 func statOf(f spec.ContextFile) (*syscall.Stat_t, bool) {

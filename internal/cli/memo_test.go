@@ -121,10 +121,21 @@ func TestLocalEntries(t *testing.T) {
 	if _, err := localEntries(p, time.Now()); err == nil {
 		t.Error("files changed within the racy window are vouched for")
 	}
+	if err := os.MkdirAll(filepath.Join(dir, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("tree", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(filepath.Join(dir, "empty"), time.Now().Add(-time.Hour), time.Now().Add(-time.Hour))
 	for name, img := range map[string]strata.Image{
 		"folder copied to /":             tree(strata.AddLocalDirOptions{RemotePath: "/"}),
+		"empty folder copied to /":       strata.FromScratch().AddLocalDirWith(strata.AddLocalDirOptions{LocalPath: "empty", RemotePath: "/", Copy: true}),
 		"file re-included below a skip":  tree(strata.AddLocalDirOptions{Ignore: []string{"skip", "!skip/c"}}),
 		"folder excluded, file included": tree(strata.AddLocalDirOptions{Ignore: []string{"keep", "!keep/d"}}),
+		// The walk goes through skip/ for a file that is not there yet, and lists nothing.
+		"re-include of an absent file": tree(strata.AddLocalDirOptions{Ignore: []string{"skip", "!skip/none"}}),
+		"link as the folder":           strata.FromScratch().AddLocalDirWith(strata.AddLocalDirOptions{LocalPath: "link", RemotePath: "/srv", Copy: true}),
 	} {
 		if _, err := localEntries(resolve(img), later); err == nil {
 			t.Errorf("a listing with a %s is vouched for", name)

@@ -460,40 +460,41 @@ func Parse(args []string) (Command, bool) {
 
 // Try answers a `strata build` or `strata spec` command line from its memo if it still
 // holds, printing what the full run would; false, having printed nothing, in every other
-// case.
-func Try(args []string, stdout, stderr *os.File) bool {
+// case. The error is one of printing the answer, which the full run would have failed on
+// too.
+func Try(args []string, stdout, stderr *os.File) (bool, error) {
 	// Not in the process a rootless strata runs again in its user namespace (rootless's
 	// stage variable): that one is the full build the first process chose to run.
 	if os.Getenv(DisableEnv) != "" || os.Getenv(UsernsStageEnv) != "" {
-		return false
+		return false, nil
 	}
 	c, ok := Parse(args)
 	if !ok {
-		return false
+		return false, nil
 	}
 	if c.Name == "spec" {
 		m, ok := Check(home.Dir(), Key(args), c)
-		if ok {
-			io.WriteString(stdout, m.Output)
+		if !ok {
+			return false, nil
 		}
-		return ok
+		_, err := io.WriteString(stdout, m.Output)
+		return true, err
 	}
 	mode := c.Progress
 	if mode == "auto" {
 		if isTerminal(stderr) {
-			return false // the live display is the full build's to draw
+			return false, nil // the live display is the full build's to draw
 		}
 		mode = "plain"
 	}
 	if mode != "plain" && mode != "json" {
-		return false
+		return false, nil
 	}
 	m, ok := Check(home.Dir(), Key(args), c)
 	if !ok {
-		return false
+		return false, nil
 	}
-	Print(m, mode, time.Now(), stdout, stderr)
-	return true
+	return true, Print(m, mode, time.Now(), stdout, stderr)
 }
 
 // Check reads the memo of a key and says whether it still holds for the command: it was
@@ -566,7 +567,7 @@ type event struct {
 
 // Print writes what a fully cached build prints: a cached line per layer in the progress
 // mode ("plain" or "json"), the warnings, then the image's name and manifest.
-func Print(m *Memo, mode string, now time.Time, stdout, stderr io.Writer) {
+func Print(m *Memo, mode string, now time.Time, stdout, stderr io.Writer) error {
 	var b strings.Builder
 	for i, l := range m.Layers {
 		if mode == "json" {
@@ -584,8 +585,11 @@ func Print(m *Memo, mode string, now time.Time, stdout, stderr io.Writer) {
 	for _, w := range m.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
 	}
-	io.WriteString(stderr, b.String())
-	fmt.Fprintf(stdout, "%s %s\n", m.Name, m.Manifest)
+	if _, err := io.WriteString(stderr, b.String()); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(stdout, "%s %s\n", m.Name, m.Manifest)
+	return err
 }
 
 // ShortKey is a key as progress lines show it: its first 12 hex digits.

@@ -282,7 +282,7 @@ func TestTryOffAndMisses(t *testing.T) {
 	b, _ := os.ReadFile(Path(dir, "k"))
 	os.WriteFile(Path(dir, Key(args)), b, 0o644)
 	out, errOut := tempFiles(t)
-	if !Try(args, out, errOut) {
+	if ok, err := Try(args, out, errOut); !ok || err != nil {
 		t.Fatal("Try misses a memo that holds")
 	}
 	if got := read(t, out); got != "x sha256:aa\n" {
@@ -290,13 +290,20 @@ func TestTryOffAndMisses(t *testing.T) {
 	}
 	for _, env := range []string{DisableEnv, UsernsStageEnv} {
 		t.Setenv(env, "1")
-		if Try(args, out, errOut) {
+		if ok, _ := Try(args, out, errOut); ok {
 			t.Error("Try answers with " + env + " set")
 		}
 		os.Unsetenv(env)
 	}
-	if Try([]string{"build", "-f", spec, "--progress", "tty"}, out, errOut) {
+	if ok, _ := Try([]string{"build", "-f", spec, "--progress", "tty"}, out, errOut); ok {
 		t.Error("Try answers for the live display")
+	}
+
+	// An answer that cannot be written is an error.
+	closed, _ := tempFiles(t)
+	closed.Close()
+	if ok, err := Try(args, closed, errOut); !ok || err == nil {
+		t.Errorf("Try writing to a closed file: %v %v", ok, err)
 	}
 
 	// A resolve's memo prints what the resolve printed.
@@ -307,7 +314,7 @@ func TestTryOffAndMisses(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut = tempFiles(t)
-	if !Try(specArgs, out, errOut) {
+	if ok, err := Try(specArgs, out, errOut); !ok || err != nil {
 		t.Fatal("Try misses a resolve's memo that holds")
 	}
 	if got := read(t, out); got != m.Output || read(t, errOut) != "" {

@@ -13,7 +13,12 @@ import (
 )
 
 func init() {
-	if fasthit.Try(os.Args[1:], os.Stdout, os.Stderr) {
+	answered, err := fasthit.Try(os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil {
+		os.Stderr.WriteString("strata: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	if answered {
 		os.Exit(0)
 	}
 }
