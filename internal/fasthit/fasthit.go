@@ -68,9 +68,9 @@ type Memo struct {
 	// They follow the JSON in the memo file, in a compact form: a tree of 10,000 files
 	// decodes in well under a millisecond.
 	Local []Entry `json:"-"`
-	// LocalDigest is the sha256 of the encoded entries: a memo cut short is not read as one
-	// with fewer files.
-	LocalDigest string `json:"local_digest,omitempty"`
+	// LocalCount is how many entries follow: a memo cut short is not read as one with
+	// fewer files.
+	LocalCount int `json:"local_count,omitempty"`
 	// Output is what `strata spec` printed.
 	Output string `json:"output,omitempty"`
 	// What the build printed: its layers (all of them cached now), warnings, and the
@@ -161,13 +161,9 @@ type Entry struct {
 	Ident Ident
 }
 
-// appendLocal encodes entries: their count, then for each its path (length-prefixed) and
-// its identity's five numbers, as varints.
+// appendLocal encodes entries: for each, its path (length-prefixed) and its identity's five
+// numbers, as varints.
 func appendLocal(b []byte, entries []Entry) []byte {
-	if len(entries) == 0 {
-		return b
-	}
-	b = binary.AppendUvarint(b, uint64(len(entries)))
 	for _, e := range entries {
 		b = binary.AppendUvarint(b, uint64(len(e.Path)))
 		b = append(b, e.Path...)
@@ -180,17 +176,12 @@ func appendLocal(b []byte, entries []Entry) []byte {
 	return b
 }
 
-// decodeLocal reads what appendLocal wrote. The paths share b's memory, which must not
-// change after.
-func decodeLocal(b []byte) ([]Entry, bool) {
-	if len(b) == 0 {
-		return nil, true
-	}
-	count, k := binary.Uvarint(b)
-	if k <= 0 || count > uint64(len(b)) {
+// decodeLocal reads the count entries appendLocal wrote, and false if b holds another
+// number. The paths share b's memory, which must not change after.
+func decodeLocal(b []byte, count int) ([]Entry, bool) {
+	if count < 0 || count > len(b) {
 		return nil, false
 	}
-	b = b[k:]
 	all := unsafe.String(unsafe.SliceData(b), len(b))
 	entries := make([]Entry, 0, count)
 	for len(b) > 0 {
@@ -201,8 +192,7 @@ func decodeLocal(b []byte) ([]Entry, bool) {
 		at := len(all) - len(b) + k
 		e := Entry{Path: all[at : at+int(n)]}
 		b = b[k+int(n):]
-		u := []*uint64{&e.Ident.Dev, &e.Ident.Ino}
-		for _, p := range u {
+		for _, p := range []*uint64{&e.Ident.Dev, &e.Ident.Ino} {
 			if *p, k = binary.Uvarint(b); k <= 0 {
 				return nil, false
 			}
@@ -216,7 +206,7 @@ func decodeLocal(b []byte) ([]Entry, bool) {
 		}
 		entries = append(entries, e)
 	}
-	return entries, uint64(len(entries)) == count
+	return entries, len(entries) == count
 }
 
 // localHolds says whether every local file and folder is still the one the memo found: one
@@ -261,7 +251,7 @@ func partHolds(part []Entry, changed *atomic.Bool) bool {
 		}
 		i := strings.LastIndexByte(e.Path, '/')
 		if i <= 0 || i == len(e.Path)-1 {
-			if unix.Lstat(e.Path, &st) != nil || identOfUnix(&st) != e.Ident {
+			if id, err := IdentOf(e.Path); err != nil || id != e.Ident {
 				return false
 			}
 			continue
@@ -369,18 +359,14 @@ func Path(storeDir, key string) string { return path.Join(storeDir, "memos", key
 
 // Write leaves a memo, unless an equal one is there already: its JSON on one line, then its
 // local entries. It is not synced: a memo lost or cut short by a crash is one that cannot be
-// read (the JSON holds the digest of the entries), and the next run builds in full.
+// read (the JSON holds the number of entries), and the next run builds in full.
 func Write(storeDir, key string, m *Memo) error {
-	local := appendLocal(nil, m.Local)
-	m.LocalDigest = ""
-	if len(local) > 0 {
-		m.LocalDigest = digestOf(local)
-	}
+	m.LocalCount = len(m.Local)
 	j, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	b := append(append(j, '\n'), local...)
+	b := appendLocal(append(j, '\n'), m.Local)
 	p := Path(storeDir, key)
 	if old, err := os.ReadFile(p); err == nil && string(old) == string(b) {
 		return nil
@@ -516,10 +502,7 @@ func Check(storeDir, key string, c Command) (*Memo, bool) {
 	if c.Name == "build" && len(m.Files) == 0 {
 		return nil, false
 	}
-	if (len(local) > 0 || m.LocalDigest != "") && digestOf(local) != m.LocalDigest {
-		return nil, false
-	}
-	if m.Local, ok = decodeLocal(local); !ok {
+	if m.Local, ok = decodeLocal(local, m.LocalCount); !ok {
 		return nil, false
 	}
 	if exe, err := ExeIdent(); err != nil || exe != m.Exe {

@@ -247,7 +247,7 @@ func TestCheckLocal(t *testing.T) {
 	dir, _, spec = fixture(t)
 	b, _ := os.ReadFile(Path(dir, "k"))
 	j, local, _ := bytes.Cut(b, []byte("\n"))
-	entries, _ := decodeLocal(local)
+	entries, _ := decodeLocal(local, 5)
 	whole := len(appendLocal(nil, entries[:4]))
 	for _, n := range []int{whole, whole + 3, 0} {
 		os.WriteFile(Path(dir, "k"), append(append(j, '\n'), local[:n]...), 0o644)
