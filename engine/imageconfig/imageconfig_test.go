@@ -138,3 +138,28 @@ func TestRunArgv(t *testing.T) {
 		t.Error("a heredoc in exec form")
 	}
 }
+
+// TestPackageCacheOwned: a step that configures apt itself (its own proxy or APT_CONFIG)
+// keeps it; an empty value configures nothing; pip has no such variable.
+func TestPackageCacheOwned(t *testing.T) {
+	apt, _ := LookupPackageCache("apt")
+	pip, _ := LookupPackageCache("pip")
+	for _, c := range []struct {
+		env  []string
+		want bool
+	}{
+		{[]string{"PATH=/bin"}, false},
+		{[]string{"http_proxy=http://proxy:3128"}, true},
+		{[]string{"HTTP_PROXY=http://proxy:3128"}, true},
+		{[]string{"APT_CONFIG=/etc/my-apt.conf"}, true},
+		{[]string{"APT_CONFIG="}, false},
+		{[]string{"https_proxy=http://proxy:3128"}, false},
+	} {
+		if got := apt.Owned(c.env); got != c.want {
+			t.Errorf("apt with %q: owned %v", c.env, got)
+		}
+	}
+	if pip.Owned([]string{"http_proxy=http://proxy:3128", "APT_CONFIG=/x"}) {
+		t.Error("pip is owned by apt's variables")
+	}
+}

@@ -17,6 +17,9 @@ type PackageCache struct {
 	env func(dir string) []string
 	// unset are variables the image may set that would turn the cache off.
 	unset []string
+	// own are variables with which a step configures the tool itself: when one has a value,
+	// the step keeps its own configuration and is lent no cache.
+	own []string
 	// Locked caches are used by one step at a time (BuildKit's sharing=locked); the others
 	// lock their own entries.
 	Locked bool
@@ -33,8 +36,10 @@ var packageCaches = map[string]PackageCache{
 	"poetry": {env: func(d string) []string { return []string{"POETRY_CACHE_DIR=" + d} }, unset: []string{"POETRY_NO_CACHE"}},
 	// micromamba's package folder, copied (not linked) into the environment.
 	"micromamba": {env: func(d string) []string { return []string{"CONDA_PKGS_DIRS=" + d, "CONDA_ALWAYS_COPY=true"} }, Locked: true},
-	// apt is pointed at the local engine's caching proxy by a configuration file in dir.
-	"apt": {env: func(d string) []string { return []string{"APT_CONFIG=" + d + "/apt.conf"} }},
+	// apt is pointed at the local engine's caching proxy by a configuration file in dir; a
+	// step with its own proxy or configuration file keeps it.
+	"apt": {env: func(d string) []string { return []string{"APT_CONFIG=" + d + "/apt.conf"} },
+		own: []string{"http_proxy", "HTTP_PROXY", "APT_CONFIG"}},
 }
 
 // LookupPackageCache returns the package cache of that name.
@@ -51,6 +56,16 @@ func PackageCacheNames() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// Owned says whether the step's environment configures the tool itself (see own).
+func (pc PackageCache) Owned(env []string) bool {
+	for _, kv := range env {
+		if k, v, _ := strings.Cut(kv, "="); v != "" && slices.Contains(pc.own, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // Lend returns a step's environment with the cache, mounted at target, turned on: the

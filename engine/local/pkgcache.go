@@ -38,14 +38,14 @@ func (x *executor) lendCaches(env []string) ([]container.Mount, []string, func()
 			release()
 			return nil, nil, nil, fmt.Errorf("layer %s names the package cache %q, which this engine does not keep (it keeps %s)", x.layer.Key, name, strings.Join(imageconfig.PackageCacheNames(), ", "))
 		}
+		if pc.Owned(env) {
+			continue // the user's own proxy or configuration file
+		}
 		target := imageconfig.PackageCacheRoot + "/" + name
 		var src string
 		if name == "apt" {
 			// Not a folder of debs, which steps would empty (apt-get clean) and lock, but a
 			// proxy that keeps them; the step gets only the file that names it.
-			if proxyEnvSet(env) || envSet(env, "APT_CONFIG") {
-				continue // the user's own proxy carries apt's traffic, or their own file configures it
-			}
 			dir, err := x.aptConfig()
 			if err != nil {
 				release()
@@ -79,21 +79,6 @@ func (x *executor) lendCaches(env []string) ([]container.Mount, []string, func()
 		fmt.Fprintf(x.log, "# package caches lent to this step: %s\n", strings.Join(names, ", "))
 	}
 	return mounts, env, release, nil
-}
-
-// proxyEnvSet says whether the step's environment names an http proxy.
-func proxyEnvSet(env []string) bool {
-	return envSet(env, "http_proxy") || envSet(env, "HTTP_PROXY")
-}
-
-// envSet says whether the step's environment gives the variable k a value.
-func envSet(env []string, k string) bool {
-	for _, kv := range env {
-		if name, v, _ := strings.Cut(kv, "="); name == k && v != "" {
-			return true
-		}
-	}
-	return false
 }
 
 // packageCacheDir is the host folder of a package cache, made on first use.
