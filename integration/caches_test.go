@@ -69,41 +69,36 @@ func TestPackageCaches(t *testing.T) {
 		}
 	}
 
-	// apt fetches through the proxy, which keeps the packages.
+	// apt fetches through the proxy, which keeps the packages: an apt_install, and apt-get in
+	// the user's own commands. The cache is emptied before each (as prune --caches does; the
+	// tests run one at a time), so that what it holds after is that step's; a forced rebuild
+	// fetches nothing again.
 	apt := filepath.Join(home, "caches", "apt")
-	hello := base().AptInstallWith(strata.AptInstallOptions{Packages: []string{"hello"}, LayerOptions: strata.LayerOptions{ForceBuild: true}})
-	build(t, hello, "it-caches-apt")
-	debs := treeFiles(t, apt)
-	if debs == 0 {
-		t.Fatal("the apt cache holds nothing after an apt_install")
+	fetchesOnce := func(img strata.Image, name string) *strata.Built {
+		t.Helper()
+		ents, _ := os.ReadDir(apt)
+		for _, e := range ents {
+			if err := os.RemoveAll(filepath.Join(apt, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		build(t, img, name)
+		kept := treeFiles(t, apt)
+		if kept == 0 {
+			t.Fatalf("%s: the apt cache holds nothing after the build", name)
+		}
+		b := build(t, img, name)
+		if n := treeFiles(t, apt); n != kept {
+			t.Errorf("%s: a forced rebuild added %d files to the apt cache: it fetched again", name, n-kept)
+		}
+		return b
 	}
-	b3 := build(t, hello, "it-caches-apt")
-	if n := treeFiles(t, apt); n != debs {
-		t.Errorf("a forced rebuild added %d files to the apt cache: it fetched again", n-debs)
-	}
+	force := strata.LayerOptions{ForceBuild: true}
+	b3 := fetchesOnce(base().AptInstallWith(strata.AptInstallOptions{Packages: []string{"hello"}, LayerOptions: force}), "it-caches-apt")
 	if got := run(t, b3, "hello"); got != "Hello, world!\n" {
 		t.Errorf("hello: %q", got)
 	}
-
-	// apt-get in the user's own commands goes through the same proxy, and the image keeps
-	// nothing of it. The cache is emptied first (as prune --caches does; the tests run one at
-	// a time), so that what it holds after is this step's.
-	ents, _ := os.ReadDir(apt)
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(apt, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sl := base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"apt-get update && apt-get install -y --no-install-recommends sl"}, LayerOptions: strata.LayerOptions{ForceBuild: true}})
-	build(t, sl, "it-caches-apt-run")
-	kept := treeFiles(t, apt)
-	if kept == 0 {
-		t.Fatal("apt-get in run_commands kept nothing in the apt cache")
-	}
-	b4 := build(t, sl, "it-caches-apt-run")
-	if n := treeFiles(t, apt); n != kept {
-		t.Errorf("a forced rebuild of run_commands added %d files to the apt cache: it fetched again", n-kept)
-	}
+	b4 := fetchesOnce(base().RunCommandsWith(strata.RunCommandsOptions{Commands: []string{"apt-get update && apt-get install -y --no-install-recommends sl"}, LayerOptions: force}), "it-caches-apt-run")
 	if got := run(t, b4, "sh", "-c", "ls -A / | grep -c strata-cache; printenv APT_CONFIG; test -x /usr/games/sl && echo sl"); got != "0\nsl\n" {
 		t.Errorf("the image holds the cache or its variable, or misses sl:\n%s", got)
 	}
