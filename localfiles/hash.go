@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/strata-build/strata/spec"
@@ -21,7 +22,10 @@ import (
 
 // stat is what must be unchanged for a remembered digest to be reused. Content changes that
 // keep size, mtime, ctime and inode identical are not seen; that is the trade git and
-// BuildKit make too.
+// BuildKit make too. The kernel gives any later change a newer ctime, except a change within
+// the same tick of the file system's clock as the last one: a digest is remembered only of a
+// file whose ctime is at least racyWindow older than the start of its read (git's "racily
+// clean" entries), so that no such change can hide behind it.
 type stat struct {
 	Size  int64
 	Mtime int64
@@ -35,6 +39,15 @@ type remembered struct {
 	// seen is set when this run listed the file: Save forgets unseen files that are gone.
 	seen bool
 }
+
+// RacyWindow is the coarsest timestamp granularity allowed for (a jiffy on ext4, XFS, Btrfs
+// and tmpfs, a second on ext3 with small inodes, two seconds on FAT): a file changed less
+// than this before it was read may change again and keep its times. The fast-hit memo
+// (internal/cli) refuses the same window.
+const RacyWindow = 2 * time.Second
+
+// racyWindow is RacyWindow, which tests of remembering freshly written files set to 0.
+var racyWindow = RacyWindow
 
 // Hasher digests file contents, remembering digests by path and stat across runs when it has
 // a cache file. It is safe for concurrent use.
@@ -147,6 +160,7 @@ func (h *Hasher) hashOne(f *spec.ContextFile) error {
 		f.Digest, f.Size = r.Digest, st.Size
 		return nil
 	}
+	start := time.Now()
 	fh, err := os.Open(f.Source)
 	if err != nil {
 		return err
@@ -162,17 +176,22 @@ func (h *Hasher) hashOne(f *spec.ContextFile) error {
 	}
 	f.Digest, f.Size = "sha256:"+hex.EncodeToString(sum.Sum(nil)), n
 	h.mu.Lock()
-	h.known[f.Source] = &remembered{Stat: st, Digest: f.Digest, seen: true}
+	defer h.mu.Unlock()
 	h.dirty = true
-	h.mu.Unlock()
+	if start.Sub(time.Unix(0, st.Ctime)) < racyWindow {
+		// Racily clean: this run's digest is right, and the next run reads the file again.
+		delete(h.known, f.Source)
+		return nil
+	}
+	h.known[f.Source] = &remembered{Stat: st, Digest: f.Digest, seen: true}
 	return nil
 }
 
 // cacheMagic starts a cache file: its format's name and version. The records follow, each
 // the path, the stat's four fields and the digest, as varints and length-prefixed strings:
 // a format that a warm run decodes in a millisecond or two for 10,000 files, where JSON took
-// tens.
-const cacheMagic = "strata filehash 2\n"
+// tens. Version 2's caches were written without the racily clean rule: they are dropped.
+const cacheMagic = "strata filehash 3\n"
 
 func encodeCache(known map[string]*remembered) []byte {
 	b := []byte(cacheMagic)

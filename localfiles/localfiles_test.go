@@ -82,7 +82,15 @@ func TestPythonSourceKeepsOnlyPyFiles(t *testing.T) {
 	}
 }
 
+// rememberFreshFiles lets a test's freshly written files be remembered, as if they were
+// older than the racily clean window.
+func rememberFreshFiles(t testing.TB) {
+	racyWindow = 0
+	t.Cleanup(func() { racyWindow = RacyWindow })
+}
+
 func TestHasherReusesDigestsOfUnchangedFiles(t *testing.T) {
+	rememberFreshFiles(t)
 	dir := tree(t, map[string]string{"a": "hello", "b": "world"})
 	cache := filepath.Join(t.TempDir(), "filehash")
 	hash := func() []spec.ContextFile {
@@ -145,6 +153,53 @@ func TestHasherReusesDigestsOfUnchangedFiles(t *testing.T) {
 	}
 }
 
+// TestHasherForgetsRacilyCleanFiles: a file whose ctime is within the racily clean window of
+// its read gets its digest, but it is not remembered, and a digest remembered for its path
+// before is dropped: a change in the same tick of the file system's clock would keep its
+// stat, and the remembered digest would hide it.
+func TestHasherForgetsRacilyCleanFiles(t *testing.T) {
+	dir := tree(t, map[string]string{"a": "hello"})
+	cache := filepath.Join(t.TempDir(), "filehash")
+	hash := func() []spec.ContextFile {
+		t.Helper()
+		fs, err := Walk(dir, "", Matcher{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := NewHasher(cache)
+		if err := h.Hash(fs); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Save(); err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	remembered := func() map[string]*remembered {
+		h := NewHasher(cache)
+		h.load()
+		return h.known
+	}
+	a := filepath.Join(dir, "a")
+	rememberFreshFiles(t)
+	hash()
+	if remembered()[a] == nil {
+		t.Fatal("with no window, a was not remembered")
+	}
+	// The file is rewritten, a moment ago: within the window, its new digest is right and
+	// not remembered, and the old one is forgotten.
+	racyWindow = time.Hour
+	if err := os.WriteFile(a, []byte("HELLO"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := hash(); got[0].Digest != "sha256:3733cd977ff8eb18b987357e22ced99f46097f31ecb239e878ae63760e83e4d5" {
+		t.Errorf("digest of the rewritten a = %s", got[0].Digest)
+	}
+	if r, ok := remembered()[a]; ok {
+		t.Errorf("a racily clean file was remembered: %+v", r)
+	}
+}
+
 // BenchmarkHashTree reports the hashing throughput of a 10,000-file tree, cold (no remembered
 // digests) and warm (every digest remembered from the previous run).
 func BenchmarkHashTree(b *testing.B) {
@@ -154,6 +209,7 @@ func BenchmarkHashTree(b *testing.B) {
 		files[fmt.Sprintf("d%02d/f%05d.txt", i%100, i)] = content[:1024+i%3072]
 	}
 	dir := tree(b, files)
+	rememberFreshFiles(b)
 	var total int64
 	run := func(b *testing.B, cache string) {
 		fs, err := Walk(dir, "", Matcher{})

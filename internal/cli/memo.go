@@ -18,6 +18,7 @@ import (
 	"github.com/strata-build/strata"
 	"github.com/strata-build/strata/internal/fasthit"
 	"github.com/strata-build/strata/internal/rootless"
+	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/spec"
 	"github.com/strata-build/strata/store"
 )
@@ -144,8 +145,8 @@ func memoizable(p *strata.Plan) bool {
 // racyWindow is how long before the process started a local file must have last changed
 // for a memo to vouch for it. A change in the same tick of the file system's clock as the
 // one the listing saw leaves the times as they were (git's "racily clean" entries): such a
-// file is left to a full run. Two seconds cover file systems whose times are coarse.
-const racyWindow = 2 * time.Second
+// file is left to a full run. The digest cache (localfiles.Hasher) keeps the same rule.
+const racyWindow = localfiles.RacyWindow
 
 // localEntries lists the local files and folders a plan copies, as its resolve listed them
 // (the walk's own lstat, taken before the file was read or the folder listed), for the
