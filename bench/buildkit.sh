@@ -37,7 +37,7 @@ base=$(strata inspect bench-base | awk '/^manifest:/ {print $2}')
 from="bench-base"
 . bench/chain.sh
 
-timed() { local log=$1; shift; local t=$(now); "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }; echo "$(now) - $t" | bc; }
+timed() { local log=$1; shift; local t=$EPOCHREALTIME; "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
 local_()  { strata build -f "$work/image.yaml" -t bench --progress plain; }
 bk()      { strata --engine buildkit build -f "$work/image.yaml" -t bench-bk --progress plain; }
 ctl()     {

@@ -36,9 +36,8 @@ ENV X=1
 DOCKERFILE
 }
 
-now() { date +%s.%N; }
-time_strata() { local t=$(now); strata build -t bench-df --build-arg BASE=bench-base --progress plain "$work/ctx" >"$work/strata.log" 2>&1 || { cat "$work/strata.log"; exit 1; }; echo "$(now) - $t" | bc; }
-time_buildah() { local t=$(now); buildah bud --layers --jobs 2 --runtime runc --network host -q --build-arg BASE="localhost/bench-base:$tag" -t localhost/bench-df "$work/ctx" >"$work/buildah.log" 2>&1 || { cat "$work/buildah.log"; exit 1; }; echo "$(now) - $t" | bc; }
+time_strata() { local t=$EPOCHREALTIME; strata build -t bench-df --build-arg BASE=bench-base --progress plain "$work/ctx" >"$work/strata.log" 2>&1 || { cat "$work/strata.log"; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
+time_buildah() { local t=$EPOCHREALTIME; buildah bud --layers --jobs 2 --runtime runc --network host -q --build-arg BASE="localhost/bench-base:$tag" -t localhost/bench-df "$work/ctx" >"$work/buildah.log" 2>&1 || { cat "$work/buildah.log"; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A S B

@@ -19,9 +19,8 @@ trap cleanup EXIT
 export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
 CGO_ENABLED=0 go build -o "$work/strata" ./cmd/strata
 strata() { "$work/strata" "$@"; }
-now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-timed() { local t=$(now); "$@" >"$work/out.log" 2>&1 || { cat "$work/out.log" >&2; exit 1; }; echo "$(now) - $t" | bc; }
+timed() { local t=$EPOCHREALTIME; "$@" >"$work/out.log" 2>&1 || { cat "$work/out.log" >&2; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
 
 # start_registry NAME: a fresh docker-registry; prints its address.
 regpids=()

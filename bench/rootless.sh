@@ -57,9 +57,9 @@ from="localhost/bench-base:$tag"
 . bench/chain.sh
 
 timed() { # log command...
-  local log=$1 t; shift; t=$(now)
+  local log=$1 t; shift; t=$EPOCHREALTIME
   "$@" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  echo "$(now) - $t" | bc
+  echo "$EPOCHREALTIME - $t" | bc
 }
 time_root() { timed "$work/root.log" strata build -f "$work/image.yaml" -t bench --progress plain; }
 time_rootless() { timed "$work/rootless.log" as_user "$work/strata" build -f "$work/image.yaml" -t bench --progress plain; }
