@@ -177,13 +177,16 @@ func (h *Hasher) hashOne(f *spec.ContextFile) error {
 	f.Digest, f.Size = "sha256:"+hex.EncodeToString(sum.Sum(nil)), n
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.dirty = true
 	if start.Sub(time.Unix(0, st.Ctime)) < racyWindow {
 		// Racily clean: this run's digest is right, and the next run reads the file again.
-		delete(h.known, f.Source)
+		if _, ok := h.known[f.Source]; ok {
+			delete(h.known, f.Source)
+			h.dirty = true
+		}
 		return nil
 	}
 	h.known[f.Source] = &remembered{Stat: st, Digest: f.Digest, seen: true}
+	h.dirty = true
 	return nil
 }
 
