@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/strata-build/strata/localfiles"
 )
 
 func run(t testing.TB, args ...string) (string, error) {
@@ -72,7 +75,25 @@ func TestSpecPrintsOneLinePerLayer(t *testing.T) {
 	if len(plan.Layers) != 30 || plan.Layers[29].Instructions[0] != "RUN echo 29" || !strings.HasPrefix(plan.Layers[0].Key, "sha256:") {
 		t.Errorf("json plan: %+v", plan.Layers[29])
 	}
-	if _, err := os.Stat(filepath.Join(os.Getenv("STRATA_HOME"), "filehash")); err != nil {
+}
+
+// TestSpecSavesTheDigestCacheInHome: the digests of copied files are remembered in
+// STRATA_HOME, once the files are older than the racily clean window (a file changed less
+// than that before its read is read again next time).
+func TestSpecSavesTheDigestCacheInHome(t *testing.T) {
+	file := thirtyLayers(t)
+	cache := filepath.Join(os.Getenv("STRATA_HOME"), "filehash")
+	if _, err := run(t, "spec", "-f", file); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cache); err == nil {
+		t.Error("digests of files written a moment ago were remembered")
+	}
+	time.Sleep(localfiles.RacyWindow + 100*time.Millisecond)
+	if _, err := run(t, "spec", "-f", file); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cache); err != nil {
 		t.Errorf("digest cache not saved in STRATA_HOME: %v", err)
 	}
 }
