@@ -89,24 +89,28 @@ func rememberFreshFiles(t testing.TB) {
 	t.Cleanup(func() { racyWindow = RacyWindow })
 }
 
+// hashDir lists dir, hashes its files with a Hasher remembering in cache, and saves it.
+func hashDir(t testing.TB, dir, cache string) []spec.ContextFile {
+	t.Helper()
+	fs, err := Walk(dir, "", Matcher{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHasher(cache)
+	if err := h.Hash(fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Save(); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
 func TestHasherReusesDigestsOfUnchangedFiles(t *testing.T) {
 	rememberFreshFiles(t)
 	dir := tree(t, map[string]string{"a": "hello", "b": "world"})
 	cache := filepath.Join(t.TempDir(), "filehash")
-	hash := func() []spec.ContextFile {
-		fs, err := Walk(dir, "", Matcher{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := NewHasher(cache)
-		if err := h.Hash(fs); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.Save(); err != nil {
-			t.Fatal(err)
-		}
-		return fs
-	}
+	hash := func() []spec.ContextFile { return hashDir(t, dir, cache) }
 	first := hash()
 	if first[0].Digest != "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" {
 		t.Fatalf("digest of a = %s", first[0].Digest)
@@ -160,21 +164,7 @@ func TestHasherReusesDigestsOfUnchangedFiles(t *testing.T) {
 func TestHasherForgetsRacilyCleanFiles(t *testing.T) {
 	dir := tree(t, map[string]string{"a": "hello"})
 	cache := filepath.Join(t.TempDir(), "filehash")
-	hash := func() []spec.ContextFile {
-		t.Helper()
-		fs, err := Walk(dir, "", Matcher{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := NewHasher(cache)
-		if err := h.Hash(fs); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.Save(); err != nil {
-			t.Fatal(err)
-		}
-		return fs
-	}
+	hash := func() []spec.ContextFile { return hashDir(t, dir, cache) }
 	remembered := func() map[string]*remembered {
 		h := NewHasher(cache)
 		h.load()
@@ -212,17 +202,7 @@ func BenchmarkHashTree(b *testing.B) {
 	rememberFreshFiles(b)
 	var total int64
 	run := func(b *testing.B, cache string) {
-		fs, err := Walk(dir, "", Matcher{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		h := NewHasher(cache)
-		if err := h.Hash(fs); err != nil {
-			b.Fatal(err)
-		}
-		if err := h.Save(); err != nil {
-			b.Fatal(err)
-		}
+		fs := hashDir(b, dir, cache)
 		total = 0
 		for _, f := range fs {
 			total += f.Size
