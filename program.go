@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 var programCache struct {
@@ -71,13 +72,16 @@ func runsIn(path, arch string) string {
 	return ""
 }
 
-// rebuildProgram builds the program's main package for the container, once per binary.
+// rebuildProgram builds the program's main package for the container, once per binary: per
+// path, device, inode, size, mtime and ctime of the running executable (a binary replaced
+// with its mtime kept, as cp -p and install -p do, still has a new ctime).
 func rebuildProgram(ctx context.Context, home, exe, arch, why string) (string, error) {
-	info, err := os.Stat(exe)
-	if err != nil {
-		return "", err
+	var st syscall.Stat_t
+	if err := syscall.Stat(exe, &st); err != nil {
+		return "", &os.PathError{Op: "stat", Path: exe, Err: err}
 	}
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d\x00%s", exe, info.Size(), info.ModTime().UnixNano(), arch)))
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d\x00%d\x00%s", exe, st.Ino, st.Size,
+		st.Mtim.Nano(), st.Ctim.Nano(), st.Dev, arch)))
 	out := filepath.Join(home, "programs", hex.EncodeToString(sum[:12]), "program")
 	if _, err := os.Stat(out); err == nil {
 		return out, nil

@@ -221,8 +221,9 @@ func TestCopiedFileKeysFollowContentOnly(t *testing.T) {
 	if got[0] != before[0] || got[1] == before[1] || got[2] == before[2] {
 		t.Errorf("after a content change: keys %v, before %v", got, before)
 	}
-	// Same-size content change with the mtime restored is still seen, because the digest cache
-	// also keys on ctime.
+	// Same-size content change with the mtime restored is still seen. (These files are too new
+	// for the digest cache to remember: localfiles' TestHasherSeesSameSizeChangeWithOldMtime
+	// holds a remembered digest to the ctime.)
 	write(t, dir, "src/app.py", "print('chang3d')\n")
 	past := time.Now().Add(-time.Hour)
 	_ = os.Chtimes(filepath.Join(dir, "src/app.py"), past, past)

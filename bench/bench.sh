@@ -16,6 +16,7 @@
 # Both tools start from the same base image: strata's debian_slim, imported into buildah.
 # Run by hand, as root, on an otherwise idle machine: sudo ./bench/bench.sh [runs]
 set -euo pipefail
+export LC_NUMERIC=C # $EPOCHREALTIME has the locale's decimal point, and bc reads a dot
 cd "$(dirname "$0")/.."
 N=${1:-5}
 command -v buildah >/dev/null && command -v skopeo >/dev/null || apt-get install -y -qq buildah skopeo bc >/dev/null
@@ -31,8 +32,8 @@ strata() { "$work/strata" "$@"; }
 from="localhost/bench-base:$tag"
 . bench/chain.sh
 
-time_strata() { local t=$EPOCHREALTIME; strata build -f "$work/image.yaml" -t bench --progress plain >"$work/strata.log" 2>&1 || { cat "$work/strata.log"; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
-time_buildah() { local t=$EPOCHREALTIME; buildah bud --layers --runtime runc --network host -q -t localhost/bench -f "$work/ctx/Dockerfile" "$work/ctx" >"$work/buildah.log" 2>&1 || { cat "$work/buildah.log"; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
+time_strata() { local t=$EPOCHREALTIME; strata build -f "$work/image.yaml" -t bench --progress plain >"$work/strata.log" 2>&1 || { cat "$work/strata.log"; exit 1; }; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }
+time_buildah() { local t=$EPOCHREALTIME; buildah bud --layers --runtime runc --network host -q -t localhost/bench -f "$work/ctx/Dockerfile" "$work/ctx" >"$work/buildah.log" 2>&1 || { cat "$work/buildah.log"; exit 1; }; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }
 
 # One build of each, untimed, first: both start the timed runs with the base, the mirror's
 # connection and the page cache warm, and strata with its apt cache warm (its proxy keeps the
@@ -64,9 +65,9 @@ printf 'image:\n  - debian_slim: {python_version: "3.13"}\n  - add_local_dir: {l
 # clean, as git's index): the tree settles first.
 sleep 2
 strata spec -f "$work/hash.yaml" >/dev/null
-time_hash() { local t=$EPOCHREALTIME; strata spec -f "$work/hash.yaml" >/dev/null; echo "$EPOCHREALTIME - $t" | bc; }
-time_walk() { local t=$EPOCHREALTIME; STRATA_NO_FAST_HIT=1 strata spec -f "$work/hash.yaml" >/dev/null; echo "$EPOCHREALTIME - $t" | bc; }
-time_find() { local t=$EPOCHREALTIME; find "$tree" -printf '%s %T@ %C@ %i\n' >/dev/null; echo "$EPOCHREALTIME - $t" | bc; }
+time_hash() { local t=$EPOCHREALTIME; strata spec -f "$work/hash.yaml" >/dev/null; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }
+time_walk() { local t=$EPOCHREALTIME; STRATA_NO_FAST_HIT=1 strata spec -f "$work/hash.yaml" >/dev/null; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }
+time_find() { local t=$EPOCHREALTIME; find "$tree" -printf '%s %T@ %C@ %i\n' >/dev/null; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }
 for i in $(seq 1 $((N * 3))); do
   S[hashing]+="$(time_hash) "; B[hashing]+="$(time_find) "
   S[walk]+="$(time_walk) "; B[walk]+="$(time_find) "

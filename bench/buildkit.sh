@@ -9,6 +9,7 @@
 # buildkitd and buildctl come from scripts/build-buildkitd.sh.
 # Run by hand, as root, on an otherwise idle machine: sudo ./bench/buildkit.sh [runs]
 set -euo pipefail
+export LC_NUMERIC=C # $EPOCHREALTIME has the locale's decimal point, and bc reads a dot
 cd "$(dirname "$0")/.."
 N=${1:-5}
 export PATH=$PATH:/usr/local/go/bin
@@ -37,7 +38,7 @@ base=$(strata inspect bench-base | awk '/^manifest:/ {print $2}')
 from="bench-base"
 . bench/chain.sh
 
-timed() { local log=$1; shift; local t=$EPOCHREALTIME; "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
+timed() { local log=$1; shift; local t=$EPOCHREALTIME; "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }
 local_()  { strata build -f "$work/image.yaml" -t bench --progress plain; }
 bk()      { strata --engine buildkit build -f "$work/image.yaml" -t bench-bk --progress plain; }
 ctl()     {

@@ -6,6 +6,7 @@
 # buildah runs with --jobs 2, so that it too may build the two stages at once.
 # Run by hand, as root, on an otherwise idle machine: sudo ./bench/dockerfile.sh [runs]
 set -euo pipefail
+export LC_NUMERIC=C # $EPOCHREALTIME has the locale's decimal point, and bc reads a dot
 cd "$(dirname "$0")/.."
 N=${1:-5}
 command -v buildah >/dev/null && command -v skopeo >/dev/null || apt-get install -y -qq buildah skopeo bc >/dev/null
@@ -36,8 +37,8 @@ ENV X=1
 DOCKERFILE
 }
 
-time_strata() { local t=$EPOCHREALTIME; strata build -t bench-df --build-arg BASE=bench-base --progress plain "$work/ctx" >"$work/strata.log" 2>&1 || { cat "$work/strata.log"; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
-time_buildah() { local t=$EPOCHREALTIME; buildah bud --layers --jobs 2 --runtime runc --network host -q --build-arg BASE="localhost/bench-base:$tag" -t localhost/bench-df "$work/ctx" >"$work/buildah.log" 2>&1 || { cat "$work/buildah.log"; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
+time_strata() { local t=$EPOCHREALTIME; strata build -t bench-df --build-arg BASE=bench-base --progress plain "$work/ctx" >"$work/strata.log" 2>&1 || { cat "$work/strata.log"; exit 1; }; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }
+time_buildah() { local t=$EPOCHREALTIME; buildah bud --layers --jobs 2 --runtime runc --network host -q --build-arg BASE="localhost/bench-base:$tag" -t localhost/bench-df "$work/ctx" >"$work/buildah.log" 2>&1 || { cat "$work/buildah.log"; exit 1; }; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A S B

@@ -9,6 +9,7 @@
 #             from an empty storage, both starting from the base in the registry
 # Run by hand, as root, on an otherwise idle machine: sudo ./bench/registry.sh [runs]
 set -euo pipefail
+export LC_NUMERIC=C # $EPOCHREALTIME has the locale's decimal point, and bc reads a dot
 cd "$(dirname "$0")/.."
 N=${1:-3}
 command -v buildah >/dev/null && command -v skopeo >/dev/null && command -v docker-registry >/dev/null || apt-get install -y -qq buildah skopeo docker-registry bc >/dev/null
@@ -20,7 +21,7 @@ export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
 CGO_ENABLED=0 go build -o "$work/strata" ./cmd/strata
 strata() { "$work/strata" "$@"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-timed() { local t=$EPOCHREALTIME; "$@" >"$work/out.log" 2>&1 || { cat "$work/out.log" >&2; exit 1; }; echo "$EPOCHREALTIME - $t" | bc; }
+timed() { local t=$EPOCHREALTIME; "$@" >"$work/out.log" 2>&1 || { cat "$work/out.log" >&2; exit 1; }; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }
 
 # start_registry NAME: a fresh docker-registry; prints its address.
 regpids=()

@@ -7,6 +7,7 @@
 # Run as root, on an otherwise idle machine: sudo ./bench/rootless.sh [runs] (it creates the
 # user strata-bench, with a subordinate id range, if it does not exist).
 set -euo pipefail
+export LC_NUMERIC=C # $EPOCHREALTIME has the locale's decimal point, and bc reads a dot
 cd "$(dirname "$0")/.."
 N=${1:-5}
 [ "$(id -u)" = 0 ] || { echo "run as root: it compares root with rootless and makes the user it runs rootless as" >&2; exit 1; }
@@ -59,7 +60,7 @@ from="localhost/bench-base:$tag"
 timed() { # log command...
   local log=$1 t; shift; t=$EPOCHREALTIME
   "$@" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  echo "$EPOCHREALTIME - $t" | bc
+  local e=$EPOCHREALTIME; echo "$e - $t" | bc
 }
 time_root() { timed "$work/root.log" strata build -f "$work/image.yaml" -t bench --progress plain; }
 time_rootless() { timed "$work/rootless.log" as_user "$work/strata" build -f "$work/image.yaml" -t bench --progress plain; }

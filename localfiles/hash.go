@@ -38,6 +38,9 @@ type remembered struct {
 	Digest string
 	// seen is set when this run listed the file: Save forgets unseen files that are gone.
 	seen bool
+	// racy is set for a file read within racyWindow of its last change: its digest serves
+	// the rest of this run, and Save leaves it out.
+	racy bool
 }
 
 // RacyWindow is the coarsest timestamp granularity allowed for (a jiffy on ext4, XFS, Btrfs
@@ -175,18 +178,14 @@ func (h *Hasher) hashOne(f *spec.ContextFile) error {
 		return fmt.Errorf("%s changed while it was read; try again when it is stable", f.Source)
 	}
 	f.Digest, f.Size = "sha256:"+hex.EncodeToString(sum.Sum(nil)), n
+	// Racily clean (or no ctime to tell): this run's digest is right, and the next run
+	// reads the file again.
+	racy := st.Ctime == 0 || start.Sub(time.Unix(0, st.Ctime)) < racyWindow
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if start.Sub(time.Unix(0, st.Ctime)) < racyWindow {
-		// Racily clean: this run's digest is right, and the next run reads the file again.
-		if _, ok := h.known[f.Source]; ok {
-			delete(h.known, f.Source)
-			h.dirty = true
-		}
-		return nil
-	}
-	h.known[f.Source] = &remembered{Stat: st, Digest: f.Digest, seen: true}
-	h.dirty = true
+	old, had := h.known[f.Source]
+	h.known[f.Source] = &remembered{Stat: st, Digest: f.Digest, seen: true, racy: racy}
+	h.dirty = h.dirty || !racy || (had && !old.racy)
 	return nil
 }
 
@@ -199,6 +198,9 @@ const cacheMagic = "strata filehash 3\n"
 func encodeCache(known map[string]*remembered) []byte {
 	b := []byte(cacheMagic)
 	for p, r := range known {
+		if r.racy {
+			continue
+		}
 		b = binary.AppendUvarint(b, uint64(len(p)))
 		b = append(b, p...)
 		b = binary.AppendVarint(b, r.Stat.Size)

@@ -89,17 +89,24 @@ func rememberFreshFiles(t testing.TB) {
 	t.Cleanup(func() { racyWindow = RacyWindow })
 }
 
-// hashDir lists dir, hashes its files with a Hasher remembering in cache, and saves it.
-func hashDir(t testing.TB, dir, cache string) []spec.ContextFile {
+// hashWith lists dir and hashes its files with h.
+func hashWith(t testing.TB, h *Hasher, dir string) []spec.ContextFile {
 	t.Helper()
 	fs, err := Walk(dir, "", Matcher{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewHasher(cache)
 	if err := h.Hash(fs); err != nil {
 		t.Fatal(err)
 	}
+	return fs
+}
+
+// hashDir lists dir, hashes its files with a Hasher remembering in cache, and saves it.
+func hashDir(t testing.TB, dir, cache string) []spec.ContextFile {
+	t.Helper()
+	h := NewHasher(cache)
+	fs := hashWith(t, h, dir)
 	if err := h.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +165,9 @@ func TestHasherReusesDigestsOfUnchangedFiles(t *testing.T) {
 }
 
 // TestHasherForgetsRacilyCleanFiles: a file whose ctime is within the racily clean window of
-// its read gets its digest, but it is not remembered, and a digest remembered for its path
-// before is dropped: a change in the same tick of the file system's clock would keep its
-// stat, and the remembered digest would hide it.
+// its read gets its digest, for the rest of the run, but it is not saved, and a digest saved
+// for its path before is dropped: a change in the same tick of the file system's clock would
+// keep its stat, and the remembered digest would hide it.
 func TestHasherForgetsRacilyCleanFiles(t *testing.T) {
 	dir := tree(t, map[string]string{"a": "hello"})
 	cache := filepath.Join(t.TempDir(), "filehash")
@@ -171,22 +178,58 @@ func TestHasherForgetsRacilyCleanFiles(t *testing.T) {
 		return h.known
 	}
 	a := filepath.Join(dir, "a")
+	// Within the window, with nothing remembered before: no cache file is written.
+	hash()
+	if _, err := os.Stat(cache); err == nil {
+		t.Error("hashing only racily clean files wrote the cache file")
+	}
 	rememberFreshFiles(t)
 	hash()
 	if remembered()[a] == nil {
 		t.Fatal("with no window, a was not remembered")
 	}
 	// The file is rewritten, a moment ago: within the window, its new digest is right and
-	// not remembered, and the old one is forgotten.
+	// not saved, and the old one is forgotten.
 	racyWindow = time.Hour
 	if err := os.WriteFile(a, []byte("HELLO"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got := hash(); got[0].Digest != "sha256:3733cd977ff8eb18b987357e22ced99f46097f31ecb239e878ae63760e83e4d5" {
+	const hello = "sha256:3733cd977ff8eb18b987357e22ced99f46097f31ecb239e878ae63760e83e4d5"
+	if got := hash(); got[0].Digest != hello {
 		t.Errorf("digest of the rewritten a = %s", got[0].Digest)
 	}
 	if r, ok := remembered()[a]; ok {
-		t.Errorf("a racily clean file was remembered: %+v", r)
+		t.Errorf("a racily clean file was saved: %+v", r)
+	}
+	// Within one run, the digest serves every later listing of the file (one read).
+	h := NewHasher(cache)
+	hashWith(t, h, dir)
+	h.known[a].Digest = "sha256:planted"
+	if again := hashWith(t, h, dir); again[0].Digest != "sha256:planted" {
+		t.Errorf("a racily clean file was read again in the same run: %s", again[0].Digest)
+	}
+}
+
+// TestHasherSeesSameSizeChangeWithOldMtime: a remembered digest is keyed on ctime too, so a
+// same-size rewrite with its mtime set back is read again.
+func TestHasherSeesSameSizeChangeWithOldMtime(t *testing.T) {
+	rememberFreshFiles(t)
+	dir := tree(t, map[string]string{"a": "hello"})
+	cache := filepath.Join(t.TempDir(), "filehash")
+	a := filepath.Join(dir, "a")
+	before, err := os.Stat(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := hashDir(t, dir, cache)
+	if err := os.WriteFile(a, []byte("HELLO"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(a, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if got := hashDir(t, dir, cache); got[0].Digest == first[0].Digest {
+		t.Error("a same-size rewrite with its mtime set back kept its remembered digest")
 	}
 }
 
