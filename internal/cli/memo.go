@@ -142,12 +142,6 @@ func memoizable(p *strata.Plan) bool {
 	return true
 }
 
-// racyWindow is how long before the process started a local file must have last changed
-// for a memo to vouch for it. A change in the same tick of the file system's clock as the
-// one the listing saw leaves the times as they were (git's "racily clean" entries): such a
-// file is left to a full run. The digest cache (localfiles.Hasher) keeps the same rule.
-const racyWindow = localfiles.RacyWindow
-
 // localEntries lists the local files and folders a plan copies, as its resolve listed them
 // (the walk's own lstat, taken before the file was read or the folder listed), for the
 // memo. Each layer's listing must be whole: one source, listed first (a folder, or the one
@@ -156,10 +150,13 @@ const racyWindow = localfiles.RacyWindow
 // copied to /, whose root is not an entry; a "!" ignore pattern, which has the walk go
 // through excluded folders it does not list), an entry changed since shortly before the
 // process started, or a file system whose lstat may answer from a cache (network and FUSE
-// file systems: localFileSystems) cannot be vouched for.
+// file systems: localFileSystems) cannot be vouched for. "Shortly" is localfiles.RacyWindow:
+// a change in the same tick of the file system's clock as the one the listing saw leaves
+// the times as they were (git's "racily clean" entries), and the digest cache keeps the
+// same rule.
 func localEntries(p *strata.Plan, since time.Time) ([]fasthit.Entry, error) {
 	var entries []fasthit.Entry
-	racy := since.Add(-racyWindow).UnixNano()
+	racy := since.Add(-localfiles.RacyWindow).UnixNano()
 	for _, l := range p.Layers {
 		if !slices.Contains(localMethods, l.Method) {
 			continue
@@ -193,7 +190,7 @@ func localEntries(p *strata.Plan, since time.Time) ([]fasthit.Entry, error) {
 			}
 			id := fasthit.IdentOfStat(st)
 			if id.Mtime >= racy || id.Ctime >= racy {
-				return nil, fmt.Errorf("%s changed %s before the resolve", f.Source, racyWindow)
+				return nil, fmt.Errorf("%s changed %s before the resolve", f.Source, localfiles.RacyWindow)
 			}
 			entries = append(entries, fasthit.Entry{Path: f.Source, Ident: id})
 		}

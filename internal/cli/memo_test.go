@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-build/strata"
 	"github.com/strata-build/strata/internal/fasthit"
+	"github.com/strata-build/strata/localfiles"
 	"github.com/strata-build/strata/spec"
 )
 
@@ -94,7 +95,7 @@ func TestLocalEntries(t *testing.T) {
 		}
 		return p
 	}
-	later := time.Now().Add(racyWindow + time.Second) // the files are older than the window
+	later := time.Now().Add(localfiles.RacyWindow + time.Second) // the files are older than the window
 	tree := func(o strata.AddLocalDirOptions) strata.Image {
 		o.LocalPath, o.Copy = "tree", true
 		if o.RemotePath == "" {
