@@ -24,7 +24,7 @@ export PATH=$PATH:/usr/local/go/bin
 work=$(mktemp -d /var/tmp/strata-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
-CGO_ENABLED=0 go build -o "$work/strata" ./cmd/strata
+CGO_ENABLED=0 go build -o "$work/" ./cmd/strata ./cmd/strata-core
 strata() { "$work/strata" "$@"; }
 
 . bench/base.sh

@@ -17,8 +17,7 @@ command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
 ./scripts/build-buildkitd.sh /usr/local/bin
 work=$(mktemp -d /var/tmp/strata-bench-bk-XXXXXX)
 export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
-CGO_ENABLED=0 go build -o "$work/strata" ./cmd/strata
-CGO_ENABLED=0 go build -o "$work/strata-buildkit" ./cmd/strata-buildkit
+CGO_ENABLED=0 go build -o "$work/" ./cmd/...
 strata() { "$work/strata" "$@"; }
 
 sock=$(mktemp -d /tmp/bench-bk-XXXXXX)/buildkitd.sock

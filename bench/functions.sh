@@ -11,7 +11,7 @@ work=$(mktemp -d /var/tmp/strata-bench-fn-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
 CGO_ENABLED=0 go build -o "$work/fnlatency" ./bench/fnlatency
-CGO_ENABLED=0 go build -o "$work/strata" ./cmd/strata
+CGO_ENABLED=0 go build -o "$work/" ./cmd/strata ./cmd/strata-core
 printf 'image:\n  - debian_slim: {python_version: "3.13"}\n' > "$work/base.yaml"
 "$work/strata" build -f "$work/base.yaml" -t bench-base --progress plain >/dev/null 2>&1
 tag=$("$work/strata" inspect bench-base | awk '/^manifest:/ {print substr($2, 8, 12)}')

@@ -19,7 +19,7 @@ export PATH=$PATH:/usr/local/go/bin
 work=$(mktemp -d /var/tmp/strata-bench-XXXXXX)
 trap 'kill $idx_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
-CGO_ENABLED=0 go build -o "$work/strata" ./cmd/strata
+CGO_ENABLED=0 go build -o "$work/" ./cmd/strata ./cmd/strata-core
 go build -o "$work/pyindex" ./bench/pyindex
 strata() { "$work/strata" "$@"; }
 

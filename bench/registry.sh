@@ -18,7 +18,7 @@ work=$(mktemp -d /var/tmp/strata-bench-reg-XXXXXX)
 cleanup() { for p in "${regpids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$work"; }
 trap cleanup EXIT
 export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
-CGO_ENABLED=0 go build -o "$work/strata" ./cmd/strata
+CGO_ENABLED=0 go build -o "$work/" ./cmd/strata ./cmd/strata-core
 strata() { "$work/strata" "$@"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 timed() { local t=$EPOCHREALTIME; "$@" >"$work/out.log" 2>&1 || { cat "$work/out.log" >&2; exit 1; }; local e=$EPOCHREALTIME; echo "$e - $t" | bc; }

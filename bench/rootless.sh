@@ -22,7 +22,7 @@ work=$(mktemp -d /var/tmp/strata-bench-XXXXXX)
 chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
 export STRATA_HOME=${STRATA_HOME:-/var/tmp/strata-bench-home}
-CGO_ENABLED=0 go build -o "$work/strata" ./cmd/strata
+CGO_ENABLED=0 go build -o "$work/" ./cmd/strata ./cmd/strata-core
 strata() { "$work/strata" "$@"; }
 # as_user runs a command as the bench user, with the user's own environment and no PAM
 # session (setpriv, not su, so that the tool's start is all that is timed).

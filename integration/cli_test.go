@@ -377,6 +377,94 @@ func sleeping(secs string) []int {
 	return out
 }
 
+// runFast runs the strata front bin and says whether it answered from the cache-hit path:
+// whether strata-core's heavy packages were initialised (GODEBUG=inittrace=1), all of them
+// or none.
+func runFast(t *testing.T, bin string, env []string, args ...string) (out string, fast bool) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), "STRATA_HOME="+home, "GODEBUG=inittrace=1"), env...)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	var lines, inits []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "init ") {
+			inits = append(inits, strings.Fields(l)[1])
+		} else {
+			lines = append(lines, l)
+		}
+	}
+	heavy := []string{"github.com/strata-build/strata/internal/cli", "github.com/moby/buildkit/frontend/dockerfile/parser",
+		"github.com/google/go-containerregistry/pkg/v1/remote", "net/http", "github.com/spf13/cobra"}
+	n := 0
+	for _, p := range inits {
+		if slices.Contains(heavy, p) {
+			n++
+		}
+	}
+	if n != 0 && n != len(heavy) {
+		t.Fatalf("%d of the heavy packages %v were initialised: %v", n, heavy, inits)
+	}
+	return strings.Join(lines, "\n"), n == 0
+}
+
+// TestStrataFrontAndCore: the strata front runs strata-core from beside itself, says how to
+// install it when it is not there, and answers from a memo only for the front and the
+// strata-core that wrote it: either one replaced (the same bytes, another file) takes the
+// full path once.
+func TestStrataFrontAndCore(t *testing.T) {
+	file := spec(t, fmt.Sprintf("image:\n  - from_scratch: {}\n  - env: {vars: {V: %q}}\n", unique(t)))
+	alone := t.TempDir()
+	copyExe(t, strataBin, filepath.Join(alone, "strata"))
+	cmd := exec.Command(filepath.Join(alone, "strata"), "build", "-f", file)
+	cmd.Env = append(os.Environ(), "STRATA_HOME="+home, "PATH=/usr/bin:/bin")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "strata-core is not installed beside "+filepath.Join(alone, "strata")) ||
+		!strings.Contains(string(out), "go build -o "+alone+"/ ./cmd/...") {
+		t.Errorf("the front without strata-core: %v\n%s", err, out)
+	}
+
+	bin := t.TempDir()
+	front, core := filepath.Join(bin, "strata"), filepath.Join(bin, "strata-core")
+	copyExe(t, strataBin, front)
+	copyExe(t, strataBin+"-core", core)
+	build := func() (string, bool) {
+		t.Helper()
+		return runFast(t, front, nil, "build", "-f", file, "-t", "it-front", "--progress", "plain")
+	}
+	if out, fast := build(); fast || !strings.Contains(out, "it-front sha256:") {
+		t.Fatalf("the first build (fast path %v):\n%s", fast, out)
+	}
+	for _, replaced := range []string{core, front, ""} {
+		if replaced != "" {
+			copyExe(t, replaced, replaced)
+		}
+		if out, fast := build(); fast == (replaced != "") {
+			t.Errorf("with %q replaced, fast path %v:\n%s", replaced, fast, out)
+		}
+		if out, fast := build(); !fast {
+			t.Errorf("the build after %q was replaced left no memo:\n%s", replaced, out)
+		}
+	}
+}
+
+// copyExe copies an executable to dst by way of a new file renamed over it: another inode.
+func copyExe(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err == nil {
+		err = os.WriteFile(dst+".new", b, 0o755)
+	}
+	if err == nil {
+		err = os.Rename(dst+".new", dst)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestCachedBuildTakesTheFastPath: a spec-file build that is all cache hits answers from its
 // last build's memo (internal/fasthit) before the heavy packages are initialised, prints
 // exactly what the full build prints, and stops doing so when an input changes.
@@ -384,33 +472,9 @@ func TestCachedBuildTakesTheFastPath(t *testing.T) {
 	need(t, "runc", "mmdebstrap")
 	text := fmt.Sprintf("image:\n  - debian_slim: {python_version: \"3.13\"}\n  - run_commands: {commands: [\"echo %s > /made\"]}\n  - env: {vars: {V: \"1\"}}\n", unique(t))
 	file := spec(t, text)
-	// run runs a strata command and says whether it answered from the cache-hit path.
 	run := func(args []string, env ...string) (out string, fast bool) {
 		t.Helper()
-		out, err := cliEnv(t, append(env, "GODEBUG=inittrace=1"), "", args...)
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		var lines, inits []string
-		for _, l := range strings.Split(out, "\n") {
-			if strings.HasPrefix(l, "init ") {
-				inits = append(inits, strings.Fields(l)[1])
-			} else {
-				lines = append(lines, l)
-			}
-		}
-		heavy := []string{"github.com/strata-build/strata/internal/cli", "github.com/moby/buildkit/frontend/dockerfile/parser",
-			"github.com/google/go-containerregistry/pkg/v1/remote", "net/http", "github.com/spf13/cobra"}
-		n := 0
-		for _, p := range inits {
-			if slices.Contains(heavy, p) {
-				n++
-			}
-		}
-		if n != 0 && n != len(heavy) {
-			t.Fatalf("%d of the heavy packages %v were initialised: %v", n, heavy, inits)
-		}
-		return strings.Join(lines, "\n"), n == 0
+		return runFast(t, strataBin, env, args...)
 	}
 	build := func(env ...string) (out string, fast bool) {
 		t.Helper()

@@ -63,19 +63,13 @@ func TestMain(m *testing.M) {
 	bin, err := os.MkdirTemp("", "strata-bin-")
 	if err == nil {
 		strataBin = filepath.Join(bin, "strata")
-		// Static, as the README installs it (CGO_ENABLED=0: no dynamic loader at each start).
-		gobuild := func(out, pkg string) *exec.Cmd {
-			cmd := exec.Command("go", "build", "-o", out, pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			return cmd
-		}
-		if out, err := gobuild(strataBin, "../cmd/strata").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building strata: %v\n%s", err, out)
-			os.Exit(1)
-		}
-		// strata runs it for --engine buildkit, from beside itself.
-		if out, err := gobuild(strataBin+"-buildkit", "../cmd/strata-buildkit").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building strata-buildkit: %v\n%s", err, out)
+		// The strata front, strata-core beside it, which it runs for all but a cache hit,
+		// and strata-buildkit, which strata-core runs for --engine buildkit. Static, as the
+		// README installs them (CGO_ENABLED=0: no dynamic loader at each start).
+		cmd := exec.Command("go", "build", "-o", bin+"/", "../cmd/...")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building the strata commands: %v\n%s", err, out)
 			os.Exit(1)
 		}
 	}

@@ -5,19 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/strata-build/strata/engine"
+	"github.com/strata-build/strata/internal/companion"
 	"github.com/strata-build/strata/internal/fasthit"
 	"github.com/strata-build/strata/internal/rootless"
 )
 
-// Main runs the strata command line: cmd/strata, and cmd/strata-buildkit, which is the same
-// command with the buildkit engine linked in.
+// Main runs the strata command line: cmd/strata-core, which the strata front runs for all but
+// a cache hit, and cmd/strata-buildkit, which is the same command with the buildkit engine
+// linked in.
 func Main() {
 	args := os.Args[1:]
 	if name := engineArg(args); name != "" && name != "local" {
@@ -33,7 +33,7 @@ func Main() {
 			os.Exit(1)
 		}
 	}
-	keepMemoKey(args, rootless.Reentered())
+	keepMemoKey(args)
 	if needsEngine(args) {
 		// As an ordinary user, the rest runs again in a user namespace (rootless).
 		if err := rootless.Enter(); err != nil {
@@ -74,25 +74,11 @@ func engineArg(args []string) string {
 // execPlugin replaces the process with strata-NAME, found beside this program or on PATH.
 func execPlugin(name string, args []string) error {
 	plugin := "strata-" + name
-	var path string
-	if self, err := os.Executable(); err == nil {
-		if p := filepath.Join(filepath.Dir(self), plugin); isExecutable(p) {
-			path = p
-		}
-	}
-	if path == "" {
-		p, err := exec.LookPath(plugin)
-		if err != nil {
-			return fmt.Errorf("the %s engine is in the %s command, which is not installed beside strata or on PATH: CGO_ENABLED=0 go build -o \"$(dirname \"$(command -v strata)\")/%s\" ./cmd/%s", name, plugin, plugin, plugin)
-		}
-		path = p
+	path, err := companion.Find(plugin)
+	if err != nil {
+		return fmt.Errorf("the %s engine is in the %s command: %w; install it from a strata checkout: CGO_ENABLED=0 go build -o %s/ ./cmd/%s", name, plugin, err, companion.Dir(), plugin)
 	}
 	return syscall.Exec(path, append([]string{path}, args...), os.Environ())
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
 // needsEngine says whether a command line may touch the store or run containers: all but

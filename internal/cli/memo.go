@@ -23,26 +23,21 @@ import (
 	"github.com/strata-build/strata/store"
 )
 
-// memoKey is the fast-hit key of this process's command line (fasthit.Key), taken before a
-// rootless strata runs itself again in a user namespace; "" if the line is not one the
-// cache-hit path answers.
+// memoKey is the fast-hit key of this process's command line (fasthit.Key), which the strata
+// front computed and passed in fasthit.KeyEnv (a rootless strata-core's second run, in its
+// user namespace, finds it there too); "" if the line is not one the cache-hit path answers,
+// or strata-core was run without the front, which would never read the memo.
 var memoKey string
 
 // started is when this process started: a local file changed since shortly before it is one
 // a memo cannot vouch for (see localEntries).
 var started = time.Now()
 
-// keepMemoKey takes the command line's fast-hit key, before rootless.Enter: a rootless
-// strata's second run, in its user namespace, finds its first run's in the environment.
-func keepMemoKey(args []string, reentered bool) {
-	if _, ok := fasthit.Parse(args); !ok || os.Getenv(fasthit.DisableEnv) != "" {
-		return
-	}
-	if k := os.Getenv(fasthit.KeyEnv); reentered && k != "" {
-		memoKey = k
-	} else {
-		memoKey = fasthit.Key(args)
-		os.Setenv(fasthit.KeyEnv, memoKey)
+// keepMemoKey takes the command line's fast-hit key from the environment, before Main
+// removes it from there.
+func keepMemoKey(args []string) {
+	if _, ok := fasthit.Parse(args); ok && os.Getenv(fasthit.DisableEnv) == "" {
+		memoKey = os.Getenv(fasthit.KeyEnv)
 	}
 }
 

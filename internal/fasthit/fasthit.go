@@ -1,14 +1,15 @@
 // Package fasthit is the strata command's cache-hit path: `strata build -f FILE` that would
 // find every layer cached, or `strata spec -f FILE` that would resolve to the same keys,
-// answers from a memo of its last run, before the rest of the program (BuildKit's parsers,
-// registry clients, runc plumbing) is even initialised.
+// answers from a memo of its last run in the strata front (cmd/strata), a small program that
+// links none of the rest (BuildKit's parsers, registry clients, runc plumbing). Everything
+// else runs strata-core (cmd/strata-core), the whole command, which writes the memos.
 //
 // A memo is written by a run whose inputs it can describe completely: the command line and
 // working folder, the environment strata reads (STRATA_*, SOURCE_DATE_EPOCH, HOME,
-// XDG_DATA_HOME, PATH, TMPDIR), the user, the strata executable, the spec file's bytes, and
-// the local files and folders the plan copies, each by its identity (device, inode, size,
-// times); and whose plan reads nothing else (no registry or remote sources, no stages,
-// mounts, functions or secrets; see internal/cli). A build's memo also lists the store files
+// XDG_DATA_HOME, PATH, TMPDIR), the user, the strata front and strata-core executables, the
+// spec file's bytes, and the local files and folders the plan copies, each by its identity
+// (device, inode, size, times); and whose plan reads nothing else (no registry or remote
+// sources, no stages, mounts, functions or secrets; see internal/cli). A build's memo also lists the store files
 // that make the result: the image's record, manifest and config, and each layer's cache
 // entry and bytes. A later run with the same inputs, whose files are all still those, is
 // the same cache hit: it prints what the full run would print and writes nothing. Anything
@@ -42,9 +43,9 @@ import (
 	"github.com/strata-build/strata/internal/home"
 )
 
-// KeyEnv carries a command line's key from the strata process an ordinary user starts to
-// the one it runs again in a user namespace (rootless), where the user and the environment
-// are no longer the ones the key is of.
+// KeyEnv carries a command line's key from the strata front to strata-core, which writes the
+// memo under it, and from strata-core to the process it runs again in a user namespace
+// (rootless), where the user and the environment are no longer the ones the key is of.
 const KeyEnv = "_STRATA_FASTHIT_KEY"
 
 // DisableEnv, set, turns the cache-hit path off: every build runs in full.
@@ -60,7 +61,8 @@ type Memo struct {
 	Command string `json:"command"`
 	// Spec is the sha256 of the spec file's bytes.
 	Spec string `json:"spec"`
-	// Exe is the identity of the strata executable that wrote the memo.
+	// Exe is the identity of the strata-core executable that wrote the memo (the front's own
+	// is in the memo's key).
 	Exe Ident `json:"exe"`
 	// Files are the store files the image is made of, with their identities.
 	Files []File `json:"files,omitempty"`
@@ -305,9 +307,12 @@ func IdentOfStat(st *syscall.Stat_t) Ident {
 }
 
 // ExeIdent is the identity of the running executable (the file /proc/self/exe links to).
-func ExeIdent() (Ident, error) {
+func ExeIdent() (Ident, error) { return statIdent("/proc/self/exe") }
+
+// statIdent is the identity of the file a path names, following symbolic links as exec does.
+func statIdent(path string) (Ident, error) {
 	var st syscall.Stat_t
-	if err := syscall.Stat("/proc/self/exe", &st); err != nil {
+	if err := syscall.Stat(path, &st); err != nil {
 		return Ident{}, err
 	}
 	return IdentOfStat(&st), nil
@@ -329,11 +334,14 @@ func affects(name string) bool {
 }
 
 // Key is the key of a command line (its arguments after the program's name), run in this
-// folder by this user with this environment: the name of its memo.
+// folder by this user with this environment, by this executable (the strata front, which
+// reads the memo): the name of its memo.
 func Key(args []string) string {
 	h := sha256.New()
 	put := func(s string) { fmt.Fprintf(h, "%d:%s\n", len(s), s) }
-	put("strata fast hit v1")
+	put("strata fast hit v2")
+	exe, _ := ExeIdent()
+	put(fmt.Sprint(exe))
 	wd, _ := os.Getwd()
 	put(wd)
 	put(fmt.Sprint(os.Getuid(), os.Geteuid(), os.Getgid()))
@@ -445,10 +453,11 @@ func Parse(args []string) (Command, bool) {
 }
 
 // Try answers a `strata build` or `strata spec` command line from its memo if it still
-// holds, printing what the full run would; false, having printed nothing, in every other
-// case. The error is one of printing the answer, which the full run would have failed on
-// too.
-func Try(args []string, stdout, stderr *os.File) (bool, error) {
+// holds for core (the strata-core the front would run), printing what the full run would;
+// false, having printed nothing, in every other case. Then, for a line the cache-hit path
+// answers, it leaves the line's key in KeyEnv, for strata-core to write the memo under.
+// The error is one of printing the answer, which the full run would have failed on too.
+func Try(args []string, core string, stdout, stderr *os.File) (bool, error) {
 	// Not in the process a rootless strata runs again in its user namespace (rootless's
 	// stage variable): that one is the full build the first process chose to run.
 	if os.Getenv(DisableEnv) != "" || os.Getenv(UsernsStageEnv) != "" {
@@ -458,8 +467,10 @@ func Try(args []string, stdout, stderr *os.File) (bool, error) {
 	if !ok {
 		return false, nil
 	}
+	key := Key(args)
+	os.Setenv(KeyEnv, key)
 	if c.Name == "spec" {
-		m, ok := Check(home.Dir(), Key(args), c)
+		m, ok := Check(home.Dir(), key, core, c)
 		if !ok {
 			return false, nil
 		}
@@ -476,7 +487,7 @@ func Try(args []string, stdout, stderr *os.File) (bool, error) {
 	if mode != "plain" && mode != "json" {
 		return false, nil
 	}
-	m, ok := Check(home.Dir(), Key(args), c)
+	m, ok := Check(home.Dir(), key, core, c)
 	if !ok {
 		return false, nil
 	}
@@ -484,9 +495,9 @@ func Try(args []string, stdout, stderr *os.File) (bool, error) {
 }
 
 // Check reads the memo of a key and says whether it still holds for the command: it was
-// written by the same command, the spec file has the same bytes, strata is the same
-// executable, and every store file and local file or folder is the same file.
-func Check(storeDir, key string, c Command) (*Memo, bool) {
+// written by the same command, the spec file has the same bytes, core is the strata-core
+// that wrote it, and every store file and local file or folder is the same file.
+func Check(storeDir, key, core string, c Command) (*Memo, bool) {
 	b, err := os.ReadFile(Path(storeDir, key))
 	if err != nil {
 		return nil, false
@@ -505,7 +516,7 @@ func Check(storeDir, key string, c Command) (*Memo, bool) {
 	if m.Local, ok = decodeLocal(local, m.LocalCount); !ok {
 		return nil, false
 	}
-	if exe, err := ExeIdent(); err != nil || exe != m.Exe {
+	if exe, err := statIdent(core); err != nil || exe != m.Exe {
 		return nil, false
 	}
 	if d, err := FileDigest(c.File); err != nil || d != m.Spec {

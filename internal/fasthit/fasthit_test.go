@@ -13,6 +13,15 @@ import (
 	"time"
 )
 
+// self is the test binary's path: the strata-core whose identity the fixtures' memos hold.
+var self = func() string {
+	p, err := os.Executable()
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
+
 func TestParse(t *testing.T) {
 	for _, c := range []struct {
 		args     []string
@@ -115,10 +124,10 @@ func memoFixture(t *testing.T) (dir, spec string, m *Memo) {
 
 func TestCheck(t *testing.T) {
 	dir, spec, _ := memoFixture(t)
-	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); !ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); !ok {
 		t.Fatal("an unchanged memo does not hold")
 	}
-	if _, ok := Check(dir, "other", Command{Name: "build", File: spec}); ok {
+	if _, ok := Check(dir, "other", self, Command{Name: "build", File: spec}); ok {
 		t.Error("a key with no memo holds")
 	}
 
@@ -128,12 +137,12 @@ func TestCheck(t *testing.T) {
 	same, _ := os.ReadFile(p)
 	os.WriteFile(p+".new", same, 0o644)
 	os.Rename(p+".new", p)
-	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); !ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); !ok {
 		t.Error("the memo fails with a record written again, unchanged")
 	}
 	os.WriteFile(p+".new", []byte(`{"key": "sha256:other"}`), 0o644)
 	os.Rename(p+".new", p)
-	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with a record changed")
 	}
 
@@ -142,44 +151,51 @@ func TestCheck(t *testing.T) {
 	p = filepath.Join(dir, "blob")
 	os.WriteFile(p+".new", []byte("blob"), 0o644)
 	os.Rename(p+".new", p)
-	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with a blob replaced")
 	}
 
 	// A file that was absent and is there now.
 	dir, spec, _ = memoFixture(t)
 	os.WriteFile(filepath.Join(dir, "absent"), nil, 0o644)
-	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with a file that was absent there")
 	}
 
 	dir, spec, _ = memoFixture(t)
 	os.Remove(filepath.Join(dir, "blob"))
-	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with a store file gone")
 	}
 
 	dir, spec, _ = memoFixture(t)
 	os.WriteFile(spec, []byte("image:\n  - debian_slim: {python_version: '3.12'}\n"), 0o644)
-	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds with the spec changed")
 	}
 
 	dir, spec, m := memoFixture(t)
-	m.Exe.Ino++ // another strata
+	m.Exe.Ino++ // another strata-core wrote it
 	Write(dir, "k", m)
-	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); ok {
 		t.Error("the memo holds for another executable")
+	}
+	dir, spec, _ = memoFixture(t)
+	if _, ok := Check(dir, "k", "/bin/sh", Command{Name: "build", File: spec}); ok {
+		t.Error("the memo holds for another strata-core than the one that wrote it")
+	}
+	if _, ok := Check(dir, "k", filepath.Join(dir, "none"), Command{Name: "build", File: spec}); ok {
+		t.Error("the memo holds with no strata-core")
 	}
 
 	dir, spec, _ = memoFixture(t)
 	os.WriteFile(Path(dir, "k"), []byte(`{"spec":`), 0o644) // cut short by a crash
-	if _, ok := Check(dir, "k", Command{Name: "build", File: spec}); ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); ok {
 		t.Error("a cut memo holds")
 	}
 
 	dir, spec, _ = memoFixture(t)
-	if _, ok := Check(dir, "k", Command{Name: "spec", File: spec}); ok {
+	if _, ok := Check(dir, "k", self, Command{Name: "spec", File: spec}); ok {
 		t.Error("a build's memo answers a resolve")
 	}
 }
@@ -210,7 +226,7 @@ func TestCheckLocal(t *testing.T) {
 	}
 	build := func(spec string) Command { return Command{Name: "build", File: spec} }
 	dir, _, spec := fixture(t)
-	m, ok := Check(dir, "k", build(spec))
+	m, ok := Check(dir, "k", self, build(spec))
 	if !ok {
 		t.Fatal("an unchanged memo with local files does not hold")
 	}
@@ -238,7 +254,7 @@ func TestCheckLocal(t *testing.T) {
 	} {
 		dir, tree, spec := fixture(t)
 		change(tree)
-		if _, ok := Check(dir, "k", build(spec)); ok {
+		if _, ok := Check(dir, "k", self, build(spec)); ok {
 			t.Errorf("the memo holds with a %s", name)
 		}
 	}
@@ -251,7 +267,7 @@ func TestCheckLocal(t *testing.T) {
 	whole := len(appendLocal(nil, entries[:4]))
 	for _, n := range []int{whole, whole + 3, 0} {
 		os.WriteFile(Path(dir, "k"), append(append(j, '\n'), local[:n]...), 0o644)
-		if _, ok := Check(dir, "k", build(spec)); ok {
+		if _, ok := Check(dir, "k", self, build(spec)); ok {
 			t.Errorf("a memo whose local part is cut to %d of %d bytes holds", n, len(local))
 		}
 	}
@@ -282,7 +298,7 @@ func TestTryOffAndMisses(t *testing.T) {
 	b, _ := os.ReadFile(Path(dir, "k"))
 	os.WriteFile(Path(dir, Key(args)), b, 0o644)
 	out, errOut := tempFiles(t)
-	if ok, err := Try(args, out, errOut); !ok || err != nil {
+	if ok, err := Try(args, self, out, errOut); !ok || err != nil {
 		t.Fatal("Try misses a memo that holds")
 	}
 	if got := read(t, out); got != "x sha256:aa\n" {
@@ -290,19 +306,26 @@ func TestTryOffAndMisses(t *testing.T) {
 	}
 	for _, env := range []string{DisableEnv, UsernsStageEnv} {
 		t.Setenv(env, "1")
-		if ok, _ := Try(args, out, errOut); ok {
-			t.Error("Try answers with " + env + " set")
+		t.Setenv(KeyEnv, "")
+		if ok, _ := Try(args, self, out, errOut); ok || os.Getenv(KeyEnv) != "" {
+			t.Errorf("Try answers, or leaves a key for strata-core (%q), with %s set", os.Getenv(KeyEnv), env)
 		}
 		os.Unsetenv(env)
 	}
-	if ok, _ := Try([]string{"build", "-f", spec, "--progress", "tty"}, out, errOut); ok {
-		t.Error("Try answers for the live display")
+	// A miss leaves strata-core the key to write the memo under, also for a line that the
+	// live display keeps from the cache-hit path.
+	tty := []string{"build", "-f", spec, "--progress", "tty"}
+	if ok, _ := Try(tty, self, out, errOut); ok || os.Getenv(KeyEnv) != Key(tty) {
+		t.Errorf("Try answers for the live display, or leaves the key %q", os.Getenv(KeyEnv))
+	}
+	if ok, _ := Try([]string{"version"}, self, out, errOut); ok || os.Getenv(KeyEnv) != Key(tty) {
+		t.Errorf("Try answers another command, or changes the key: %q", os.Getenv(KeyEnv))
 	}
 
 	// An answer that cannot be written is an error.
 	closed, _ := tempFiles(t)
 	closed.Close()
-	if ok, err := Try(args, closed, errOut); !ok || err == nil {
+	if ok, err := Try(args, self, closed, errOut); !ok || err == nil {
 		t.Errorf("Try writing to a closed file: %v %v", ok, err)
 	}
 
@@ -314,7 +337,7 @@ func TestTryOffAndMisses(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut = tempFiles(t)
-	if ok, err := Try(specArgs, out, errOut); !ok || err != nil {
+	if ok, err := Try(specArgs, self, out, errOut); !ok || err != nil {
 		t.Fatal("Try misses a resolve's memo that holds")
 	}
 	if got := read(t, out); got != m.Output || read(t, errOut) != "" {

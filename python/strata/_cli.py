@@ -18,8 +18,8 @@ from .exception import ExecutionError, StrataNotFoundError, VersionError
 SUPPORTED_BUILDERS = ("2026.12",)
 
 _INSTALL_HINT = (
-    "Build it from a strata checkout with `CGO_ENABLED=0 go build -o /usr/local/bin/strata ./cmd/strata`, "
-    "or point STRATA_BIN at a strata binary."
+    "Build it from a strata checkout with `CGO_ENABLED=0 go build -o /usr/local/bin/ ./cmd/...` "
+    "(the strata command and strata-core beside it), or point STRATA_BIN at a strata binary."
 )
 
 _checked: dict[str, str] = {}
@@ -65,7 +65,7 @@ def strata_bin() -> str:
             raise VersionError(
                 f"{path} is strata builder {version}, but this Python package writes specs for "
                 f"builder {', '.join(SUPPORTED_BUILDERS)}. Install the strata binary from the same "
-                f"checkout as this package (python/ and cmd/strata of one commit), or set STRATA_BIN "
+                f"checkout as this package (python/ and cmd/ of one commit), or set STRATA_BIN "
                 f"to a matching one."
             )
         _checked[path] = version

@@ -16,7 +16,7 @@ def strata_or_skip(test: unittest.TestCase) -> str:
     path = os.environ.get("STRATA_BIN") or shutil.which("strata")
     if not path:
         test.skipTest(
-            "no strata binary: set STRATA_BIN (cd /work/main && CGO_ENABLED=0 go build -o /tmp/strata-py/strata ./cmd/strata) "
+            "no strata binary: set STRATA_BIN (cd /work/main && CGO_ENABLED=0 go build -o /tmp/strata-py/ ./cmd/...) "
             "or put strata on PATH"
         )
     return path

@@ -36,7 +36,7 @@ class FindBinaryTest(unittest.TestCase):
             with self.assertRaises(StrataNotFoundError) as cm:
                 Image.debian_slim().keys()
         self.assertIn("No `strata` binary on PATH and STRATA_BIN is not set", str(cm.exception))
-        self.assertIn("CGO_ENABLED=0 go build -o /usr/local/bin/strata ./cmd/strata", str(cm.exception))
+        self.assertIn("CGO_ENABLED=0 go build -o /usr/local/bin/ ./cmd/...", str(cm.exception))
 
     def test_strata_bin_that_does_not_exist(self):
         with mock.patch.dict(os.environ, {"STRATA_BIN": "/nonexistent/strata"}):
