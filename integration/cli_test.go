@@ -416,14 +416,28 @@ func runFast(t *testing.T, bin string, env []string, args ...string) (out string
 // full path once.
 func TestStrataFrontAndCore(t *testing.T) {
 	file := spec(t, fmt.Sprintf("image:\n  - from_scratch: {}\n  - env: {vars: {V: %q}}\n", unique(t)))
-	alone := t.TempDir()
+	alone, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	copyExe(t, strataBin, filepath.Join(alone, "strata"))
-	cmd := exec.Command(filepath.Join(alone, "strata"), "build", "-f", file)
-	cmd.Env = append(os.Environ(), "STRATA_HOME="+home, "PATH=/usr/bin:/bin")
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "strata-core is not installed beside "+filepath.Join(alone, "strata")) ||
+	empty := t.TempDir()
+	runAlone := func() ([]byte, error) {
+		cmd := exec.Command(filepath.Join(alone, "strata"), "build", "-f", file)
+		cmd.Env = append(os.Environ(), "STRATA_HOME="+home, "PATH="+empty)
+		return cmd.CombinedOutput()
+	}
+	out, err := runAlone()
+	if err == nil || !strings.Contains(string(out), "no executable strata-core beside "+filepath.Join(alone, "strata")+" or on PATH") ||
 		!strings.Contains(string(out), "go build -o "+alone+"/ ./cmd/...") {
 		t.Errorf("the front without strata-core: %v\n%s", err, out)
+	}
+
+	// A copy of the front where strata-core should be is refused, not run in a loop.
+	copyExe(t, strataBin, filepath.Join(alone, "strata-core"))
+	out, err = runAlone()
+	if err == nil || !strings.Contains(string(out), "is this program, the strata front, not strata-core") {
+		t.Errorf("the front as strata-core: %v\n%s", err, out)
 	}
 
 	bin := t.TempDir()

@@ -19,8 +19,8 @@ import (
 // The one call of ECR's API that strata makes, GetAuthorizationToken, is signed here with
 // AWS Signature Version 4 (docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html)
 // rather than through the AWS SDK, whose ECR client added about 60 packages, and over a
-// millisecond of package initialisation, to every start of strata. registry's tests check
-// the signature against the SDK's own signer.
+// millisecond of package initialisation, to every start of strata-core. registry's tests
+// check the signature against the SDK's own signer.
 
 const (
 	ecrTarget      = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"

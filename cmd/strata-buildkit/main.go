@@ -1,6 +1,7 @@
-// Command strata-buildkit is the strata command with the buildkit engine linked in. strata
-// runs it for --engine buildkit (or STRATA_ENGINE=buildkit), as docker runs its CLI
-// plugins, so that strata itself does not link BuildKit's client. Install it beside strata.
+// Command strata-buildkit is the strata command with the buildkit engine linked in.
+// strata-core runs it for --engine buildkit (or STRATA_ENGINE=buildkit), as docker runs its
+// CLI plugins, so that strata-core itself does not link BuildKit's client. Install it beside
+// strata and strata-core (go build -o DIR/ ./cmd/...).
 package main
 
 import (

@@ -20,7 +20,7 @@ import (
 func main() {
 	core, err := companion.Find("strata-core")
 	if err != nil {
-		fail(err.Error() + ": it is the rest of the strata command; install the strata commands together from a strata checkout: CGO_ENABLED=0 go build -o " + companion.Dir() + "/ ./cmd/...")
+		fail(err.Error() + ": it is the rest of the strata command; install the strata commands together from a strata checkout: " + companion.Install("./cmd/..."))
 	}
 	answered, err := fasthit.Try(os.Args[1:], core, os.Stdout, os.Stderr)
 	if err != nil {
@@ -28,6 +28,11 @@ func main() {
 	}
 	if answered {
 		os.Exit(0)
+	}
+	if a, err := os.Stat(core); err == nil {
+		if b, err := os.Stat("/proc/self/exe"); err == nil && os.SameFile(a, b) {
+			fail(core + " is this program, the strata front, not strata-core: install it from a strata checkout: " + companion.Install("./cmd/..."))
+		}
 	}
 	err = syscall.Exec(core, append([]string{os.Args[0]}, os.Args[1:]...), os.Environ())
 	fail("running " + core + ": " + err.Error())

@@ -25,7 +25,7 @@ func Main() {
 			err := fmt.Errorf("strata-%s does not link the %s engine", name, name)
 			if os.Getenv("STRATA_ENGINE_PLUGIN") == "" { // not run by strata already
 				// As docker's CLI plugins: the engine lives in its own command, so that
-				// strata does not pay for linking BuildKit's client on every start.
+				// strata-core does not pay for linking BuildKit's client on every start.
 				os.Setenv("STRATA_ENGINE_PLUGIN", name)
 				err = execPlugin(name, args)
 			}
@@ -33,7 +33,7 @@ func Main() {
 			os.Exit(1)
 		}
 	}
-	keepMemoKey(args)
+	keepMemoKey(args, rootless.Reentered())
 	if needsEngine(args) {
 		// As an ordinary user, the rest runs again in a user namespace (rootless).
 		if err := rootless.Enter(); err != nil {
@@ -76,7 +76,7 @@ func execPlugin(name string, args []string) error {
 	plugin := "strata-" + name
 	path, err := companion.Find(plugin)
 	if err != nil {
-		return fmt.Errorf("the %s engine is in the %s command: %w; install it from a strata checkout: CGO_ENABLED=0 go build -o %s/ ./cmd/%s", name, plugin, err, companion.Dir(), plugin)
+		return fmt.Errorf("the %s engine is in the %s command: %w; install it from a strata checkout: %s", name, plugin, err, companion.Install("./cmd/"+plugin))
 	}
 	return syscall.Exec(path, append([]string{path}, args...), os.Environ())
 }

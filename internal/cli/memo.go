@@ -26,7 +26,7 @@ import (
 // memoKey is the fast-hit key of this process's command line (fasthit.Key), which the strata
 // front computed and passed in fasthit.KeyEnv (a rootless strata-core's second run, in its
 // user namespace, finds it there too); "" if the line is not one the cache-hit path answers,
-// or strata-core was run without the front, which would never read the memo.
+// or strata-core was not run by the front, which alone reads memos.
 var memoKey string
 
 // started is when this process started: a local file changed since shortly before it is one
@@ -34,10 +34,11 @@ var memoKey string
 var started = time.Now()
 
 // keepMemoKey takes the command line's fast-hit key from the environment, before Main
-// removes it from there.
-func keepMemoKey(args []string) {
+// removes it from there; reentered says this is a rootless strata-core's second run, in its
+// user namespace, which takes the key its first run was given.
+func keepMemoKey(args []string, reentered bool) {
 	if _, ok := fasthit.Parse(args); ok && os.Getenv(fasthit.DisableEnv) == "" {
-		memoKey = os.Getenv(fasthit.KeyEnv)
+		memoKey = fasthit.TakeKey(reentered)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // Find is the path of the executable name, beside the running program or on PATH.
@@ -25,18 +26,22 @@ func Find(name string) (string, error) {
 		return p, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("%s is not on PATH", name)
+		return "", fmt.Errorf("no executable %s on PATH", name)
 	}
-	return "", fmt.Errorf("%s is not installed beside %s or on PATH", name, self)
+	return "", fmt.Errorf("no executable %s beside %s or on PATH", name, self)
 }
 
-// Dir is the folder of the running program, where its companions belong; "." if unknown.
-func Dir() string {
-	self, err := os.Executable()
-	if err != nil {
-		return "."
+// Install is the command that installs the packages pkgs of a strata checkout (./cmd/...)
+// beside the running program, its folder quoted for the shell where it needs to be.
+func Install(pkgs string) string {
+	dir := "/usr/local/bin"
+	if self, err := os.Executable(); err == nil {
+		dir = filepath.Dir(self)
 	}
-	return filepath.Dir(self)
+	if strings.Trim(dir, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+") != "" {
+		dir = "'" + strings.ReplaceAll(dir, "'", `'\''`) + "'"
+	}
+	return "CGO_ENABLED=0 go build -o " + dir + "/ " + pkgs
 }
 
 func isExecutable(p string) bool {

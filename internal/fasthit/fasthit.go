@@ -31,6 +31,7 @@ import (
 	"path"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,18 +46,23 @@ import (
 
 // KeyEnv carries a command line's key from the strata front to strata-core, which writes the
 // memo under it, and from strata-core to the process it runs again in a user namespace
-// (rootless), where the user and the environment are no longer the ones the key is of.
+// (rootless), where the user and the environment are no longer the ones the key is of. Its
+// value is "PID:KEY", PID the front's, which strata-core keeps (the front execs it): a key
+// left in an environment that another process inherits is not taken (TakeKey).
 const KeyEnv = "_STRATA_FASTHIT_KEY"
 
 // DisableEnv, set, turns the cache-hit path off: every build runs in full.
 const DisableEnv = "STRATA_NO_FAST_HIT"
 
-// UsernsStageEnv is internal/rootless's stage variable (a test holds the two equal): this
-// package may not import that one, whose imports are initialised late.
-const UsernsStageEnv = "_STRATA_USERNS_STAGE"
+// memoFormat is the version of the memo's layout, which the strata-core that writes a memo
+// and the front that reads it must share: a front and a strata-core of other versions (one
+// found on PATH) never read each other's memos wrongly.
+const memoFormat = 1
 
 // Memo is what a build or a resolve left for the next run of the same command line.
 type Memo struct {
+	// Format is memoFormat, the layout the memo was written in.
+	Format int `json:"format"`
 	// Command is the command that wrote it: "build" or "spec".
 	Command string `json:"command"`
 	// Spec is the sha256 of the spec file's bytes.
@@ -362,6 +368,20 @@ func Key(args []string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// TakeKey is the key the front left in KeyEnv for this process, which it executed, or, with
+// parent (a rootless strata-core run again in its user namespace), for the parent process;
+// "" if there is none, or it was left for another process.
+func TakeKey(parent bool) string {
+	pid, key, ok := strings.Cut(os.Getenv(KeyEnv), ":")
+	if !ok || key == "" {
+		return ""
+	}
+	if pid == strconv.Itoa(os.Getpid()) || parent && pid == strconv.Itoa(os.Getppid()) {
+		return key
+	}
+	return ""
+}
+
 // Path is where the memo of a key is kept in a store.
 func Path(storeDir, key string) string { return path.Join(storeDir, "memos", key+".memo") }
 
@@ -369,7 +389,7 @@ func Path(storeDir, key string) string { return path.Join(storeDir, "memos", key
 // local entries. It is not synced: a memo lost or cut short by a crash is one that cannot be
 // read (the JSON holds the number of entries), and the next run builds in full.
 func Write(storeDir, key string, m *Memo) error {
-	m.LocalCount = len(m.Local)
+	m.Format, m.LocalCount = memoFormat, len(m.Local)
 	j, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -455,20 +475,17 @@ func Parse(args []string) (Command, bool) {
 // Try answers a `strata build` or `strata spec` command line from its memo if it still
 // holds for core (the strata-core the front would run), printing what the full run would;
 // false, having printed nothing, in every other case. Then, for a line the cache-hit path
-// answers, it leaves the line's key in KeyEnv, for strata-core to write the memo under.
-// The error is one of printing the answer, which the full run would have failed on too.
+// answers, it leaves the line's key in KeyEnv, for strata-core to write the memo under, and
+// for any other line no key. The error is one of printing the answer, which the full run
+// would have failed on too.
 func Try(args []string, core string, stdout, stderr *os.File) (bool, error) {
-	// Not in the process a rootless strata runs again in its user namespace (rootless's
-	// stage variable): that one is the full build the first process chose to run.
-	if os.Getenv(DisableEnv) != "" || os.Getenv(UsernsStageEnv) != "" {
-		return false, nil
-	}
+	os.Unsetenv(KeyEnv)
 	c, ok := Parse(args)
-	if !ok {
+	if !ok || os.Getenv(DisableEnv) != "" {
 		return false, nil
 	}
 	key := Key(args)
-	os.Setenv(KeyEnv, key)
+	os.Setenv(KeyEnv, strconv.Itoa(os.Getpid())+":"+key)
 	if c.Name == "spec" {
 		m, ok := Check(home.Dir(), key, core, c)
 		if !ok {
@@ -507,7 +524,7 @@ func Check(storeDir, key, core string, c Command) (*Memo, bool) {
 		return nil, false
 	}
 	var m Memo
-	if json.Unmarshal(j, &m) != nil || m.Command != c.Name || len(m.Layers) == 0 {
+	if json.Unmarshal(j, &m) != nil || m.Format != memoFormat || m.Command != c.Name || len(m.Layers) == 0 {
 		return nil, false
 	}
 	if c.Name == "build" && len(m.Files) == 0 {

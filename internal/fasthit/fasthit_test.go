@@ -293,6 +293,7 @@ func TestWriteKeepsAnEqualMemo(t *testing.T) {
 func TestTryOffAndMisses(t *testing.T) {
 	dir, spec, _ := memoFixture(t)
 	t.Setenv("STRATA_HOME", dir)
+	t.Setenv(KeyEnv, "")
 	args := []string{"build", "-f", spec, "--progress", "plain"}
 	// The fixture's memo is under "k"; put it under this line's key.
 	b, _ := os.ReadFile(Path(dir, "k"))
@@ -304,22 +305,20 @@ func TestTryOffAndMisses(t *testing.T) {
 	if got := read(t, out); got != "x sha256:aa\n" {
 		t.Errorf("stdout: %q", got)
 	}
-	for _, env := range []string{DisableEnv, UsernsStageEnv} {
-		t.Setenv(env, "1")
-		t.Setenv(KeyEnv, "")
-		if ok, _ := Try(args, self, out, errOut); ok || os.Getenv(KeyEnv) != "" {
-			t.Errorf("Try answers, or leaves a key for strata-core (%q), with %s set", os.Getenv(KeyEnv), env)
-		}
-		os.Unsetenv(env)
+	t.Setenv(DisableEnv, "1")
+	if ok, _ := Try(args, self, out, errOut); ok || os.Getenv(KeyEnv) != "" {
+		t.Errorf("Try answers, or leaves a key for strata-core (%q), with %s set", os.Getenv(KeyEnv), DisableEnv)
 	}
-	// A miss leaves strata-core the key to write the memo under, also for a line that the
-	// live display keeps from the cache-hit path.
+	os.Unsetenv(DisableEnv)
+	// A miss leaves strata-core (which the front executes: the same pid) the key to write
+	// the memo under, also for a line that the live display keeps from the cache-hit path;
+	// another line leaves none, whatever the environment held.
 	tty := []string{"build", "-f", spec, "--progress", "tty"}
-	if ok, _ := Try(tty, self, out, errOut); ok || os.Getenv(KeyEnv) != Key(tty) {
+	if ok, _ := Try(tty, self, out, errOut); ok || TakeKey(false) != Key(tty) {
 		t.Errorf("Try answers for the live display, or leaves the key %q", os.Getenv(KeyEnv))
 	}
-	if ok, _ := Try([]string{"version"}, self, out, errOut); ok || os.Getenv(KeyEnv) != Key(tty) {
-		t.Errorf("Try answers another command, or changes the key: %q", os.Getenv(KeyEnv))
+	if ok, _ := Try([]string{"version"}, self, out, errOut); ok || os.Getenv(KeyEnv) != "" {
+		t.Errorf("Try answers another command, or leaves a key: %q", os.Getenv(KeyEnv))
 	}
 
 	// An answer that cannot be written is an error.
@@ -342,6 +341,41 @@ func TestTryOffAndMisses(t *testing.T) {
 	}
 	if got := read(t, out); got != m.Output || read(t, errOut) != "" {
 		t.Errorf("stdout %q, stderr %q", got, read(t, errOut))
+	}
+}
+
+// TestTakeKey: strata-core takes only a key left for its own pid (the front's, which exec
+// keeps), or, in a rootless strata-core's second run, for its parent's: not one inherited
+// from the environment of some other strata.
+func TestTakeKey(t *testing.T) {
+	for _, c := range []struct {
+		env    string
+		parent bool
+		want   string
+	}{
+		{strconv.Itoa(os.Getpid()) + ":k1", false, "k1"},
+		{strconv.Itoa(os.Getppid()) + ":k2", true, "k2"},
+		{strconv.Itoa(os.Getppid()) + ":k3", false, ""},
+		{strconv.Itoa(os.Getpid()+1) + ":k4", true, ""},
+		{"k5", false, ""},
+		{strconv.Itoa(os.Getpid()) + ":", false, ""},
+		{"", false, ""},
+	} {
+		t.Setenv(KeyEnv, c.env)
+		if got := TakeKey(c.parent); got != c.want {
+			t.Errorf("%s=%q (parent %v): %q, want %q", KeyEnv, c.env, c.parent, got, c.want)
+		}
+	}
+}
+
+// TestCheckFormat: a memo of another layout (a strata-core of another version) does not hold.
+func TestCheckFormat(t *testing.T) {
+	dir, spec, _ := memoFixture(t)
+	p := Path(dir, "k")
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, bytes.Replace(b, []byte(`"format":1,`), []byte(`"format":2,`), 1), 0o644)
+	if _, ok := Check(dir, "k", self, Command{Name: "build", File: spec}); ok {
+		t.Error("a memo of another format holds")
 	}
 }
 

@@ -1,6 +1,5 @@
 // Package home says where strata keeps its store. It is its own package, with nothing
-// heavy beneath it, because the strata command's cache-hit path (internal/fasthit) needs it
-// before the rest of the program is initialised.
+// heavy beneath it, because the strata front (cmd/strata, the cache-hit path) links it.
 package home
 
 import (

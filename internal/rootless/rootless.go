@@ -55,6 +55,10 @@ const minIDs = 65534
 // the user's home, not /var/lib/strata.
 func Active() bool { return userns.RunningInUserNS() }
 
+// Reentered says whether this process is the one Enter ran again in a user namespace, before
+// Enter has returned in it.
+func Reentered() bool { return os.Getenv(stageEnv) == "mapped" }
+
 // Enter makes the process able to build. As root (or in a user namespace already) it returns
 // at once. As an ordinary user it re-runs the program in a user namespace and exits with the
 // program's exit code; it returns only an error that says what the host lacks and how to

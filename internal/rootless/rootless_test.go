@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/strata-build/strata/internal/fasthit"
 )
 
 func TestIDMapReadsEveryRangeOfTheUser(t *testing.T) {
@@ -41,13 +39,5 @@ func TestIDMapSaysWhatToRun(t *testing.T) {
 	os.WriteFile(f, []byte("alice:x:65536\n"), 0o644)
 	if _, err := idMap(f, "alice", "1", "--add-subuids"); err == nil || !strings.Contains(err.Error(), "bad line") {
 		t.Errorf("bad line: %v", err)
-	}
-}
-
-// The cache-hit path stays out of the process Enter runs again by this variable, which it
-// cannot import from here.
-func TestFastHitKnowsTheStageVariable(t *testing.T) {
-	if fasthit.UsernsStageEnv != stageEnv {
-		t.Errorf("fasthit.UsernsStageEnv is %q, the stage variable %q", fasthit.UsernsStageEnv, stageEnv)
 	}
 }
