@@ -9,12 +9,12 @@
 // XDG_DATA_HOME, PATH, TMPDIR), the user, the strata front and strata-core executables, the
 // spec file's bytes, and the local files and folders the plan copies, each by its identity
 // (device, inode, size, times); and whose plan reads nothing else (no registry or remote
-// sources, no stages, mounts, functions or secrets; see internal/cli). A build's memo also lists the store files
-// that make the result: the image's record, manifest and config, and each layer's cache
-// entry and bytes. A later run with the same inputs, whose files are all still those, is
-// the same cache hit: it prints what the full run would print and writes nothing. Anything
-// else (a changed input, a file replaced or gone, a memo that cannot be read) runs in full,
-// which is always right. ccache's direct mode works the same way.
+// sources, no stages, mounts, functions or secrets; see internal/cli). A build's memo also
+// lists the store files that make the result: the image's record, manifest and config, and
+// each layer's cache entry and bytes. A later run with the same inputs, whose files are all
+// still those, is the same cache hit: it prints what the full run would print and writes
+// nothing. Anything else (a changed input, a file replaced or gone, a memo that cannot be
+// read) runs in full, which is always right. ccache's direct mode works the same way.
 package fasthit
 
 import (
